@@ -1,0 +1,49 @@
+# Quick start: `make run` (job on the bundled sample) and `make test` (the suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+CONFIG ?= conf/alm_pipeline.yaml
+
+.PHONY: help install run test unit lint format bench bench-smoke clean java-check
+
+help:
+	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
+	@echo "make test   - lint, type-check and run the test suite (PYTEST_ARGS='-k ...')"
+	@echo "make unit   - only the tests that need no Spark"
+	@echo "make bench  - benchmarks (see docs/PERFORMANCE.md)"
+
+$(STAMP): pyproject.toml constraints.txt
+	rm -f $(VENV)/.installed-*
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,test,dev]'
+	touch $@
+
+install: $(STAMP)
+
+java-check:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "error: Java 17 or newer is required (Spark runs on the JVM) and 'java' is not on PATH." >&2; \
+	  echo "       Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17" >&2; \
+	  exit 1; }
+
+run: $(STAMP) java-check
+	$(BIN)/alm-spark run --config $(CONFIG) $(ARGS)
+
+test: $(STAMP) java-check lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check alm_spark jobs tests benchmarks
+	$(BIN)/ruff format --check alm_spark jobs tests benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format alm_spark jobs tests benchmarks
+	$(BIN)/ruff check --fix alm_spark jobs tests benchmarks
+
+clean:
+	rm -rf $(VENV) alm_output .pytest_cache .mypy_cache .ruff_cache *.egg-info

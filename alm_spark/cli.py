@@ -1,0 +1,159 @@
+"""Command line: ``alm-spark run|compare`` (also ``python -m alm_spark``).
+
+This is an entry point, like ``jobs/alm_pipeline.py``: it is the one place that
+builds a SparkSession. Exit codes: 0 success, 1 failure while running, 2 a bad
+setting, a missing input or an unusable output path (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from alm_spark.config import PipelineConfig, load_config
+from alm_spark.errors import AlmSparkError, ConfigError, InputError, OutputError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("alm_spark")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alm-spark",
+        description="Build ALM training windows from diarized audio manifests on Spark.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline",
+        description="Run the pipeline. Overrides look like section.key=value, values in YAML "
+        "(builder.truncation=false, input.manifest_path=[a.jsonl,b.jsonl]).",
+    )
+    run.add_argument("--config", help="YAML config (local path or URI); defaults apply without it")
+    run.add_argument("overrides", nargs="*", metavar="section.key=value")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress or summary output")
+    run.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two outputs line by line (e.g. ours against NeMo Curator's)",
+        description="Compare two manifests under the spec's equality rules: lines in any "
+        "order, keys in any order, numbers by value (floats to 1e-6), null equal to absent.",
+    )
+    compare.add_argument("actual", help="output directory or JSONL file (.gz allowed)")
+    compare.add_argument("expected", help="reference JSONL file or directory (.gz allowed)")
+    compare.add_argument("--show", type=int, default=10, help="differences to print (default 10)")
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"alm-spark: error: {message}", file=sys.stderr)
+
+
+def _under_spark_submit() -> bool:
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "SPARK_ENV_LOADED" in os.environ
+
+
+def _check_java() -> None:
+    if _under_spark_submit() or os.environ.get("JAVA_HOME") or shutil.which("java"):
+        return
+    raise ConfigError(
+        "Java 17 or newer is required (Spark runs on the JVM) and 'java' is not on PATH; "
+        "install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+    )
+
+
+def build_session(config: PipelineConfig) -> Any:
+    """Build (or join) the SparkSession for a run, with the job's settings."""
+    from pyspark.sql import SparkSession
+
+    from alm_spark.session import configure_builder
+
+    local = not config.spark.master or config.spark.master.startswith("local")
+    if local and not _under_spark_submit():
+        # Workers must run this interpreter, or they import a Python without our packages.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    spark = configure_builder(SparkSession.builder, config.spark).getOrCreate()
+    try:
+        spark.sparkContext.setLogLevel("ERROR")
+    except Exception:  # noqa: BLE001 - not available under Spark Connect
+        log.debug("could not set the Spark log level")
+    return spark
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alm_spark.io import check_local_inputs
+
+    config = load_config(args.config, args.overrides)
+    check_local_inputs(config.input.paths)
+    _check_java()
+    from alm_spark.pipeline import format_summary, run_pipeline
+
+    spark = build_session(config)
+    try:
+        result = run_pipeline(spark, config)
+    finally:
+        if not _under_spark_submit():
+            spark.stop()
+    if not args.quiet:
+        print(format_summary(result))
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from alm_spark.compare import compare_paths
+
+    for path in (args.actual, args.expected):
+        if not os.path.exists(path):
+            raise InputError(f"{path}: no such file or directory")
+    result = compare_paths(args.actual, args.expected)
+    print(
+        f"actual lines: {result.actual_lines}  expected lines: {result.expected_lines}  "
+        f"matched: {result.matched}"
+    )
+    for problem in result.problems[: args.show]:
+        print(f"  {problem}")
+    if len(result.problems) > args.show:
+        print(f"  ... {len(result.problems) - args.show} more")
+    print("EQUAL" if result.equal else "DIFFERENT")
+    return EXIT_OK if result.equal else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        return _run(args) if args.command == "run" else _compare(args)
+    except (ConfigError, InputError, OutputError) as err:
+        _error(str(err))
+        return EXIT_USAGE
+    except AlmSparkError as err:
+        _error(str(err))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_FAILED
+    except Exception as err:  # noqa: BLE001 - report failures in one line unless --debug
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        _error(f"run failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        if not getattr(args, "debug", False):
+            print("alm-spark: rerun with --debug for the full traceback", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,425 @@
+"""Job configuration: frozen dataclasses, YAML loading, overrides and validation.
+
+A config has five sections: ``input``, ``output``, ``builder``, ``overlap`` and
+``spark``. ``builder`` and ``overlap`` use the reference's parameter names. Every
+value is checked before any Spark work; a bad one raises :class:`ConfigError`
+whose message starts with the setting's name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from alm_spark.errors import ConfigError
+from alm_spark.windows import WindowParams
+
+Validator = Callable[[Any, str], Any]
+
+
+def bundled_sample_path() -> str:
+    """Path of the small sample manifest shipped inside the package."""
+    return str(resources.files("alm_spark").joinpath("data", "sample_manifest.jsonl"))
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Where the manifests are.
+
+    Attributes:
+        manifest_path: Files, directories (searched recursively for ``.jsonl``/``.json``
+            and their ``.gz`` forms), globs or URIs. Empty means the bundled sample.
+    """
+
+    manifest_path: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The manifest paths, with the bundled sample standing in for none."""
+        return self.manifest_path or (bundled_sample_path(),)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the output goes.
+
+    Attributes:
+        path: Output directory (local path or URI); replaced on every run.
+    """
+
+    path: str = "./alm_output"
+
+
+@dataclass(frozen=True)
+class BuilderConfig:
+    """ALMDataBuilderStage parameters (spec §1); defaults are the reference's."""
+
+    target_window_duration: float = 120.0
+    tolerance: float = 0.1
+    min_bandwidth: float = 8000
+    min_sample_rate: float = 16000
+    min_speakers: int = 2
+    max_speakers: int = 5
+    truncation: bool = True
+    drop_fields: tuple[str, ...] = ("words",)
+    drop_fields_top_level: tuple[str, ...] = ("words", "segments")
+
+    @property
+    def min_duration(self) -> float:
+        """``T - T*tolerance``, computed as the reference does."""
+        return self.target_window_duration - self.target_window_duration * self.tolerance
+
+    @property
+    def max_duration(self) -> float:
+        """``T + T*tolerance``, computed as the reference does."""
+        return self.target_window_duration + self.target_window_duration * self.tolerance
+
+    def window_params(self) -> WindowParams:
+        """The settings in the form the window logic takes."""
+        return WindowParams(
+            min_duration=self.min_duration,
+            max_duration=self.max_duration,
+            min_bandwidth=self.min_bandwidth,
+            min_speakers=self.min_speakers,
+            max_speakers=self.max_speakers,
+            truncation=self.truncation,
+            drop_fields=frozenset(self.drop_fields),
+        )
+
+
+@dataclass(frozen=True)
+class OverlapConfig:
+    """ALMDataOverlapStage parameters (spec §2); the shipped default percentage is 50."""
+
+    overlap_percentage: int = 50
+    target_duration: float = 120.0
+
+    @property
+    def threshold(self) -> float:
+        """``overlap_percentage / 100``."""
+        return self.overlap_percentage / 100
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """How the SparkSession is built.
+
+    Attributes:
+        master: Spark master URL; None leaves it to spark-submit (or ``local[*]``).
+        app_name: Application name shown in the Spark UI.
+        conf: Extra Spark settings, applied when the session is built.
+    """
+
+    master: str | None = None
+    app_name: str = "alm_spark"
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole job configuration."""
+
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    builder: BuilderConfig = field(default_factory=BuilderConfig)
+    overlap: OverlapConfig = field(default_factory=OverlapConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists, dicts, scalars), e.g. for ``_metrics.json``."""
+        out: dict[str, Any] = {}
+        for section in fields(self):
+            values = getattr(self, section.name)
+            out[section.name] = {
+                f.name: _plain(getattr(values, f.name)) for f in fields(values)
+            }
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+# --- value validators -------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping" if isinstance(value, dict) else type(value).__name__
+
+
+def _number(*, positive: bool = False, non_negative: bool = False) -> Validator:
+    def check(value: Any, name: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+        if positive and value <= 0:
+            raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
+        if non_negative and value < 0:
+            raise ConfigError(f"{name}: must not be negative, got {value!r}")
+        return value
+
+    return check
+
+
+def _integer(low: int | None = None, high: int | None = None) -> Validator:
+    def check(value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected a whole number, got {_describe(value)}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{name}: must be {bounds}, got {value}")
+        return value
+
+    return check
+
+
+def _boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: expected true or false, got {_describe(value)}")
+    return value
+
+
+def _names(value: Any, name: str) -> tuple[str, ...]:
+    """Comma-separated names or a list of names; items trimmed, blanks dropped."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: Sequence[Any] = value.split(",")
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise ConfigError(f"{name}: expected comma-separated names or a list, got {_describe(value)}")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"{name}: every name must be text, got {_describe(item)}")
+        if item.strip() and item.strip() not in out:
+            out.append(item.strip())
+    return tuple(out)
+
+
+def _paths(value: Any, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{name}: expected a path or a list of paths, got {_describe(item)}")
+        out.append(item.strip())
+    return tuple(out)
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name}: expected non-empty text, got {_describe(value)}")
+    return value.strip()
+
+
+def _optional_text(value: Any, name: str) -> str | None:
+    return None if value is None else _text(value, name)
+
+
+def _spark_conf(value: Any, name: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a mapping of Spark settings, got {_describe(value)}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"{name}: setting names must be text, got {_describe(key)}")
+        if isinstance(item, bool):
+            out[key] = str(item).lower()
+        elif isinstance(item, (int, float, str)):
+            out[key] = str(item)
+        else:
+            raise ConfigError(f"{name}.{key}: expected a single value, got {_describe(item)}")
+    return out
+
+
+_SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
+    "input": (InputConfig, {"manifest_path": _paths}),
+    "output": (OutputConfig, {"path": _text}),
+    "builder": (
+        BuilderConfig,
+        {
+            "target_window_duration": _number(positive=True),
+            "tolerance": _number(non_negative=True),
+            "min_bandwidth": _number(),
+            "min_sample_rate": _number(),
+            "min_speakers": _integer(low=0),
+            "max_speakers": _integer(low=0),
+            "truncation": _boolean,
+            "drop_fields": _names,
+            "drop_fields_top_level": _names,
+        },
+    ),
+    "overlap": (
+        OverlapConfig,
+        {"overlap_percentage": _integer(0, 100), "target_duration": _number(positive=True)},
+    ),
+    "spark": (SparkConfig, {"master": _optional_text, "app_name": _text, "conf": _spark_conf}),
+}
+
+
+def build_config(raw: Mapping[str, Any] | None) -> PipelineConfig:
+    """Validate plain data (as loaded from YAML) into a :class:`PipelineConfig`.
+
+    Args:
+        raw: ``{section: {key: value}}``; missing sections and keys take defaults.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: Naming the first bad setting.
+    """
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping of sections, got {_describe(raw)}")
+    sections: dict[str, Any] = {}
+    for section, body in raw.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(_SECTIONS)})")
+        cls, validators = _SECTIONS[section]
+        if body is None:
+            continue
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{section}: expected a mapping of settings, got {_describe(body)}")
+        values: dict[str, Any] = {}
+        for key, value in body.items():
+            if key not in validators:
+                known = ", ".join(validators)
+                raise ConfigError(f"{section}.{key}: unknown setting (known: {known})")
+            values[key] = validators[key](value, f"{section}.{key}")
+        sections[section] = cls(**values)
+    config = PipelineConfig(**sections)
+    _check_cross_field(config)
+    return config
+
+
+def _check_cross_field(config: PipelineConfig) -> None:
+    builder = config.builder
+    if builder.min_speakers > builder.max_speakers:
+        raise ConfigError(
+            f"builder.min_speakers: {builder.min_speakers} is greater than "
+            f"builder.max_speakers ({builder.max_speakers})"
+        )
+    bad = [name for name in ("start", "end") if name in builder.drop_fields]
+    if bad:
+        raise ConfigError(
+            f"builder.drop_fields: cannot drop {' or '.join(bad)}; windows are measured with them"
+        )
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into its key path and YAML-parsed value.
+
+    ``spark.conf.<name>=value`` addresses one Spark setting, dots and all.
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or "." not in key:
+        raise ConfigError(f"{text}: overrides look like section.key=value")
+    section, _, rest = key.partition(".")
+    if section == "spark" and rest.startswith("conf."):
+        path = [section, "conf", rest[len("conf.") :]]
+    else:
+        path = [section, rest]
+    if not all(path):
+        raise ConfigError(f"{text}: overrides look like section.key=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{key}: cannot parse value {value!r} ({err.__class__.__name__})") from None
+    return path, parsed
+
+
+def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``section.key=value`` overrides applied."""
+    merged: dict[str, Any] = {
+        k: dict(v) if isinstance(v, Mapping) else v for k, v in (raw or {}).items()
+    }
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {} if child is None else child
+                if not isinstance(child, dict):
+                    raise ConfigError(f"{'.'.join(path[:-1])}: expected a mapping to override into")
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return merged
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """Read a YAML config from a local path or any URI fsspec can open."""
+    import fsspec
+
+    try:
+        with fsspec.open(path, "rt", encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"--config: file not found: {path}") from None
+    except (OSError, ImportError, ValueError) as err:
+        raise ConfigError(f"--config: cannot read {path}: {err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config: {path} is not valid YAML: {err}".replace("\n", " ")) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of sections")
+    return data or {}
+
+
+def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """Load a YAML config (optional), apply overrides and validate.
+
+    Args:
+        path: Config file; None uses only defaults and overrides.
+        overrides: ``section.key=value`` strings, values parsed as YAML.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: Naming the first bad setting.
+    """
+    raw = read_yaml(path) if path else {}
+    return build_config(apply_overrides(raw, overrides))
+
+
+def with_overrides(config: PipelineConfig, **sections: Mapping[str, Any]) -> PipelineConfig:
+    """A copy of ``config`` with some settings replaced and re-validated.
+
+    Example: ``with_overrides(cfg, overlap={"overlap_percentage": 0})``.
+    """
+    raw = config.to_dict()
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    updated = build_config(raw)
+    return replace(updated)

@@ -1,0 +1,151 @@
+"""Parse and validate one manifest line (ALM_SPEC §4).
+
+A line is accepted only when every field the algorithm reads has the right shape,
+in every segment and every word, whether or not the window loop would reach it.
+Anything else raises :class:`RejectedLine` with a reason that names the JSON path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from alm_spark.windows import SegmentTable
+
+_MISSING = object()
+
+
+class RejectedLine(ValueError):
+    """A manifest line that cannot be processed; ``str(err)`` is the reason."""
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _is_number(value: Any) -> bool:
+    # type() rather than isinstance(): JSON true/false decode to bool, a subclass of int.
+    kind = type(value)
+    return kind is float or kind is int
+
+
+@dataclass
+class ParsedEntry:
+    """A validated entry: the decoded object and its segments as columns."""
+
+    data: dict[str, Any]
+    table: SegmentTable
+
+
+def decode_line(text: str) -> dict[str, Any]:
+    """Decode one line into a JSON object, or raise :class:`RejectedLine`.
+
+    The line is stripped first (as the reference's reader does). ``NaN`` and
+    ``Infinity`` tokens are refused; a duplicated key keeps its last value.
+    """
+    try:
+        value = _DECODER.decode(text.strip())
+    except RecursionError:
+        raise RejectedLine("invalid JSON: nested too deeply") from None
+    except ValueError as err:
+        raise RejectedLine(f"invalid JSON: {err}") from None
+    if type(value) is not dict:
+        raise RejectedLine(f"not a JSON object (got {_type_name(value)})")
+    return value
+
+
+def _require_number(value: Any, path: str, *, finite: bool = False) -> None:
+    if value is _MISSING:
+        raise RejectedLine(f"{path}: missing")
+    if not _is_number(value):
+        raise RejectedLine(f"{path}: not a number (got {_type_name(value)})")
+    if finite and not math.isfinite(value):
+        raise RejectedLine(f"{path}: number out of double range")
+
+
+def _check_words(words: Any, path: str) -> None:
+    if type(words) is not list:
+        raise RejectedLine(f"{path}: not an array (got {_type_name(words)})")
+    for k, word in enumerate(words):
+        if type(word) is not dict:
+            raise RejectedLine(f"{path}[{k}]: not an object (got {_type_name(word)})")
+        end = word.get("end", _MISSING)
+        if not _is_number(end):
+            _require_number(end, f"{path}[{k}].end")
+        text = word.get("word")
+        if text and type(text) is not str:
+            raise RejectedLine(f"{path}[{k}].word: not a string (got {_type_name(text)})")
+
+
+def parse_entry(data: dict[str, Any]) -> ParsedEntry:
+    """Validate a decoded entry and extract its segment columns.
+
+    Args:
+        data: A decoded manifest line.
+
+    Returns:
+        The entry with its :class:`~alm_spark.windows.SegmentTable`.
+
+    Raises:
+        RejectedLine: When a field the algorithm reads has the wrong shape.
+    """
+    rate = data.get("audio_sample_rate", _MISSING)
+    if rate is not _MISSING and not _is_number(rate):
+        _require_number(rate, "audio_sample_rate")
+    segments = data.get("segments", [])
+    if type(segments) is not list:
+        raise RejectedLine(f"segments: not an array (got {_type_name(segments)})")
+
+    count = len(segments)
+    starts: list[Any] = [0.0] * count
+    ends: list[Any] = [0.0] * count
+    bandwidth: list[Any] = [0] * count
+    speakers: list[Any] = [None] * count
+    has_speaker = [False] * count
+    for i, seg in enumerate(segments):
+        if type(seg) is not dict:
+            raise RejectedLine(f"segments[{i}]: not an object (got {_type_name(seg)})")
+        start = seg.get("start", _MISSING)
+        end = seg.get("end", _MISSING)
+        _require_number(start, f"segments[{i}].start", finite=True)
+        _require_number(end, f"segments[{i}].end", finite=True)
+        starts[i] = start
+        ends[i] = end
+        if "metrics" in seg:
+            metrics = seg["metrics"]
+            if type(metrics) is not dict:
+                raise RejectedLine(f"segments[{i}].metrics: not an object (got {_type_name(metrics)})")
+            value = metrics.get("bandwidth", 0)
+            if not _is_number(value):
+                _require_number(value, f"segments[{i}].metrics.bandwidth")
+            bandwidth[i] = value
+        if "speaker" in seg:
+            has_speaker[i] = True
+            speaker = seg["speaker"]
+            if speaker is not None and type(speaker) is not str:
+                raise RejectedLine(f"segments[{i}].speaker: not a string (got {_type_name(speaker)})")
+            speakers[i] = speaker
+        if "words" in seg:
+            _check_words(seg["words"], f"segments[{i}].words")
+
+    table = SegmentTable.from_columns(segments, starts, ends, bandwidth, speakers, has_speaker)
+    return ParsedEntry(data=data, table=table)

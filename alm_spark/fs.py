@@ -1,0 +1,243 @@
+"""File-system operations the driver needs: find inputs, publish the output.
+
+Two implementations of one small interface:
+
+* :class:`HadoopFileSystem` goes through the session's Hadoop configuration, so it
+  reaches every scheme the cluster's Spark reads (``file:``, ``hdfs:``, ``s3a:``,
+  ``abfss:``, ``gs:``, ``dbfs:``) with the cluster's own credentials;
+* :class:`FsspecFileSystem` is used where there is no JVM to talk to (Spark Connect)
+  and in tests without Spark.
+
+Only metadata and small files (``_metrics.json``, ``_SUCCESS``) pass through here;
+data is always read and written by Spark.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+GLOB_CHARS = frozenset("*?[{")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A listed path."""
+
+    path: str
+    is_dir: bool
+
+
+class FileSystem(Protocol):
+    """What the pipeline needs from a file system. Paths are URIs or local paths."""
+
+    def qualify(self, path: str) -> str:
+        """Absolute, scheme-qualified form of ``path``."""
+        ...
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` exists."""
+        ...
+
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is an existing directory."""
+        ...
+
+    def glob(self, pattern: str) -> list[FileInfo]:
+        """Paths matching a glob pattern."""
+        ...
+
+    def list_dir(self, path: str) -> list[FileInfo]:
+        """Direct children of a directory."""
+        ...
+
+    def mkdirs(self, path: str) -> None:
+        """Create a directory and its parents."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Delete a file or a directory tree; no error when absent."""
+        ...
+
+    def rename(self, src: str, dst: str) -> None:
+        """Move ``src`` to ``dst``, which must not exist."""
+        ...
+
+    def write_text(self, path: str, text: str) -> None:
+        """Create or replace a small UTF-8 file."""
+        ...
+
+    def read_text(self, path: str) -> str:
+        """Read a small UTF-8 file."""
+        ...
+
+
+def join(base: str, *names: str) -> str:
+    """Join path segments with ``/`` (URIs and POSIX paths alike)."""
+    return "/".join([base.rstrip("/"), *names])
+
+
+def parent_and_name(path: str) -> tuple[str, str]:
+    """Split a path or URI into its parent and last segment."""
+    trimmed = path.rstrip("/")
+    head, _, tail = trimmed.rpartition("/")
+    return head, tail
+
+
+def has_glob(path: str) -> bool:
+    """Whether a path holds glob characters."""
+    return any(ch in GLOB_CHARS for ch in path)
+
+
+def is_within(path: str, root: str) -> bool:
+    """Whether qualified ``path`` equals ``root`` or lies under it."""
+    path, root = path.rstrip("/"), root.rstrip("/")
+    return path == root or path.startswith(root + "/")
+
+
+class HadoopFileSystem:
+    """File operations through the JVM's Hadoop FileSystem (classic Spark only)."""
+
+    def __init__(self, spark: Any) -> None:
+        """Bind to a classic SparkSession's JVM and Hadoop configuration."""
+        self._jvm = spark.sparkContext._jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def _path(self, path: str) -> tuple[Any, Any]:
+        jpath = self._jvm.org.apache.hadoop.fs.Path(path)
+        return jpath, jpath.getFileSystem(self._conf)
+
+    def qualify(self, path: str) -> str:  # noqa: D102
+        jpath, fs = self._path(path)
+        return str(fs.makeQualified(jpath).toString())
+
+    def exists(self, path: str) -> bool:  # noqa: D102
+        jpath, fs = self._path(path)
+        return bool(fs.exists(jpath))
+
+    def is_dir(self, path: str) -> bool:  # noqa: D102
+        jpath, fs = self._path(path)
+        return bool(fs.exists(jpath) and fs.getFileStatus(jpath).isDirectory())
+
+    def glob(self, pattern: str) -> list[FileInfo]:  # noqa: D102
+        jpath, fs = self._path(pattern)
+        statuses = fs.globStatus(jpath) or []
+        return [FileInfo(str(s.getPath().toString()), bool(s.isDirectory())) for s in statuses]
+
+    def list_dir(self, path: str) -> list[FileInfo]:  # noqa: D102
+        jpath, fs = self._path(path)
+        return [
+            FileInfo(str(s.getPath().toString()), bool(s.isDirectory()))
+            for s in fs.listStatus(jpath)
+        ]
+
+    def mkdirs(self, path: str) -> None:  # noqa: D102
+        jpath, fs = self._path(path)
+        if not fs.mkdirs(jpath):
+            raise OSError(f"cannot create directory {path}")
+
+    def delete(self, path: str) -> None:  # noqa: D102
+        jpath, fs = self._path(path)
+        if fs.exists(jpath) and not fs.delete(jpath, True):
+            raise OSError(f"cannot delete {path}")
+
+    def rename(self, src: str, dst: str) -> None:  # noqa: D102
+        jsrc, fs = self._path(src)
+        jdst, _ = self._path(dst)
+        if fs.exists(jdst):
+            raise OSError(f"cannot move {src} to {dst}: destination exists")
+        if not fs.rename(jsrc, jdst):
+            raise OSError(f"cannot move {src} to {dst}")
+
+    def write_text(self, path: str, text: str) -> None:  # noqa: D102
+        jpath, fs = self._path(path)
+        stream = fs.create(jpath, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def read_text(self, path: str) -> str:  # noqa: D102
+        jpath, fs = self._path(path)
+        stream = fs.open(jpath)
+        try:
+            return str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        finally:
+            stream.close()
+
+
+class FsspecFileSystem:
+    """File operations through fsspec (local paths, and remote ones with its extras)."""
+
+    def _fs(self, path: str) -> tuple[Any, str]:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(path)
+        return fs, root
+
+    @staticmethod
+    def _unstrip(fs: Any, original: str, path: str) -> str:
+        return str(fs.unstrip_protocol(path)) if "://" in original else path
+
+    def qualify(self, path: str) -> str:  # noqa: D102
+        fs, root = self._fs(path)
+        if "://" in path:
+            return str(fs.unstrip_protocol(root))
+        return "file:" + posixpath.normpath(root)
+
+    def exists(self, path: str) -> bool:  # noqa: D102
+        fs, root = self._fs(path)
+        return bool(fs.exists(root))
+
+    def is_dir(self, path: str) -> bool:  # noqa: D102
+        fs, root = self._fs(path)
+        return bool(fs.isdir(root))
+
+    def glob(self, pattern: str) -> list[FileInfo]:  # noqa: D102
+        fs, root = self._fs(pattern)
+        return [
+            FileInfo(self._unstrip(fs, pattern, p), bool(fs.isdir(p))) for p in sorted(fs.glob(root))
+        ]
+
+    def list_dir(self, path: str) -> list[FileInfo]:  # noqa: D102
+        fs, root = self._fs(path)
+        return [
+            FileInfo(self._unstrip(fs, path, item["name"]), item["type"] == "directory")
+            for item in fs.ls(root, detail=True)
+        ]
+
+    def mkdirs(self, path: str) -> None:  # noqa: D102
+        fs, root = self._fs(path)
+        fs.makedirs(root, exist_ok=True)
+
+    def delete(self, path: str) -> None:  # noqa: D102
+        fs, root = self._fs(path)
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+
+    def rename(self, src: str, dst: str) -> None:  # noqa: D102
+        fs, src_root = self._fs(src)
+        _, dst_root = self._fs(dst)
+        if fs.exists(dst_root):
+            raise OSError(f"cannot move {src} to {dst}: destination exists")
+        fs.mv(src_root, dst_root, recursive=True)
+
+    def write_text(self, path: str, text: str) -> None:  # noqa: D102
+        fs, root = self._fs(path)
+        with fs.open(root, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def read_text(self, path: str) -> str:  # noqa: D102
+        fs, root = self._fs(path)
+        with fs.open(root, "r", encoding="utf-8") as handle:
+            return str(handle.read())
+
+
+def filesystem_for(spark: Any) -> FileSystem:
+    """The Hadoop file system of a classic session, else fsspec (e.g. Spark Connect)."""
+    try:
+        spark.sparkContext._jsc  # noqa: B018 - raises under Spark Connect
+    except Exception:  # noqa: BLE001 - any failure means no JVM access
+        return FsspecFileSystem()
+    return HadoopFileSystem(spark)

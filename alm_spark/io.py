@@ -1,0 +1,147 @@
+"""Reading manifests and writing results; nothing else.
+
+Manifests are read as text (one row per physical line) rather than with Spark's
+JSON reader: a line is decoded in Python, exactly, so every value keeps its JSON
+type even when a key's type differs from line to line.
+"""
+
+from __future__ import annotations
+
+import glob as pyglob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from alm_spark.errors import InputError
+from alm_spark.fs import FileSystem, has_glob
+from alm_spark.schemas import (
+    KIND_BLOCK,
+    KIND_REJECTED,
+    STAGED_BLOCK_SCHEMA,
+    STAGED_REJECTED_SCHEMA,
+)
+
+#: Files read from a directory (searched recursively); named files are read whatever
+#: their name. Spark skips names starting with "_" or "." everywhere.
+MANIFEST_NAME_GLOB = "*.{jsonl,json,jsonl.gz,json.gz}"
+MANIFEST_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+
+
+@dataclass(frozen=True)
+class ManifestSources:
+    """Input paths sorted by how Spark must read them."""
+
+    files: tuple[str, ...]
+    directories: tuple[str, ...]
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path and not path.startswith(("file:", "hdfs:", "dbfs:"))
+
+
+def check_local_inputs(paths: Sequence[str]) -> None:
+    """Fail fast, before Spark starts, when a local input path does not exist.
+
+    Remote URIs are checked later, through the cluster's file system.
+
+    Raises:
+        InputError: Naming ``input.manifest_path`` and the missing path.
+    """
+    for path in paths:
+        if not _is_local(path):
+            continue
+        found = pyglob.glob(path) if has_glob(path) else os.path.exists(path)
+        if not found:
+            raise InputError(f"input.manifest_path: no such file or directory: {path}")
+
+
+def resolve_manifest_paths(fs: FileSystem, paths: Sequence[str]) -> ManifestSources:
+    """Expand globs and sort input paths into files and directories.
+
+    Raises:
+        InputError: When a path or glob matches nothing.
+    """
+    files: list[str] = []
+    directories: list[str] = []
+    for path in paths:
+        if has_glob(path):
+            matches = fs.glob(path)
+            if not matches:
+                raise InputError(f"input.manifest_path: the pattern matches nothing: {path}")
+            for match in matches:
+                (directories if match.is_dir else files).append(match.path)
+        elif not fs.exists(path):
+            raise InputError(f"input.manifest_path: no such file or directory: {path}")
+        elif fs.is_dir(path):
+            directories.append(fs.qualify(path))
+        else:
+            files.append(fs.qualify(path))
+    return ManifestSources(tuple(dict.fromkeys(files)), tuple(dict.fromkeys(directories)))
+
+
+def _with_location(df: DataFrame) -> DataFrame:
+    return df.select(
+        F.col("_metadata.file_path").alias("source"),
+        F.col("_metadata.file_block_start").alias("block_start"),
+        F.col("value"),
+    )
+
+
+def read_manifest_lines(spark: SparkSession, sources: ManifestSources) -> DataFrame:
+    """Read every physical line of the manifests, with where it came from.
+
+    Args:
+        spark: The session.
+        sources: Resolved input paths.
+
+    Returns:
+        ``source, block_start, value`` (:data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`).
+
+    Raises:
+        InputError: When no manifest file is found.
+    """
+    frames = []
+    if sources.files:
+        frames.append(_with_location(spark.read.text(list(sources.files))))
+    if sources.directories:
+        reader = (
+            spark.read.option("recursiveFileLookup", "true")
+            .option("pathGlobFilter", MANIFEST_NAME_GLOB)
+            .text(list(sources.directories))
+        )
+        frames.append(_with_location(reader))
+    lines_df = reduce(DataFrame.unionByName, frames)
+    if not lines_df.inputFiles():
+        where = ", ".join(sources.directories)
+        raise InputError(
+            f"input.manifest_path: no manifest files ({', '.join(MANIFEST_SUFFIXES)}) under {where}"
+        )
+    return lines_df
+
+
+def count_input_files(lines_df: DataFrame) -> int:
+    """Number of files a lines DataFrame reads (from Spark's file index)."""
+    return len(lines_df.inputFiles())
+
+
+def write_staged_results(results_df: DataFrame, path: str) -> None:
+    """Write result rows as text, one directory per kind (``kind=entry`` and so on)."""
+    results_df.select("kind", "line").write.mode("overwrite").partitionBy("kind").text(path)
+
+
+def read_staged(spark: SparkSession, path: str) -> tuple[DataFrame, DataFrame]:
+    """Read the staged rejected records and split records back."""
+    rejected_df = spark.read.schema(STAGED_REJECTED_SCHEMA).json(f"{path}/kind={KIND_REJECTED}")
+    blocks_df = spark.read.schema(STAGED_BLOCK_SCHEMA).json(f"{path}/kind={KIND_BLOCK}")
+    return rejected_df, blocks_df
+
+
+def write_json_lines(df: DataFrame, path: str) -> None:
+    """Write each row as one JSON object per line (nulls written, not dropped)."""
+    df.select(F.to_json(F.struct(*df.columns), {"ignoreNullFields": "false"})).write.mode(
+        "overwrite"
+    ).text(path)

@@ -1,0 +1,246 @@
+"""The job: manifests in, windows out. Takes a SparkSession; never creates one.
+
+One pass over the data:
+
+1. read every physical line as text, with its file and split (:mod:`alm_spark.io`);
+2. build windows and filter overlaps per line where it was read
+   (:func:`~alm_spark.transforms.process_manifest_lines`), while
+   ``DataFrame.observe`` totals the figures on the executors;
+3. write output lines, rejected lines and per-split line counts in one write, to
+   a staging directory next to ``output.path``;
+4. number the rejected lines (a small job over the staged records), then move the
+   files into place, write ``_metrics.json`` and ``_SUCCESS``, and swap the staging
+   directory in for the old output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pyspark.sql import Observation, SparkSession
+
+from alm_spark.config import PipelineConfig
+from alm_spark.errors import OutputError
+from alm_spark.fs import FileSystem, filesystem_for, is_within, join, parent_and_name
+from alm_spark.io import (
+    ManifestSources,
+    read_manifest_lines,
+    read_staged,
+    resolve_manifest_paths,
+    write_json_lines,
+    write_staged_results,
+)
+from alm_spark.schemas import KIND_ENTRY
+from alm_spark.session import job_sql_conf, scoped_conf
+from alm_spark.transforms import process_manifest_lines, result_metrics, with_line_numbers
+from alm_spark.windows import LOSS_COUNTERS
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "_metrics.json"
+SUCCESS_FILE = "_SUCCESS"
+REJECTED_DIR = "_rejected"
+_OUR_MARKERS = (METRICS_FILE, SUCCESS_FILE)
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        output_path: Qualified output directory.
+        metrics: The content of ``_metrics.json``.
+    """
+
+    output_path: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def _check_output_location(fs: FileSystem, output: str, sources: ManifestSources) -> None:
+    for path in (*sources.files, *sources.directories):
+        qualified = fs.qualify(path)
+        if is_within(qualified, output):
+            raise OutputError(f"output.path: {output} contains the input {qualified}")
+        if qualified in sources.directories and is_within(output, qualified):
+            raise OutputError(
+                f"output.path: {output} is inside the input directory {qualified}; "
+                "a later run would read the output as input"
+            )
+    if not fs.exists(output):
+        return
+    if not fs.is_dir(output):
+        raise OutputError(f"output.path: {output} exists and is a file")
+    children = {parent_and_name(info.path)[1] for info in fs.list_dir(output)}
+    if children and not children.intersection(_OUR_MARKERS):
+        raise OutputError(
+            f"output.path: {output} exists and is not an alm_spark output "
+            f"(no {METRICS_FILE} or {SUCCESS_FILE}); refusing to replace it"
+        )
+
+
+def _move_parts(fs: FileSystem, src_dir: str, dst_dir: str) -> int:
+    """Move Spark's ``part-*`` files into ``dst_dir`` as ``.jsonl``; returns how many."""
+    if not fs.exists(src_dir):
+        return 0
+    moved = 0
+    for info in fs.list_dir(src_dir):
+        name = parent_and_name(info.path)[1]
+        if info.is_dir or not name.startswith("part-"):
+            continue
+        target = name.replace(".txt", ".jsonl", 1) if ".txt" in name else name
+        fs.rename(info.path, join(dst_dir, target))
+        moved += 1
+    return moved
+
+
+def _publish(fs: FileSystem, staging: str, output: str, run_id: str) -> None:
+    """Swap the finished staging directory in for the output path."""
+    if fs.exists(output):
+        parent, name = parent_and_name(output)
+        retired = join(parent, f".{name}.replaced-{run_id}")
+        fs.rename(output, retired)
+        fs.rename(staging, output)
+        fs.delete(retired)
+    else:
+        fs.rename(staging, output)
+
+
+def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
+    entries = int(raw["entries_written"])
+    rejected = int(raw["lines_rejected"])
+    return {
+        "input_lines": entries + rejected,
+        "blank_lines": int(raw["blank_lines"]),
+        "entries_written": entries,
+        "lines_rejected": rejected,
+        "internal_errors": int(raw["internal_errors"]),
+        "entries_below_sample_rate": int(raw["below_sample_rate"]),
+        "segments": int(raw["total_segments"]),
+        "audio_duration": float(raw["total_dur"]),
+        "builder_windows": int(raw["windows"]),
+        "builder_windows_duration": float(raw["total_dur_window"]),
+        "filtered_windows": int(raw["filtered_windows"]),
+        "filtered_pairs": int(raw["filtered_pairs"]),
+        "filtered_dur": float(raw["filtered_dur"]),
+        "truncation_events": int(raw["truncation_events"]),
+        "losses": {
+            key: value
+            for name in LOSS_COUNTERS
+            for key, value in ((name, int(raw[name])), (f"dur_{name}", float(raw[f"dur_{name}"])))
+        },
+    }
+
+
+def run_pipeline(
+    spark: SparkSession, config: PipelineConfig, fs: FileSystem | None = None
+) -> RunResult:
+    """Run the whole job and publish its output.
+
+    Args:
+        spark: An existing session (classic or Spark Connect).
+        config: Validated configuration.
+        fs: File system for metadata operations; derived from ``spark`` when None.
+
+    Returns:
+        The output location and the run's figures.
+
+    Raises:
+        InputError: When an input path is missing or holds no manifests.
+        OutputError: When the output path cannot be used.
+    """
+    fs = fs or filesystem_for(spark)
+    started = time.time()
+    run_id = new_run_id()
+    sources = resolve_manifest_paths(fs, config.input.paths)
+    output = fs.qualify(config.output.path)
+    _check_output_location(fs, output, sources)
+    parent, name = parent_and_name(output)
+    staging = join(parent, f".{name}.staging-{run_id}")
+    data_dir = join(staging, "_data")
+
+    try:
+        with scoped_conf(spark, job_sql_conf(config.spark)):
+            lines_df = read_manifest_lines(spark, sources)
+            input_files = len(lines_df.inputFiles())
+            log.info("processing %d manifest file(s) into %s", input_files, output)
+            observation = Observation(f"alm_spark_{run_id.replace('-', '_')}")
+            results_df = lines_df.transform(
+                process_manifest_lines, config.builder, config.overlap
+            ).observe(observation, *result_metrics())
+            write_staged_results(results_df, data_dir)
+            raw = observation.get
+            numbered_dir = join(data_dir, "_rejected")
+            if raw["lines_rejected"]:
+                rejected_df, blocks_df = read_staged(spark, data_dir)
+                write_json_lines(rejected_df.transform(with_line_numbers, blocks_df), numbered_dir)
+        part_files = _move_parts(fs, join(data_dir, f"kind={KIND_ENTRY}"), staging)
+        fs.mkdirs(join(staging, REJECTED_DIR))
+        _move_parts(fs, numbered_dir, join(staging, REJECTED_DIR))
+        fs.delete(data_dir)
+
+        metrics = _metrics(raw)
+        finished = time.time()
+        metrics["run"] = {
+            "run_id": run_id,
+            "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+            "finished_at": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
+            "wall_seconds": round(finished - started, 3),
+            "spark_version": spark.version,
+            "input_paths": list(config.input.paths),
+            "input_files": input_files,
+            "output_path": output,
+            "part_files": part_files,
+        }
+        metrics["config"] = config.to_dict()
+        fs.write_text(join(staging, METRICS_FILE), json.dumps(metrics, indent=2) + "\n")
+        fs.write_text(join(staging, SUCCESS_FILE), "")
+        _publish(fs, staging, output, run_id)
+    except BaseException:
+        try:
+            fs.delete(staging)
+        except Exception:  # noqa: BLE001 - keep the original error
+            log.warning("could not remove staging directory %s", staging)
+        raise
+    return RunResult(output_path=output, metrics=metrics)
+
+
+def format_summary(result: RunResult) -> str:
+    """The end-of-run block printed by the CLI."""
+    m = result.metrics
+    losses = m["losses"]
+    loss_text = "  ".join(f"{name.removeprefix('lost_')}={losses[name]}" for name in LOSS_COUNTERS)
+    run = m["run"]
+    rule = "=" * 64
+    lines = [
+        rule,
+        "ALM PIPELINE COMPLETE",
+        rule,
+        f"Input lines:         {m['input_lines']:>10}   ({run['input_files']} file(s), "
+        f"{m['blank_lines']} blank line(s) skipped)",
+        f"Entries written:     {m['entries_written']:>10}",
+        f"Lines rejected:      {m['lines_rejected']:>10}"
+        + (f"   see {result.output_path}/{REJECTED_DIR}/" if m["lines_rejected"] else ""),
+        f"Segments:            {m['segments']:>10}   ({m['audio_duration'] / 3600:.2f} h of audio)",
+        f"Builder windows:     {m['builder_windows']:>10}",
+        f"Filtered windows:    {m['filtered_windows']:>10}",
+        f"Filtered duration:   {m['filtered_dur']:>10.1f} s ({m['filtered_dur'] / 3600:.2f} h)",
+        f"Truncation events:   {m['truncation_events']:>10}",
+        f"Losses (segments):   {loss_text}",
+        f"Output:              {result.output_path}",
+        f"Wall time:           {run['wall_seconds']:.1f} s",
+        rule,
+    ]
+    if m["internal_errors"]:
+        lines.insert(-1, f"WARNING: {m['internal_errors']} line(s) hit an internal error; see _rejected/")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""Schemas shared by the reader, the Arrow processing step and the writers.
+
+Spark ``StructType`` constants and their pyarrow twins are defined side by side so
+the two can never drift apart (``tests/test_schemas.py`` checks they agree).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pyspark.sql.types import (
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from alm_spark.process import METRIC_COUNTS, METRIC_DURATIONS
+
+# Row kinds of the processing step's output.
+KIND_ENTRY = "entry"  # an output line
+KIND_REJECTED = "rejected"  # a staged rejected-line record (JSON)
+KIND_BLOCK = "block"  # how many lines one input split held (JSON)
+
+#: One physical input line: the file it came from, the byte offset of the split
+#: (Spark file block) that read it, and its text.
+MANIFEST_LINES_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField("block_start", LongType(), False),
+        StructField("value", StringType(), True),
+    ]
+)
+
+#: Columns the processing step adds per row besides ``kind`` and ``line``.
+#: Entry rows fill the entry figures; block rows fill ``lines``/``blank_lines``;
+#: rejected rows fill ``internal_errors``.
+RESULT_COUNT_COLUMNS = ("lines", "blank_lines", "internal_errors", *METRIC_COUNTS)
+RESULT_DURATION_COLUMNS = METRIC_DURATIONS
+
+#: Output of the processing step (``mapInArrow``).
+RESULT_SCHEMA = StructType(
+    [
+        StructField("kind", StringType(), False),
+        StructField("line", StringType(), False),
+        *(StructField(name, LongType(), True) for name in RESULT_COUNT_COLUMNS),
+        *(StructField(name, DoubleType(), True) for name in RESULT_DURATION_COLUMNS),
+    ]
+)
+
+RESULT_ARROW_SCHEMA = pa.schema(
+    [
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("line", pa.string(), nullable=False),
+        *(pa.field(name, pa.int64()) for name in RESULT_COUNT_COLUMNS),
+        *(pa.field(name, pa.float64()) for name in RESULT_DURATION_COLUMNS),
+    ]
+)
+
+#: A staged rejected line: where it was (split and row within the split) and why.
+STAGED_REJECTED_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), True),
+        StructField("block_start", LongType(), True),
+        StructField("row", LongType(), True),
+        StructField("error", StringType(), True),
+        StructField("raw", StringType(), True),
+    ]
+)
+
+#: A staged split record: how many physical lines one split of a file held.
+STAGED_BLOCK_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), True),
+        StructField("block_start", LongType(), True),
+        StructField("lines", LongType(), True),
+    ]
+)
+
+#: A line of ``_rejected/``: file, 1-based line number, reason, and the line itself.
+REJECTED_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), True),
+        StructField("line", LongType(), True),
+        StructField("error", StringType(), True),
+        StructField("raw", StringType(), True),
+    ]
+)

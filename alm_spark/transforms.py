@@ -1,0 +1,85 @@
+"""DataFrame transformations of the job, chained with ``df.transform(...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from alm_spark.batches import process_line_batches
+from alm_spark.config import BuilderConfig, OverlapConfig
+from alm_spark.schemas import (
+    KIND_ENTRY,
+    KIND_REJECTED,
+    MANIFEST_LINES_SCHEMA,
+    RESULT_COUNT_COLUMNS,
+    RESULT_DURATION_COLUMNS,
+    RESULT_SCHEMA,
+)
+
+
+def process_manifest_lines(
+    lines_df: DataFrame, builder: BuilderConfig, overlap: OverlapConfig
+) -> DataFrame:
+    """Build windows and filter overlaps for every line, where the line was read.
+
+    Each manifest line is a complete, independent entry, so the builder and the
+    overlap filter run per entry inside the partition that read it
+    (``mapInArrow``): nothing is shuffled.
+
+    Args:
+        lines_df: Lines with :data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`.
+        builder: Builder settings.
+        overlap: Overlap-filter settings.
+
+    Returns:
+        Rows of :data:`~alm_spark.schemas.RESULT_SCHEMA`: ``entry`` rows (output
+        lines and their figures), ``rejected`` rows and per-split ``block`` rows.
+    """
+
+    def process(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return process_line_batches(batches, builder, overlap)
+
+    return lines_df.select(*MANIFEST_LINES_SCHEMA.names).mapInArrow(process, RESULT_SCHEMA)
+
+
+def result_metrics() -> list[Column]:
+    """Aggregates over the processing step's rows, for ``DataFrame.observe``.
+
+    Computed on the executors while the output is written; only one row of
+    totals reaches the driver.
+    """
+    kind = F.col("kind")
+    exprs = [
+        F.sum(F.when(kind == KIND_ENTRY, 1).otherwise(0)).alias("entries_written"),
+        F.sum(F.when(kind == KIND_REJECTED, 1).otherwise(0)).alias("lines_rejected"),
+    ]
+    exprs += [F.coalesce(F.sum(name), F.lit(0)).alias(name) for name in RESULT_COUNT_COLUMNS]
+    exprs += [F.coalesce(F.sum(name), F.lit(0.0)).alias(name) for name in RESULT_DURATION_COLUMNS]
+    return exprs
+
+
+def with_line_numbers(rejected_df: DataFrame, blocks_df: DataFrame) -> DataFrame:
+    """Turn "row k of the split at byte B" into the line's 1-based number in its file.
+
+    Args:
+        rejected_df: Staged rejected records (``source, block_start, row, error, raw``).
+        blocks_df: Staged split records (``source, block_start, lines``).
+
+    Returns:
+        ``source, line, error, raw``.
+    """
+    earlier = Window.partitionBy("source").orderBy("block_start").rowsBetween(
+        Window.unboundedPreceding, -1
+    )
+    offsets_df = blocks_df.select(
+        "source", "block_start", F.coalesce(F.sum("lines").over(earlier), F.lit(0)).alias("offset")
+    )
+    return rejected_df.join(offsets_df, ["source", "block_start"], "left").select(
+        "source",
+        (F.coalesce(F.col("offset"), F.lit(0)) + F.col("row") + 1).alias("line"),
+        "error",
+        "raw",
+    )
