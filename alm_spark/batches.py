@@ -97,7 +97,7 @@ def process_line_batches(
         sources = batch.column("source").to_pylist()
         starts = batch.column("block_start").to_pylist()
         values = batch.column("value").to_pylist()
-        for source, block_start, text in zip(sources, starts, values):
+        for source, block_start, text in zip(sources, starts, values, strict=False):
             key = (source, block_start)
             if key != current:
                 current, row = key, 0
@@ -119,7 +119,9 @@ def process_line_batches(
                     "error": outcome.error,
                     "raw": text,
                 }
-                out.add(KIND_REJECTED, encode_json(record), {"internal_errors": int(outcome.internal)})
+                out.add(
+                    KIND_REJECTED, encode_json(record), {"internal_errors": int(outcome.internal)}
+                )
         if out.kind:
             yield out.build()
     if blocks:

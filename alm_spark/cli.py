@@ -87,7 +87,7 @@ def build_session(config: PipelineConfig) -> Any:
     spark = configure_builder(SparkSession.builder, config.spark).getOrCreate()
     try:
         spark.sparkContext.setLogLevel("ERROR")
-    except Exception:  # noqa: BLE001 - not available under Spark Connect
+    except Exception:
         log.debug("could not set the Spark log level")
     return spark
 
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_FAILED
-    except Exception as err:  # noqa: BLE001 - report failures in one line unless --debug
+    except Exception as err:
         if getattr(args, "debug", False):
             traceback.print_exc()
         _error(f"run failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")

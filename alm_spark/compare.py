@@ -63,7 +63,7 @@ def first_difference(actual: Any, expected: Any, path: str = "$") -> str | None:
     if isinstance(actual, list) and isinstance(expected, list):
         if len(actual) != len(expected):
             return f"{path}: {len(actual)} items != {len(expected)} items"
-        for index, (a, e) in enumerate(zip(actual, expected)):
+        for index, (a, e) in enumerate(zip(actual, expected, strict=False)):
             diff = first_difference(a, e, f"{path}[{index}]")
             if diff:
                 return diff
@@ -144,7 +144,9 @@ def compare_entries(actual: Iterable[Any], expected: Iterable[Any]) -> Compariso
                 diff = first_difference(candidates[0], entry)
                 result.problems.append(f"expected entry {label}: closest output differs at {diff}")
             else:
-                result.problems.append(f"expected entry {label}: no output entry with its signature")
+                result.problems.append(
+                    f"expected entry {label}: no output entry with its signature"
+                )
     for leftovers in pool.values():
         for entry in leftovers:
             result.problems.append(f"unexpected output entry {_signature(entry)[0]}")
@@ -152,7 +154,7 @@ def compare_entries(actual: Iterable[Any], expected: Iterable[Any]) -> Compariso
 
 
 def iter_jsonl(path: str | Path) -> Iterator[Any]:
-    """Yield decoded lines of a JSONL file, a ``.gz`` file, or every part file of a directory.
+    r"""Yield decoded lines of a JSONL file, a ``.gz`` file, or every part file of a directory.
 
     Lines are split on ``\\n`` only: JSON strings may hold U+2028 and friends raw.
     Files whose names start with ``_`` or ``.`` are skipped, as Spark readers do.

@@ -8,9 +8,10 @@ whose message starts with the setting's name.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from typing import Any
 
@@ -135,9 +136,7 @@ class PipelineConfig:
         out: dict[str, Any] = {}
         for section in fields(self):
             values = getattr(self, section.name)
-            out[section.name] = {
-                f.name: _plain(getattr(values, f.name)) for f in fields(values)
-            }
+            out[section.name] = {f.name: _plain(getattr(values, f.name)) for f in fields(values)}
         return out
 
 
@@ -208,7 +207,9 @@ def _names(value: Any, name: str) -> tuple[str, ...]:
     elif isinstance(value, list):
         items = value
     else:
-        raise ConfigError(f"{name}: expected comma-separated names or a list, got {_describe(value)}")
+        raise ConfigError(
+            f"{name}: expected comma-separated names or a list, got {_describe(value)}"
+        )
     out: list[str] = []
     for item in items:
         if not isinstance(item, str):
@@ -352,25 +353,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{key}: cannot parse value {value!r} ({err.__class__.__name__})") from None
+        raise ConfigError(
+            f"{key}: cannot parse value {value!r} ({err.__class__.__name__})"
+        ) from None
     return path, parsed
 
 
 def apply_overrides(raw: Mapping[str, Any] | None, overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``section.key=value`` overrides applied."""
-    merged: dict[str, Any] = {
-        k: dict(v) if isinstance(v, Mapping) else v for k, v in (raw or {}).items()
-    }
+    merged: dict[str, Any] = copy.deepcopy(dict(raw or {}))
     for text in overrides:
         path, value = parse_override(text)
         node = merged
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1], start=1):
             child = node.get(part)
-            if not isinstance(child, dict):
-                child = {} if child is None else child
-                if not isinstance(child, dict):
-                    raise ConfigError(f"{'.'.join(path[:-1])}: expected a mapping to override into")
-                node[part] = child
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path[:depth])}: expected a mapping to override into")
             node = child
         node[path[-1]] = value
     return merged
@@ -411,15 +411,3 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> Pipel
     """
     raw = read_yaml(path) if path else {}
     return build_config(apply_overrides(raw, overrides))
-
-
-def with_overrides(config: PipelineConfig, **sections: Mapping[str, Any]) -> PipelineConfig:
-    """A copy of ``config`` with some settings replaced and re-validated.
-
-    Example: ``with_overrides(cfg, overlap={"overlap_percentage": 0})``.
-    """
-    raw = config.to_dict()
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    updated = build_config(raw)
-    return replace(updated)

@@ -27,11 +27,42 @@ from pathlib import Path
 from typing import Any
 
 _MISSING = object()
-_VOCAB = (
-    "the a and we market audio model data you think right so yes no maybe "
-    "café über naïve 日本語 नमस्ते привет señor data-set state-of-the-art okay "
-    "quarterly revenue speech language window meeting agenda research training"
-).split()
+_VOCAB = [
+    "the",
+    "a",
+    "and",
+    "we",
+    "market",
+    "audio",
+    "model",
+    "data",
+    "you",
+    "think",
+    "right",
+    "so",
+    "yes",
+    "no",
+    "maybe",
+    "café",
+    "über",
+    "naïve",
+    "日本語",
+    "नमस्ते",
+    "привет",
+    "señor",
+    "data-set",
+    "state-of-the-art",
+    "okay",
+    "quarterly",
+    "revenue",
+    "speech",
+    "language",
+    "window",
+    "meeting",
+    "agenda",
+    "research",
+    "training",
+]
 
 
 def _text(rng: random.Random, words: int) -> str:
@@ -50,7 +81,9 @@ def _odd_value(rng: random.Random, depth: int = 0) -> Any:
     if kind == 3:
         return rng.choice([0.0, -0.0, 1.5e-9, 3.25, -2.5e300, 1e21, 0.1 + 0.2])
     if kind == 4:
-        return rng.choice(["", "plain", "quote\"s and \\ slashes", "line\nbreak", "sep\u2028x", "é日"])
+        return rng.choice(
+            ["", "plain", 'quote"s and \\ slashes', "line\nbreak", "sep\u2028x", "é日"]
+        )
     if kind == 5:
         return rng.choice(["123", "true", "null", "1e5"])
     if kind == 6:
@@ -67,7 +100,11 @@ def _words(rng: random.Random, start: float, end: float, odd: bool) -> list[dict
     t = start
     for k in range(count):
         t += rng.uniform(0.05, 0.6) if odd else span / count * rng.uniform(0.7, 1.0)
-        word: dict[str, Any] = {"word": rng.choice(_VOCAB), "start": round(t - 0.2, 3), "end": round(t, 3)}
+        word: dict[str, Any] = {
+            "word": rng.choice(_VOCAB),
+            "start": round(t - 0.2, 3),
+            "end": round(t, 3),
+        }
         if odd:
             roll = rng.random()
             if roll < 0.08:
@@ -94,16 +131,47 @@ def corner_entry(rng: random.Random, index: int) -> dict[str, Any]:
     for rare in ("no-speaker", "", None, _MISSING):
         if rng.random() < 0.25:
             speakers.append(rare)
-    n = rng.choice([0, 1, 2, 3, rng.randint(4, 12), rng.randint(8, 40), rng.randint(20, 70),
-                    rng.randint(20, 70)])
+    n = rng.choice(
+        [
+            0,
+            1,
+            2,
+            3,
+            rng.randint(4, 12),
+            rng.randint(8, 40),
+            rng.randint(20, 70),
+            rng.randint(20, 70),
+        ]
+    )
     t = rng.choice([0.0, 0.0, rng.uniform(0, 50), float(rng.randint(0, 9))])
     integer_times = rng.random() < 0.1
     segments: list[dict[str, Any]] = []
     for _ in range(n):
-        gap = rng.choice([0.0, 0.0, 0.1, 0.3, 0.5, rng.uniform(0, 3), rng.uniform(0, 3),
-                          rng.uniform(5, 40), -rng.uniform(0, 4)])
-        length = rng.choice([0.0, 0.3, rng.uniform(0.5, 6), rng.uniform(0.5, 6), rng.uniform(2, 12),
-                             rng.uniform(2, 12), rng.uniform(15, 90), -1.0])
+        gap = rng.choice(
+            [
+                0.0,
+                0.0,
+                0.1,
+                0.3,
+                0.5,
+                rng.uniform(0, 3),
+                rng.uniform(0, 3),
+                rng.uniform(5, 40),
+                -rng.uniform(0, 4),
+            ]
+        )
+        length = rng.choice(
+            [
+                0.0,
+                0.3,
+                rng.uniform(0.5, 6),
+                rng.uniform(0.5, 6),
+                rng.uniform(2, 12),
+                rng.uniform(2, 12),
+                rng.uniform(15, 90),
+                -1.0,
+            ]
+        )
         start = round(max(t + gap, 0.0), rng.choice([1, 1, 2, 3, 6]))
         end = round(start + length, rng.choice([1, 1, 2, 3]))
         if integer_times:
@@ -150,8 +218,16 @@ def corner_entry(rng: random.Random, index: int) -> dict[str, Any]:
         entry["swift_audio_filepath"] = f"swift://bucket/{index}.wav"
     elif roll < 0.3:
         entry["swift_audio_filepath"] = rng.choice([None, "", 7])
-    for key in ("windows", "stats", "filtered", "manifest_filepath", "swift_filepath",
-                "filtered_dur", "truncation_events", "words"):
+    for key in (
+        "windows",
+        "stats",
+        "filtered",
+        "manifest_filepath",
+        "swift_filepath",
+        "filtered_dur",
+        "truncation_events",
+        "words",
+    ):
         if rng.random() < 0.06:
             entry[key] = _odd_value(rng)
     if n > 0 or rng.random() < 0.7:
@@ -171,10 +247,19 @@ def corner_params(rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
         "min_speakers": rng.choice([0, 1, 2, 2, 3]),
         "max_speakers": rng.choice([1, 2, 3, 5, 5, 7]),
         "truncation": rng.random() < 0.75,
-        "drop_fields": rng.choice(["words", "words", "words,text", "", "speaker", "metrics",
-                                   "words,emotion"]),
-        "drop_fields_top_level": rng.choice(["words,segments", "words,segments", "segments", "",
-                                             "windows,meta_a", "audio_filepath,segments"]),
+        "drop_fields": rng.choice(
+            ["words", "words", "words,text", "", "speaker", "metrics", "words,emotion"]
+        ),
+        "drop_fields_top_level": rng.choice(
+            [
+                "words,segments",
+                "words,segments",
+                "segments",
+                "",
+                "windows,meta_a",
+                "audio_filepath,segments",
+            ]
+        ),
     }
     builder["max_speakers"] = max(builder["max_speakers"], builder["min_speakers"])
     overlap = {
@@ -231,7 +316,11 @@ def conversation_entry(
         if rng.random() < 0.01:
             low_bw_until = t + rng.uniform(30, 300)
         start, end = round(t, 3), round(t + length, 3)
-        bandwidth = rng.choice([4000, 6000]) if t < low_bw_until else rng.choice([8000, 11000, 16000, 16000])
+        bandwidth = (
+            rng.choice([4000, 6000])
+            if t < low_bw_until
+            else rng.choice([8000, 11000, 16000, 16000])
+        )
         seg: dict[str, Any] = {
             "start": start,
             "end": end,
@@ -264,14 +353,18 @@ def sample_entry(rng: random.Random, index: int) -> dict[str, Any]:
     segments = []
     for _ in range(rng.randint(30, 50)):
         length = round(rng.uniform(2.5, 5.5), 1)
-        segments.append({
-            "text": _text(rng, int(length * 2)),
-            "start": round(t, 1),
-            "end": round(t + length, 1),
-            "speaker": rng.choice(speakers),
-            "metrics": {"bandwidth": rng.choice([8200, 8400, 8600, 8800, 7600])},
-        })
-        t += length + round(rng.choice([0.3, 0.5, 0.8, 0.8, 60.0 if rng.random() < 0.1 else 0.7]), 1)
+        segments.append(
+            {
+                "text": _text(rng, int(length * 2)),
+                "start": round(t, 1),
+                "end": round(t + length, 1),
+                "speaker": rng.choice(speakers),
+                "metrics": {"bandwidth": rng.choice([8200, 8400, 8600, 8800, 7600])},
+            }
+        )
+        t += length + round(
+            rng.choice([0.3, 0.5, 0.8, 0.8, 60.0 if rng.random() < 0.1 else 0.7]), 1
+        )
     return {
         "audio_filepath": f"/data/audio/sample_{index:04d}.wav",
         "audio_sample_rate": rng.choice([16000, 16000, 22050, 8000]),
@@ -281,8 +374,11 @@ def sample_entry(rng: random.Random, index: int) -> dict[str, Any]:
 
 
 def demo_entry(rng: random.Random, index: int) -> dict[str, Any]:
-    """The bundled sample's mix: sample-shaped talks, and every fourth a 10-minute
-    conversation with word timestamps (so truncation rebuilds text)."""
+    """The bundled sample's mix of sample-shaped talks and short conversations.
+
+    Every fourth entry is a 10-minute conversation with word timestamps, so
+    truncation rebuilds text.
+    """
     if index % 4 == 3:
         return conversation_entry(rng, index, rng.uniform(8, 12), prefix="demo")
     return sample_entry(rng, index)
@@ -324,8 +420,11 @@ def write_jsonl(path: str | Path, entries: Iterator[dict[str, Any]] | list[dict[
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: write generated manifests."""
-    parser = argparse.ArgumentParser(prog="python -m alm_spark.datagen", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m alm_spark.datagen",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="production")
     parser.add_argument("--lines", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

@@ -133,7 +133,9 @@ def parse_entry(data: dict[str, Any]) -> ParsedEntry:
         if "metrics" in seg:
             metrics = seg["metrics"]
             if type(metrics) is not dict:
-                raise RejectedLine(f"segments[{i}].metrics: not an object (got {_type_name(metrics)})")
+                raise RejectedLine(
+                    f"segments[{i}].metrics: not an object (got {_type_name(metrics)})"
+                )
             value = metrics.get("bandwidth", 0)
             if not _is_number(value):
                 _require_number(value, f"segments[{i}].metrics.bandwidth")
@@ -142,7 +144,9 @@ def parse_entry(data: dict[str, Any]) -> ParsedEntry:
             has_speaker[i] = True
             speaker = seg["speaker"]
             if speaker is not None and type(speaker) is not str:
-                raise RejectedLine(f"segments[{i}].speaker: not a string (got {_type_name(speaker)})")
+                raise RejectedLine(
+                    f"segments[{i}].speaker: not a string (got {_type_name(speaker)})"
+                )
             speakers[i] = speaker
         if "words" in seg:
             _check_words(seg["words"], f"segments[{i}].words")

@@ -197,7 +197,8 @@ class FsspecFileSystem:
     def glob(self, pattern: str) -> list[FileInfo]:  # noqa: D102
         fs, root = self._fs(pattern)
         return [
-            FileInfo(self._unstrip(fs, pattern, p), bool(fs.isdir(p))) for p in sorted(fs.glob(root))
+            FileInfo(self._unstrip(fs, pattern, p), bool(fs.isdir(p)))
+            for p in sorted(fs.glob(root))
         ]
 
     def list_dir(self, path: str) -> list[FileInfo]:  # noqa: D102
@@ -238,6 +239,6 @@ def filesystem_for(spark: Any) -> FileSystem:
     """The Hadoop file system of a classic session, else fsspec (e.g. Spark Connect)."""
     try:
         spark.sparkContext._jsc  # noqa: B018 - raises under Spark Connect
-    except Exception:  # noqa: BLE001 - any failure means no JVM access
+    except Exception:
         return FsspecFileSystem()
     return HadoopFileSystem(spark)

@@ -209,7 +209,7 @@ def run_pipeline(
     except BaseException:
         try:
             fs.delete(staging)
-        except Exception:  # noqa: BLE001 - keep the original error
+        except Exception:
             log.warning("could not remove staging directory %s", staging)
         raise
     return RunResult(output_path=output, metrics=metrics)
@@ -242,5 +242,7 @@ def format_summary(result: RunResult) -> str:
         rule,
     ]
     if m["internal_errors"]:
-        lines.insert(-1, f"WARNING: {m['internal_errors']} line(s) hit an internal error; see _rejected/")
+        lines.insert(
+            -1, f"WARNING: {m['internal_errors']} line(s) hit an internal error; see _rejected/"
+        )
     return "\n".join(lines)

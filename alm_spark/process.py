@@ -84,12 +84,12 @@ class LineOutcome:
 
 
 def escape_lone_surrogates(text: str) -> str:
-    """Make JSON text UTF-8 encodable: ``\\ud800`` escapes decode to lone surrogates."""
+    r"""Make JSON text UTF-8 encodable: ``\\ud800`` escapes decode to lone surrogates."""
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _pair_list(ends: list[float], starts: list[float]) -> str:
-    return encode_json([[e, s] for e, s in zip(ends, starts)])
+    return encode_json([[e, s] for e, s in zip(ends, starts, strict=False)])
 
 
 class EntryProcessor:
@@ -126,7 +126,7 @@ class EntryProcessor:
                 # A number such as 1e999 decodes to infinity, which JSON cannot hold.
                 return LineOutcome(error="a number is out of double range")
             return self._internal_error(err)
-        except Exception as err:  # noqa: BLE001 - one bad line must not fail the whole run
+        except Exception as err:
             return self._internal_error(err)
 
     @staticmethod
@@ -207,7 +207,7 @@ class EntryProcessor:
             + encode_json(spk)
             + "}"
             for first, stop, part, spk in zip(
-                build.first.tolist(), build.stop.tolist(), build.parts, durations
+                build.first.tolist(), build.stop.tolist(), build.parts, durations, strict=False
             )
         ]
 
@@ -238,7 +238,7 @@ class EntryProcessor:
         stats: dict[str, Any] = {
             "total_segments": total_segments,
             "total_dur": total_dur,
-            "swift_path": data["swift_audio_filepath"] if "swift_audio_filepath" in data else "",
+            "swift_path": data.get("swift_audio_filepath", ""),
             "audio_sample_rate": data.get("audio_sample_rate", 0),
         }
         for name in LOSS_COUNTERS:
@@ -278,9 +278,7 @@ class EntryProcessor:
         fields["filtered_dur"] = encode_json(filtered_dur)
         fields["filtered_dur_list"] = encode_json(kept_durs.tolist())
         fields["manifest_filepath"] = "null"
-        fields["swift_filepath"] = encode_json(
-            data["swift_audio_filepath"] if "swift_audio_filepath" in data else ""
-        )
+        fields["swift_filepath"] = encode_json(data.get("swift_audio_filepath", ""))
         counts["filtered_windows"] = len(overlap.filtered_windows)
         counts["filtered_pairs"] = len(overlap.kept)
         durations["total_dur_window"] = total_dur_window
@@ -293,4 +291,3 @@ class EntryProcessor:
             for key, text in fields.items()
         ]
         return "{" + ",".join(parts) + "}"
-

@@ -71,8 +71,10 @@ def with_line_numbers(rejected_df: DataFrame, blocks_df: DataFrame) -> DataFrame
     Returns:
         ``source, line, error, raw``.
     """
-    earlier = Window.partitionBy("source").orderBy("block_start").rowsBetween(
-        Window.unboundedPreceding, -1
+    earlier = (
+        Window.partitionBy("source")
+        .orderBy("block_start")
+        .rowsBetween(Window.unboundedPreceding, -1)
     )
     offsets_df = blocks_df.select(
         "source", "block_start", F.coalesce(F.sum("lines").over(earlier), F.lit(0)).alias("offset")

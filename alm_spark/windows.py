@@ -253,6 +253,9 @@ def _first_label_overflow(label: IntArray, n_labels: int, max_speakers: int) -> 
         pos = positions[lo : lo + chunk]
         nxt = np.empty((n_labels, len(pos)), dtype=np.int64)
         for lab, occ in enumerate(occurrences):
+            if len(occ) == 0:
+                nxt[lab] = n
+                continue
             k = np.searchsorted(occ, pos, side="left")
             nxt[lab] = np.where(k < len(occ), occ[np.minimum(k, len(occ) - 1)], n)
         result[lo : lo + chunk] = np.partition(nxt, max_speakers, axis=0)[max_speakers]
@@ -328,43 +331,30 @@ def build_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
     members = whole + appended
     lost = ~((params.min_duration <= window_dur) & (window_dur <= params.max_duration))
     lost |= members < MIN_SEGMENTS_PER_WINDOW
-    if params.strips_metrics and 0 < params.min_bandwidth:
+    if params.strips_metrics and params.min_bandwidth > 0:
         lost |= members > 0
 
     candidates = np.flatnonzero(~lost)
     durations, n_speakers, has_nospk = _speaker_durations(
-        table, params, origins[candidates], stop[candidates], appended[candidates],
+        table,
+        params,
+        origins[candidates],
+        stop[candidates],
+        appended[candidates],
         part_end[candidates],
     )
     spk_ok = (params.min_speakers <= n_speakers) & (n_speakers <= params.max_speakers) & ~has_nospk
     kept = candidates[spk_ok]
     lost_spk = candidates[~spk_ok]
 
-    counters = dict.fromkeys(LOSS_COUNTERS, 0)
-    durations_lost = {f"dur_{name}": 0.0 for name in LOSS_COUNTERS}
-    counters["lost_bw"] = int(low_bw.sum())
-    durations_lost["dur_lost_bw"] = sequential_sum(dur[low_bw])
-    counters["lost_spk"] = len(lost_spk)
-    durations_lost["dur_lost_spk"] = sequential_sum(dur[origins[lost_spk]])
-
     lost_idx = np.flatnonzero(lost)
-    lost_origins = origins[lost_idx]
     next_index = stop_clipped[lost_idx]
-    nospk = table.no_speaker_label
-    next_no_speaker = ~table.has_speaker_key[next_index]
-    if nospk >= 0:
-        next_no_speaker |= table.label[next_index] == nospk
-    next_low_bw = ~next_no_speaker & low_bw[next_index]
-    counters["lost_win"] = len(lost_idx)
-    durations_lost["dur_lost_win"] = sequential_sum(dur[lost_origins])
-    counters["lost_no_spkr"] = int(next_no_speaker.sum())
-    durations_lost["dur_lost_no_spkr"] = sequential_sum(dur[lost_origins[next_no_speaker]])
-    counters["lost_next_seg_bm"] = int(next_low_bw.sum())
-    durations_lost["dur_lost_next_seg_bm"] = sequential_sum(dur[lost_origins[next_low_bw]])
-
+    counters, durations_lost = _tally_losses(
+        table, dur, low_bw, origins[lost_spk], origins[lost_idx], next_index
+    )
     losses = [
         LossRecord(index=int(origins[k]), stop=int(stop[k]), part=parts.get(k), next_index=int(nx))
-        for k, nx in zip(lost_idx.tolist(), next_index.tolist())
+        for k, nx in zip(lost_idx.tolist(), next_index.tolist(), strict=True)
     ]
     return BuildResult(
         first=origins[kept],
@@ -378,6 +368,42 @@ def build_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
         durations_lost=durations_lost,
         truncation_events=truncation_events,
     )
+
+
+def _tally_losses(
+    table: SegmentTable,
+    dur: FloatArray,
+    low_bw: BoolArray,
+    spk_lost: IntArray,
+    win_lost: IntArray,
+    next_index: IntArray,
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Loss counters and their durations (sums of the start segments', in start order).
+
+    Args:
+        table: The entry's segments.
+        dur: Segment durations.
+        low_bw: Segments below the bandwidth minimum (lost_bw starts).
+        spk_lost: Starts whose window failed the speaker check.
+        win_lost: Starts with a window loss.
+        next_index: ``next_seg`` of each window loss.
+    """
+    nospk = table.no_speaker_label
+    next_no_speaker = ~table.has_speaker_key[next_index]
+    if nospk >= 0:
+        next_no_speaker |= table.label[next_index] == nospk
+    next_low_bw = ~next_no_speaker & low_bw[next_index]
+    groups = {
+        "lost_bw": np.flatnonzero(low_bw),
+        "lost_sr": np.zeros(0, dtype=np.int64),
+        "lost_spk": spk_lost,
+        "lost_win": win_lost,
+        "lost_no_spkr": win_lost[next_no_speaker],
+        "lost_next_seg_bm": win_lost[next_low_bw],
+    }
+    counters = {name: len(groups[name]) for name in LOSS_COUNTERS}
+    durations = {f"dur_{name}": sequential_sum(dur[groups[name]]) for name in LOSS_COUNTERS}
+    return counters, durations
 
 
 def _speaker_durations(
@@ -410,7 +436,9 @@ def _speaker_durations(
         sl = slice(lo, hi)
         seg_len = lengths[sl]
         win = np.repeat(np.arange(lo, hi, dtype=np.int64), seg_len)
-        offsets = np.arange(len(win), dtype=np.int64) - np.repeat(bounds[lo:hi] - bounds[lo], seg_len)
+        offsets = np.arange(len(win), dtype=np.int64) - np.repeat(
+            bounds[lo:hi] - bounds[lo], seg_len
+        )
         pos = np.repeat(first[sl], seg_len) + offsets
         values = table.end[pos] - table.start[pos]
         is_part = np.repeat(appended[sl], seg_len) & (pos == np.repeat(stop[sl], seg_len))
@@ -494,10 +522,13 @@ def filter_overlaps(
     survivors = np.flatnonzero(~np.asarray(removed, dtype=np.bool_))
     kept = order[survivors]
 
-    rounded = {(round(e, 6), round(s, 6)) for e, s in zip(window_end[kept].tolist(), window_start[kept].tolist())}
+    rounded = {
+        (round(e, 6), round(s, 6))
+        for e, s in zip(window_end[kept].tolist(), window_start[kept].tolist(), strict=False)
+    }
     matches = [
         k
-        for k, (e, s) in enumerate(zip(window_end.tolist(), window_start.tolist()))
+        for k, (e, s) in enumerate(zip(window_end.tolist(), window_start.tolist(), strict=False))
         if (round(e, 6), round(s, 6)) in rounded
     ]
     return OverlapResult(kept=kept, filtered_windows=np.asarray(matches, dtype=np.int64))

@@ -92,7 +92,7 @@ def build_entry(entry: Entry, params: dict[str, Any]) -> Entry:
     stats: dict[str, Any] = {
         "total_segments": len(segs),
         "total_dur": total_dur,
-        "swift_path": entry["swift_audio_filepath"] if "swift_audio_filepath" in entry else "",
+        "swift_path": entry.get("swift_audio_filepath", ""),
         "audio_sample_rate": entry.get("audio_sample_rate", 0),
         "lost_bw": 0,
         "dur_lost_bw": 0.0,

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(os.environ.get("ALM_SPARK_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+# Golden cases of ../shared/fixtures/README.md: (input, overrides, expected file).
+GOLDEN_CASES = [
+    ("sample_input.jsonl", [], "sample_input.default.jsonl"),
+    ("sample_input.jsonl", ["overlap.overlap_percentage=0"], "sample_input.overlap0.jsonl"),
+    ("sample_input.jsonl", ["overlap.overlap_percentage=100"], "sample_input.overlap100.jsonl"),
+    (
+        "sample_input.jsonl",
+        [
+            "builder.target_window_duration=60",
+            "builder.tolerance=0.15",
+            "overlap.target_duration=60",
+        ],
+        "sample_input.t60.jsonl",
+    ),
+    ("nested_manifests", [], "nested.default.jsonl"),
+    ("parity/realistic.jsonl.gz", [], "realistic.default.jsonl.gz"),
+    (
+        "parity/realistic.jsonl.gz",
+        [
+            "builder.truncation=false",
+            "builder.min_speakers=1",
+            "builder.max_speakers=7",
+            "builder.min_bandwidth=4000",
+            "builder.drop_fields=words,text",
+            "builder.drop_fields_top_level=segments",
+            "overlap.overlap_percentage=100",
+        ],
+        "realistic.variant.jsonl.gz",
+    ),
+    ("parity/adversarial.jsonl.gz", [], "adversarial.default.jsonl.gz"),
+]
+GOLDEN_IDS = [case[2] for case in GOLDEN_CASES]
+
+
+def fixtures_dir() -> Path:
+    """The shared fixtures, or skip: a user's clone has no ../shared."""
+    if not (FIXTURES / "expected").is_dir():
+        pytest.skip(f"golden fixtures not found at {FIXTURES} (set ALM_SPARK_FIXTURES)")
+    return FIXTURES
+
+
+def read_lines(path: Path) -> Iterator[str]:
+    """Non-blank lines of a file, a .gz file, or the manifests under a directory."""
+    files = (
+        sorted(p for p in path.rglob("*") if p.name.endswith((".jsonl", ".json", ".jsonl.gz")))
+        if path.is_dir()
+        else [path]
+    )
+    for file in files:
+        opener: Any = gzip.open if file.suffix == ".gz" else open
+        with opener(file, "rt", encoding="utf-8", newline="\n") as handle:
+            for line in handle:
+                if line.strip():
+                    yield line
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local SparkSession for the whole suite."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ["SPARK_TESTING"] = "1"
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("alm_spark-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.adaptive.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.extraJavaOptions", "-XX:+UseSerialGC -XX:TieredStopAtLevel=1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the ``spark`` fixture carry the ``spark`` marker."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)

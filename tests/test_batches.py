@@ -1,0 +1,91 @@
+"""The Arrow batch function mapInArrow runs, tested without Spark."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from alm_spark.batches import process_line_batches
+from alm_spark.config import build_config
+from alm_spark.process import EntryProcessor
+from alm_spark.schemas import RESULT_ARROW_SCHEMA
+
+GOOD = json.dumps(
+    {
+        "audio_sample_rate": 16000,
+        "segments": [
+            {"start": 0, "end": 60, "speaker": "a", "metrics": {"bandwidth": 9000}},
+            {"start": 60, "end": 120, "speaker": "b", "metrics": {"bandwidth": 9000}},
+        ],
+    }
+)
+
+
+def _batch(rows: list[tuple[str, int, str | None]]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {
+            "source": [r[0] for r in rows],
+            "block_start": [r[1] for r in rows],
+            "value": [r[2] for r in rows],
+        }
+    )
+
+
+def _run(*batches: pa.RecordBatch) -> list[dict[str, object]]:
+    cfg = build_config({})
+    out = list(process_line_batches(iter(batches), cfg.builder, cfg.overlap))
+    assert all(b.schema.equals(RESULT_ARROW_SCHEMA) for b in out)
+    return [row for b in out for row in b.to_pylist()]
+
+
+def test_rows_kinds_and_block_counts() -> None:
+    rows = _run(
+        _batch([("f", 0, GOOD), ("f", 0, "  "), ("f", 0, "[1]")]),
+        _batch([("f", 0, ""), ("f", 0, GOOD), ("g", 0, "{bad"), ("f", 100, GOOD)]),
+    )
+    assert [r["kind"] for r in rows] == [
+        "entry",
+        "rejected",
+        "entry",
+        "rejected",
+        "entry",
+        "block",
+        "block",
+        "block",
+    ]
+    rejected = [json.loads(r["line"]) for r in rows if r["kind"] == "rejected"]
+    assert [(r["source"], r["block_start"], r["row"], r["raw"]) for r in rejected] == [
+        ("f", 0, 2, "[1]"),
+        ("g", 0, 0, "{bad"),
+    ]
+    assert rejected[0]["error"] == "not a JSON object (got array)"
+    blocks = [
+        (json.loads(r["line"]), r["lines"], r["blank_lines"]) for r in rows if r["kind"] == "block"
+    ]
+    assert blocks == [
+        ({"source": "f", "block_start": 0, "lines": 5}, 5, 2),
+        ({"source": "g", "block_start": 0, "lines": 1}, 1, 0),
+        ({"source": "f", "block_start": 100, "lines": 1}, 1, 0),
+    ]
+
+
+def test_entry_rows_carry_the_line_and_figures() -> None:
+    (row, _block) = _run(_batch([("f", 0, GOOD)]))
+    cfg = build_config({})
+    expected = EntryProcessor(cfg.builder, cfg.overlap).process(GOOD)
+    assert row["line"] == expected.line
+    assert (row["windows"], row["filtered_windows"], row["total_segments"]) == (1, 1, 2)
+    assert row["filtered_dur"] == 120.0
+    assert row["lines"] is None
+    assert row["internal_errors"] is None
+
+
+def test_lone_surrogates_do_not_break_the_batch() -> None:
+    line = '{"audio_sample_rate": 16000, "s": "\\udc80"}'
+    (row, _block) = _run(_batch([("f", 0, line)]))
+    assert json.loads(row["line"])["s"] == "\udc80"
+
+
+def test_no_input_no_output() -> None:
+    assert _run() == []

@@ -1,0 +1,155 @@
+"""Command line: exit codes and messages, then real runs through the console script
+and through spark-submit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alm_spark import cli
+from alm_spark.compare import compare_paths
+from alm_spark.config import build_config, bundled_sample_path
+from alm_spark.process import EntryProcessor
+from tests.conftest import FIXTURES, REPO, read_lines
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["builder.tolerance=-1"], "builder.tolerance: must not be negative, got -1"),
+        (
+            ["builder.min_speakers=6"],
+            "builder.min_speakers: 6 is greater than builder.max_speakers (5)",
+        ),
+        (
+            ["overlap.overlap_percentage=150"],
+            "overlap.overlap_percentage: must be between 0 and 100",
+        ),
+        (["overlap.target_duration=0"], "overlap.target_duration: must be greater than 0, got 0"),
+        (["builder.colour=red"], "builder.colour: unknown setting"),
+        (["builder.truncation=maybe"], "builder.truncation: expected true or false"),
+        (
+            ["input.manifest_path=/no/such/file.jsonl"],
+            "input.manifest_path: no such file or directory: /no/such/file.jsonl",
+        ),
+        (["--config", "/no/such.yaml"], "--config: file not found: /no/such.yaml"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(args, message, capsys, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = cli.main(["run", *args, f"output.path={out}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"alm-spark: error: {message}")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_missing_java_is_explained(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("JAVA_HOME", "PYSPARK_GATEWAY_PORT", "SPARK_ENV_LOADED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cli.shutil, "which", lambda _: None)
+    assert cli.main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "Java 17 or newer is required" in err
+    assert "JAVA_HOME" in err
+
+
+def test_compare_command(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.jsonl").write_text('{"x": 1}\n{"x": 2}\n')
+    (tmp_path / "b.jsonl").write_text('{"x": 2.0}\n{"x": 1}\n')
+    (tmp_path / "c.jsonl").write_text('{"x": 3}\n{"x": 1}\n')
+    assert cli.main(["compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]) == 0
+    assert cli.main(["compare", str(tmp_path / "a.jsonl"), str(tmp_path / "c.jsonl")]) == 1
+    assert "DIFFERENT" in capsys.readouterr().out
+    assert cli.main(["compare", str(tmp_path / "nope"), str(tmp_path / "a.jsonl")]) == 2
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
+        env.pop(name, None)
+    return env
+
+
+def _expected_for(source: Path) -> list[str]:
+    cfg = build_config({})
+    processor = EntryProcessor(cfg.builder, cfg.overlap)
+    return [processor.process(line).line for line in read_lines(source)]
+
+
+def _case() -> tuple[Path, Path | None]:
+    """The fixture sample with its golden file, or the bundled sample in a user's clone."""
+    if (FIXTURES / "expected").is_dir():
+        return FIXTURES / "sample_input.jsonl", FIXTURES / "expected" / "sample_input.default.jsonl"
+    return Path(bundled_sample_path()), None
+
+
+def _check_output(out: Path, source: Path, golden: Path | None, tmp_path: Path) -> None:
+    if golden is None:
+        golden = tmp_path / "expected.jsonl"
+        golden.write_text("\n".join(_expected_for(source)) + "\n")
+    comparison = compare_paths(out, golden)
+    assert comparison.equal, comparison.problems
+    metrics = json.loads((out / "_metrics.json").read_text())
+    assert metrics["lines_rejected"] == 0
+
+
+@pytest.mark.slow
+def test_console_script_run(tmp_path: Path) -> None:
+    source, golden = _case()
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            str(BIN / "alm-spark"),
+            "run",
+            "--config",
+            str(REPO / "conf" / "alm_pipeline.yaml"),
+            f"input.manifest_path={source}",
+            f"output.path={out}",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ALM PIPELINE COMPLETE" in proc.stdout
+    _check_output(out, source, golden, tmp_path)
+
+
+@pytest.mark.slow
+def test_spark_submit_run(tmp_path: Path) -> None:
+    source, golden = _case()
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            str(BIN / "spark-submit"),
+            "--master",
+            "local[2]",
+            str(REPO / "jobs" / "alm_pipeline.py"),
+            "--config",
+            str(REPO / "conf" / "alm_pipeline.yaml"),
+            f"input.manifest_path={source}",
+            f"output.path={out}",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ALM PIPELINE COMPLETE" in proc.stdout
+    _check_output(out, source, golden, tmp_path)

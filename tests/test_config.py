@@ -1,0 +1,201 @@
+"""Config loading, overrides and validation (no Spark)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alm_spark.config import (
+    BuilderConfig,
+    PipelineConfig,
+    apply_overrides,
+    build_config,
+    bundled_sample_path,
+    load_config,
+    parse_override,
+)
+from alm_spark.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_are_the_reference_defaults() -> None:
+    cfg = build_config({})
+    b = cfg.builder
+    assert (b.target_window_duration, b.tolerance, b.min_bandwidth, b.min_sample_rate) == (
+        120.0,
+        0.1,
+        8000,
+        16000,
+    )
+    assert (b.min_speakers, b.max_speakers, b.truncation) == (2, 5, True)
+    assert b.drop_fields == ("words",)
+    assert b.drop_fields_top_level == ("words", "segments")
+    assert (cfg.overlap.overlap_percentage, cfg.overlap.target_duration) == (50, 120.0)
+    assert (b.min_duration, b.max_duration) == (108.0, 132.0)
+    assert cfg.input.paths == (bundled_sample_path(),)
+    assert Path(bundled_sample_path()).is_file()
+    assert cfg.output.path == "./alm_output"
+
+
+def test_shipped_config_holds_the_defaults() -> None:
+    assert load_config(str(REPO / "conf" / "alm_pipeline.yaml")) == PipelineConfig()
+
+
+def test_overrides_parse_values_as_yaml() -> None:
+    cfg = load_config(
+        None,
+        [
+            "builder.truncation=false",
+            "input.manifest_path=[a.jsonl, b.jsonl]",
+            "builder.drop_fields=words,text",
+            "overlap.overlap_percentage=0",
+            "spark.conf.spark.sql.shuffle.partitions=8",
+            "spark.master=local[2]",
+        ],
+    )
+    assert cfg.builder.truncation is False
+    assert cfg.input.manifest_path == ("a.jsonl", "b.jsonl")
+    assert cfg.builder.drop_fields == ("words", "text")
+    assert cfg.overlap.overlap_percentage == 0
+    assert cfg.spark.conf == {"spark.sql.shuffle.partitions": "8"}
+    assert cfg.spark.master == "local[2]"
+
+
+def test_yaml_file_and_overrides_combine(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("builder:\n  tolerance: 0.2\n  drop_fields: [words, ' text ', '']\n")
+    cfg = load_config(str(path), ["builder.tolerance=0.3"])
+    assert cfg.builder.tolerance == 0.3
+    assert cfg.builder.drop_fields == ("words", "text")
+
+
+def test_list_and_comma_spellings_are_equivalent() -> None:
+    a = build_config({"builder": {"drop_fields_top_level": "words, segments,"}})
+    b = build_config({"builder": {"drop_fields_top_level": ["words", "segments"]}})
+    assert a == b
+
+
+def test_apply_overrides_does_not_mutate_input() -> None:
+    raw = {"spark": {"conf": {"a": 1}}}
+    apply_overrides(raw, ["spark.conf.b=2"])
+    assert raw == {"spark": {"conf": {"a": 1}}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"bulder": {}}, "bulder: unknown section (known: input, output, builder, overlap, spark)"),
+        ({"builder": {"tolerence": 0.1}}, "builder.tolerence: unknown setting"),
+        ({"builder": {"tolerance": -0.1}}, "builder.tolerance: must not be negative, got -0.1"),
+        ({"builder": {"tolerance": "0.1"}}, "builder.tolerance: expected a number, got text '0.1'"),
+        (
+            {"builder": {"target_window_duration": 0}},
+            "builder.target_window_duration: must be greater than 0",
+        ),
+        (
+            {"builder": {"target_window_duration": float("nan")}},
+            "builder.target_window_duration: expected a finite number",
+        ),
+        (
+            {"builder": {"min_speakers": 3, "max_speakers": 2}},
+            "builder.min_speakers: 3 is greater than builder.max_speakers (2)",
+        ),
+        (
+            {"builder": {"min_speakers": 1.5}},
+            "builder.min_speakers: expected a whole number, got number 1.5",
+        ),
+        ({"builder": {"max_speakers": -1}}, "builder.max_speakers: must be at least 0, got -1"),
+        (
+            {"builder": {"truncation": "yes"}},
+            "builder.truncation: expected true or false, got text 'yes'",
+        ),
+        (
+            {"builder": {"min_bandwidth": True}},
+            "builder.min_bandwidth: expected a number, got boolean true",
+        ),
+        ({"builder": {"drop_fields": "words,start"}}, "builder.drop_fields: cannot drop start"),
+        (
+            {"builder": {"drop_fields": ["end", "start"]}},
+            "builder.drop_fields: cannot drop start or end",
+        ),
+        (
+            {"builder": {"drop_fields": 5}},
+            "builder.drop_fields: expected comma-separated names or a list",
+        ),
+        (
+            {"overlap": {"overlap_percentage": 101}},
+            "overlap.overlap_percentage: must be between 0 and 100, got 101",
+        ),
+        (
+            {"overlap": {"overlap_percentage": -1}},
+            "overlap.overlap_percentage: must be between 0 and 100, got -1",
+        ),
+        (
+            {"overlap": {"overlap_percentage": 50.5}},
+            "overlap.overlap_percentage: expected a whole number",
+        ),
+        (
+            {"overlap": {"target_duration": 0}},
+            "overlap.target_duration: must be greater than 0, got 0",
+        ),
+        (
+            {"overlap": {"target_duration": -5}},
+            "overlap.target_duration: must be greater than 0, got -5",
+        ),
+        (
+            {"input": {"manifest_path": 3}},
+            "input.manifest_path: expected a path or a list of paths",
+        ),
+        (
+            {"input": {"manifest_path": ["a", ""]}},
+            "input.manifest_path: expected a path or a list of paths",
+        ),
+        ({"output": {"path": ""}}, "output.path: expected non-empty text"),
+        ({"spark": {"conf": {"k": [1]}}}, "spark.conf.k: expected a single value"),
+        ({"spark": {"conf": "x"}}, "spark.conf: expected a mapping of Spark settings"),
+        ({"builder": [1]}, "builder: expected a mapping of settings"),
+        ([1], "config: expected a mapping of sections"),
+    ],
+)
+def test_bad_settings_name_the_setting(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config(raw)  # type: ignore[arg-type]
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("builder.tolerance", "builder.tolerance: overrides look like section.key=value"),
+        ("tolerance=1", "tolerance=1: overrides look like section.key=value"),
+        ("builder.=1", "builder.=1: overrides look like section.key=value"),
+        ("builder.drop_fields=[a", "builder.drop_fields: cannot parse value '[a'"),
+    ],
+)
+def test_bad_overrides(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_override(override)
+    assert str(err.value).startswith(message)
+
+
+def test_bad_yaml_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("builder: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"^--config: .*bad.yaml is not valid YAML"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match=r"^--config: file not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(str(tmp_path / "list.yaml"))
+
+
+def test_window_params_mirror_builder() -> None:
+    params = BuilderConfig(target_window_duration=60, tolerance=0.15, drop_fields=("speaker",))
+    wp = params.window_params()
+    assert (wp.min_duration, wp.max_duration) == (60 - 60 * 0.15, 60 + 60 * 0.15)
+    assert wp.strips_speaker
+    assert not wp.strips_metrics

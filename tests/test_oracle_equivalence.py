@@ -1,0 +1,80 @@
+"""The fast implementation equals the literal spec transcription on generated entries."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from typing import Any
+
+from alm_spark.compare import first_difference
+from alm_spark.config import build_config
+from alm_spark.datagen import corner_entry, corner_params, generate
+from alm_spark.process import EntryProcessor
+from tests import oracle
+
+CORNER_ENTRIES = 5000
+
+
+def _fast(line: str, builder: dict[str, Any], overlap: dict[str, Any]) -> dict[str, Any]:
+    cfg = build_config({"builder": builder, "overlap": overlap})
+    outcome = EntryProcessor(cfg.builder, cfg.overlap).process(line)
+    assert outcome.error is None, outcome.error
+    return json.loads(outcome.line)
+
+
+def test_corner_entries_with_random_settings() -> None:
+    seen: Counter[str] = Counter()
+    mismatches = []
+    for index in range(CORNER_ENTRIES):
+        rng = random.Random(f"equivalence:{index}")
+        builder, overlap = corner_params(rng)
+        line = json.dumps(corner_entry(rng, index), ensure_ascii=False)
+        expected = oracle.process_entry(json.loads(line), builder, overlap)
+        diff = first_difference(_fast(line, builder, overlap), expected)
+        if diff:
+            mismatches.append(f"entry {index} {builder} {overlap}: {diff}")
+        stats = expected["stats"]
+        for key in (
+            "lost_bw",
+            "lost_sr",
+            "lost_spk",
+            "lost_win",
+            "lost_no_spkr",
+            "lost_next_seg_bm",
+        ):
+            seen[key] += stats[key]
+        seen["windows"] += len(expected["windows"])
+        seen["truncations"] += expected["truncation_events"]
+        if expected["windows"]:
+            seen["removed_by_overlap"] += len(expected["windows"]) - len(expected["filtered"])
+            seen["rounding_rematch"] += len(expected["filtered_windows"]) > len(
+                expected["filtered"]
+            )
+    assert mismatches == []
+    # The generator must keep reaching the corners, or this test proves little.
+    for key, floor in [
+        ("windows", 2000),
+        ("truncations", 3000),
+        ("lost_bw", 1000),
+        ("lost_sr", 1000),
+        ("lost_spk", 500),
+        ("lost_win", 5000),
+        ("lost_no_spkr", 500),
+        ("lost_next_seg_bm", 500),
+        ("removed_by_overlap", 500),
+        ("rounding_rematch", 10),
+    ]:
+        assert seen[key] >= floor, (key, seen[key])
+
+
+def test_production_shaped_entries_with_default_settings() -> None:
+    builder = {"drop_fields": "words"}
+    overlap = {"overlap_percentage": 50}
+    windows = 0
+    for entry in generate("production", 3, seed=11):
+        line = json.dumps(entry, ensure_ascii=False)
+        expected = oracle.process_entry(json.loads(line), builder, overlap)
+        windows += len(expected["windows"])
+        assert first_difference(_fast(line, builder, overlap), expected) is None
+    assert windows == 450  # the first entry is below the sample rate, the others are not

@@ -1,0 +1,141 @@
+"""The whole job through Spark: golden files, rejected lines, output safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alm_spark.compare import compare_paths, iter_jsonl
+from alm_spark.config import load_config
+from alm_spark.errors import OutputError
+from alm_spark.pipeline import format_summary, run_pipeline
+from alm_spark.session import scoped_conf
+from tests.conftest import GOLDEN_CASES, GOLDEN_IDS, fixtures_dir, write_jsonl
+
+GOOD = {
+    "audio_filepath": "/a.wav",
+    "audio_sample_rate": 16000,
+    "segments": [
+        {"start": 0, "end": 60, "speaker": "x", "metrics": {"bandwidth": 9000}},
+        {"start": 60, "end": 119, "speaker": "y", "metrics": {"bandwidth": 9000}},
+    ],
+}
+
+
+def _run(spark, source: Path | str, out: Path, *overrides: str):
+    cfg = load_config(None, [f"input.manifest_path={source}", f"output.path={out}", *overrides])
+    return run_pipeline(spark, cfg)
+
+
+@pytest.mark.parametrize(("source", "overrides", "expected"), GOLDEN_CASES, ids=GOLDEN_IDS)
+def test_job_output_equals_golden(spark, tmp_path: Path, source, overrides, expected) -> None:
+    root = fixtures_dir()
+    result = _run(spark, root / source, tmp_path / "out", *overrides)
+    comparison = compare_paths(tmp_path / "out", root / "expected" / expected)
+    assert comparison.problems == []
+    assert comparison.equal
+    assert result.metrics["lines_rejected"] == 0
+
+
+def test_reference_figures_and_layout(spark, tmp_path: Path) -> None:
+    root = fixtures_dir()
+    result = _run(spark, root / "nested_manifests", tmp_path / "out")
+    m = result.metrics
+    assert (m["input_lines"], m["entries_written"], m["builder_windows"]) == (20, 20, 724)
+    assert (m["filtered_windows"], m["filtered_dur"]) == (100, pytest.approx(12142.0))
+    assert m["run"]["input_files"] == 4  # notes.txt is not read
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    assert names[:3] == ["_SUCCESS", "_metrics.json", "_rejected"]
+    assert names[3:]
+    assert all(n.startswith("part-") and n.endswith(".jsonl") for n in names[3:])
+    on_disk = json.loads((tmp_path / "out" / "_metrics.json").read_text())
+    assert on_disk["builder_windows"] == 724
+    assert on_disk["config"]["overlap"]["overlap_percentage"] == 50
+    assert "ALM PIPELINE COMPLETE" in format_summary(result)
+    assert not list(tmp_path.glob(".out.*"))  # no staging left behind
+
+
+def test_every_line_ends_as_output_or_rejected(spark, tmp_path: Path) -> None:
+    lines = [
+        json.dumps(GOOD),
+        "",
+        "[1]",
+        json.dumps({**GOOD, "segments": [{"start": "0", "end": 1}]}),
+        "   ",
+        '{"x": NaN}',
+        json.dumps({"audio_sample_rate": 8000}),
+        "{",
+    ]
+    src = write_jsonl(tmp_path / "in.jsonl", lines)
+    result = _run(spark, src, tmp_path / "out")
+    m = result.metrics
+    assert (m["input_lines"], m["blank_lines"]) == (6, 2)
+    assert (m["entries_written"], m["lines_rejected"]) == (2, 4)
+    rejected = sorted(iter_jsonl(tmp_path / "out" / "_rejected"), key=lambda r: r["line"])
+    assert [(r["line"], r["raw"]) for r in rejected] == [
+        (3, "[1]"),
+        (4, lines[3]),
+        (6, '{"x": NaN}'),
+        (8, "{"),
+    ]
+    assert rejected[1]["error"] == "segments[0].start: not a number (got string)"
+    assert all(r["source"].endswith("/in.jsonl") for r in rejected)
+    assert len(list(iter_jsonl(tmp_path / "out"))) == 2
+
+
+def test_line_numbers_survive_file_splits(spark, tmp_path: Path) -> None:
+    lines = [
+        json.dumps({**GOOD, "pad": "x" * 300}) if k % 7 else f"bad line {k}" for k in range(60)
+    ]
+    src = write_jsonl(tmp_path / "in.jsonl", lines)
+    with scoped_conf(
+        spark, {"spark.sql.files.maxPartitionBytes": "2048", "spark.sql.files.openCostInBytes": "0"}
+    ):
+        _run(spark, src, tmp_path / "out")
+    rejected = sorted((r["line"], r["raw"]) for r in iter_jsonl(tmp_path / "out" / "_rejected"))
+    assert rejected == [(k + 1, f"bad line {k}") for k in range(0, 60, 7)]
+
+
+def test_rerun_replaces_the_output(spark, tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)] * 3)
+    _run(spark, src, tmp_path / "out")
+    (tmp_path / "out" / "stale.txt").write_text("from an older run")
+    write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
+    result = _run(spark, src, tmp_path / "out")
+    assert result.metrics["entries_written"] == 1
+    assert not (tmp_path / "out" / "stale.txt").exists()
+    assert len(list(iter_jsonl(tmp_path / "out"))) == 1
+
+
+def test_refuses_unsafe_output_paths(spark, tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "data" / "in.jsonl", [json.dumps(GOOD)])
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(OutputError, match="is not an alm_spark output"):
+        _run(spark, src, foreign)
+    assert (foreign / "thesis.tex").read_text() == "precious"
+    with pytest.raises(OutputError, match="contains the input"):
+        _run(spark, src, tmp_path / "data")
+    with pytest.raises(OutputError, match="is inside the input directory"):
+        _run(spark, tmp_path / "data", tmp_path / "data" / "out")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="exists and is a file"):
+        _run(spark, src, tmp_path / "file")
+
+
+def test_failed_run_leaves_old_output_and_no_staging(spark, tmp_path: Path, monkeypatch) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
+    _run(spark, src, tmp_path / "out")
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("alm_spark.pipeline._move_parts", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        _run(spark, src, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
+    assert not list(tmp_path.glob(".out.*"))

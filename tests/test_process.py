@@ -1,0 +1,142 @@
+"""Rendering of output lines: key order, JSON text, odd strings, internal errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alm_spark import process as process_module
+from alm_spark.config import build_config
+from alm_spark.process import EntryProcessor, escape_lone_surrogates
+
+STAT_KEYS = [
+    "total_segments",
+    "total_dur",
+    "swift_path",
+    "audio_sample_rate",
+    "lost_bw",
+    "dur_lost_bw",
+    "lost_sr",
+    "dur_lost_sr",
+    "lost_spk",
+    "dur_lost_spk",
+    "lost_win",
+    "dur_lost_win",
+    "lost_no_spkr",
+    "dur_lost_no_spkr",
+    "lost_next_seg_bm",
+    "dur_lost_next_seg_bm",
+    "lost_win_full_data",
+]
+OVERLAP_KEYS = [
+    "total_dur_window",
+    "total_dur_list_window",
+    "total_dur_list_window_timestamps",
+    "filtered",
+    "filtered_windows",
+    "filtered_dur",
+    "filtered_dur_list",
+    "manifest_filepath",
+    "swift_filepath",
+]
+DEFAULTS_ORDER = [
+    "filtered_windows",
+    "filtered_dur",
+    "filtered_dur_list",
+    "total_dur_window",
+    "total_dur_list_window",
+    "total_dur_list_window_timestamps",
+    "filtered",
+    "manifest_filepath",
+    "swift_filepath",
+]
+
+
+def _processor(**builder: object) -> EntryProcessor:
+    cfg = build_config({"builder": {"target_window_duration": 10, **builder}})
+    return EntryProcessor(cfg.builder, cfg.overlap)
+
+
+def _segments() -> list[dict[str, object]]:
+    return [
+        {"start": 0, "end": 4, "speaker": "a", "metrics": {"bandwidth": 9000}, "words": []},
+        {"start": 4, "end": 10, "speaker": "b", "metrics": {"bandwidth": 9000}},
+    ]
+
+
+def test_key_order_follows_the_reference() -> None:
+    entry = {
+        "z": 1,
+        "audio_filepath": "p",
+        "stats": "old",
+        "audio_sample_rate": 16000,
+        "segments": _segments(),
+        "a": 2,
+    }
+    out = json.loads(_processor().process(json.dumps(entry)).line)
+    # Input keys keep their place (a replaced "stats" too); new keys follow in order.
+    assert list(out) == [
+        "z",
+        "audio_filepath",
+        "stats",
+        "audio_sample_rate",
+        "a",
+        "windows",
+        "truncation_events",
+        *OVERLAP_KEYS,
+    ]
+    assert list(out["stats"]) == STAT_KEYS
+
+
+def test_key_order_without_windows() -> None:
+    out = json.loads(_processor().process('{"audio_sample_rate": 16000, "k": 1}').line)
+    assert list(out) == [
+        "audio_sample_rate",
+        "k",
+        "windows",
+        "stats",
+        "truncation_events",
+        *DEFAULTS_ORDER,
+    ]
+
+
+def test_output_is_one_compact_line() -> None:
+    entry = {"audio_sample_rate": 16000, "t": "a\nb\u2028c", "segments": _segments()}
+    line = _processor().process(json.dumps(entry)).line
+    assert "\n" not in line
+    assert ", " not in line
+    assert "\u2028" in line  # written raw, like the reference (ensure_ascii=False)
+    assert json.loads(line)["t"] == "a\nb\u2028c"
+
+
+def test_lone_surrogates_are_escaped_for_utf8() -> None:
+    line = _processor().process('{"audio_sample_rate": 16000, "s": "x\\ud800y"}').line
+    with pytest.raises(UnicodeEncodeError):
+        line.encode("utf-8")
+    fixed = escape_lone_surrogates(line)
+    fixed.encode("utf-8")
+    assert json.loads(fixed)["s"] == "x\ud800y"
+
+
+def test_entry_figures() -> None:
+    entry = {"audio_sample_rate": 16000, "segments": _segments()}
+    outcome = _processor().process(json.dumps(entry))
+    assert outcome.counts["windows"] == 1
+    assert outcome.counts["filtered_windows"] == 1
+    assert outcome.counts["total_segments"] == 2
+    assert outcome.counts["lost_win"] == 1
+    assert outcome.durations["filtered_dur"] == 10.0
+    assert outcome.durations["total_dur"] == 10.0
+    gated = _processor().process('{"audio_sample_rate": 8000, "segments": []}')
+    assert gated.counts["below_sample_rate"] == 1
+
+
+def test_internal_errors_become_rejections(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> None:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(process_module, "build_windows", broken)
+    outcome = _processor().process(json.dumps({"audio_sample_rate": 16000, "segments": []}))
+    assert outcome.internal
+    assert outcome.error == "internal error (please report): KeyError: 'boom'"

@@ -1,0 +1,91 @@
+"""DataFrame transformations, with the pure-Python processor as the oracle."""
+
+from __future__ import annotations
+
+import json
+
+from chispa import assert_df_equality
+from pyspark.sql import Row
+
+from alm_spark.config import build_config
+from alm_spark.process import EntryProcessor
+from alm_spark.schemas import (
+    MANIFEST_LINES_SCHEMA,
+    REJECTED_SCHEMA,
+    STAGED_BLOCK_SCHEMA,
+    STAGED_REJECTED_SCHEMA,
+)
+from alm_spark.transforms import process_manifest_lines, result_metrics, with_line_numbers
+
+ENTRY = {
+    "audio_filepath": "a",
+    "audio_sample_rate": 16000,
+    "segments": [
+        {"start": 0, "end": 60, "speaker": "x", "metrics": {"bandwidth": 9000}},
+        {"start": 60, "end": 119, "speaker": "y", "metrics": {"bandwidth": 9000}},
+    ],
+}
+
+
+def _lines_df(spark, rows):
+    # One partition: a real scan reads one split (same source and block_start) in one task.
+    return spark.createDataFrame(rows, MANIFEST_LINES_SCHEMA).coalesce(1)
+
+
+def test_process_manifest_lines_matches_pure_python(spark) -> None:
+    cfg = build_config({})
+    good = json.dumps(ENTRY)
+    gated = json.dumps({**ENTRY, "audio_sample_rate": 8000})
+    lines_df = _lines_df(spark, [("f", 0, good), ("f", 0, ""), ("f", 0, gated), ("f", 0, "{")])
+    result_df = lines_df.transform(process_manifest_lines, cfg.builder, cfg.overlap)
+
+    processor = EntryProcessor(cfg.builder, cfg.overlap)
+    expected = [processor.process(good).line, processor.process(gated).line]
+    actual_df = result_df.where("kind = 'entry'").select("line")
+    expected_df = spark.createDataFrame([(line,) for line in expected], "line string")
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+
+    rejected = result_df.where("kind = 'rejected'").select("line").first()
+    assert json.loads(rejected.line)["row"] == 3
+    block_df = result_df.where("kind = 'block'").select("lines", "blank_lines")
+    assert_df_equality(
+        block_df,
+        spark.createDataFrame([(4, 1)], "lines long, blank_lines long"),
+        ignore_nullable=True,
+    )
+
+
+def test_result_metrics_total_the_figures(spark) -> None:
+    cfg = build_config({})
+    rows = [("f", 0, json.dumps(ENTRY)), ("f", 0, json.dumps(ENTRY)), ("f", 0, "x"), ("f", 0, " ")]
+    totals = (
+        _lines_df(spark, rows)
+        .transform(process_manifest_lines, cfg.builder, cfg.overlap)
+        .agg(*result_metrics())
+        .first()
+        .asDict()
+    )
+    assert totals["entries_written"] == 2
+    assert totals["lines_rejected"] == 1
+    assert (totals["lines"], totals["blank_lines"]) == (4, 1)
+    assert totals["windows"] == 2
+    assert totals["filtered_windows"] == 2
+    assert totals["filtered_dur"] == 238.0
+    assert totals["lost_win"] == 2
+
+
+def test_with_line_numbers_counts_earlier_splits(spark) -> None:
+    rejected_df = spark.createDataFrame(
+        [("f", 0, 2, "e1", "r1"), ("f", 300, 0, "e2", "r2"), ("g", 0, 0, "e3", "r3")],
+        STAGED_REJECTED_SCHEMA,
+    )
+    blocks_df = spark.createDataFrame(
+        [("f", 0, 5), ("f", 100, 0), ("f", 300, 4), ("f", 200, 7), ("g", 0, 1)],
+        STAGED_BLOCK_SCHEMA,
+    )
+    actual_df = rejected_df.transform(with_line_numbers, blocks_df)
+    expected_df = spark.createDataFrame(
+        [Row("f", 3, "e1", "r1"), Row("f", 13, "e2", "r2"), Row("g", 1, "e3", "r3")],
+        REJECTED_SCHEMA,
+    )
+    assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
