@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 CONFIG ?= conf/alm_pipeline.yaml
+SRC    := $(wildcard alm_spark jobs tests benchmarks)
 
 .PHONY: help install run test unit lint format bench bench-smoke clean java-check
 
@@ -37,13 +38,13 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check alm_spark jobs tests benchmarks
-	$(BIN)/ruff format --check alm_spark jobs tests benchmarks
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format alm_spark jobs tests benchmarks
-	$(BIN)/ruff check --fix alm_spark jobs tests benchmarks
+	$(BIN)/ruff format $(SRC)
+	$(BIN)/ruff check --fix $(SRC)
 
 clean:
 	rm -rf $(VENV) alm_output .pytest_cache .mypy_cache .ruff_cache *.egg-info
