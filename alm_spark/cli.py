@@ -73,18 +73,28 @@ def _check_java() -> None:
     )
 
 
-def build_session(config: PipelineConfig) -> Any:
+def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
     """Build (or join) the SparkSession for a run, with the job's settings."""
+    from importlib import resources
+
     from pyspark.sql import SparkSession
 
     from alm_spark.session import configure_builder
 
+    builder = SparkSession.builder
     local = not config.spark.master or config.spark.master.startswith("local")
     if local and not _under_spark_submit():
         # Workers must run this interpreter, or they import a Python without our packages.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    spark = configure_builder(SparkSession.builder, config.spark).getOrCreate()
+        if "spark.driver.extraJavaOptions" not in config.spark.conf:
+            log4j = resources.files("alm_spark").joinpath("data", "log4j2.properties")
+            builder = builder.config(
+                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}"
+            )
+    if quiet:
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
+    spark = configure_builder(builder, config.spark).getOrCreate()
     try:
         spark.sparkContext.setLogLevel("ERROR")
     except Exception:
@@ -100,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     _check_java()
     from alm_spark.pipeline import format_summary, run_pipeline
 
-    spark = build_session(config)
+    spark = build_session(config, quiet=args.quiet)
     try:
         result = run_pipeline(spark, config)
     finally:
