@@ -12,12 +12,13 @@ lines of every split it sees. Those counts (``block`` rows) let the driver turn
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from urllib.parse import unquote
 
+import numpy as np
 import pyarrow as pa
 
 from alm_spark.config import BuilderConfig, OverlapConfig
-from alm_spark.process import EntryProcessor, encode_json, escape_lone_surrogates
+from alm_spark.process import EntryProcessor, dumps
 from alm_spark.schemas import (
     KIND_BLOCK,
     KIND_ENTRY,
@@ -27,9 +28,49 @@ from alm_spark.schemas import (
     RESULT_DURATION_COLUMNS,
 )
 
+#: Output rows are handed to Spark once they hold this many bytes (an output line can
+#: be 10x its input line), which bounds the Python worker's memory.
+OUTPUT_BATCH_BYTES = 64 * 1024 * 1024
+#: Arrow string arrays use 32-bit offsets: one batch holds less than 2 GiB.
+MAX_BATCH_BYTES = 2**31 - 1
 
-def _is_blank(text: str | None) -> bool:
-    return not text or text.isspace()
+
+def _is_blank(text: object) -> bool:
+    return not text or (isinstance(text, str) and text.isspace())
+
+
+class _Undecodable:
+    """A line whose bytes are not valid UTF-8 (the text reader passes them through)."""
+
+    def __init__(self, raw: bytes, err: UnicodeDecodeError) -> None:
+        self.text = raw.decode("utf-8", errors="replace")
+        self.error = f"not valid UTF-8: byte 0x{raw[err.start]:02x} at offset {err.start}"
+
+
+def _decode(raw: bytes | None) -> str | _Undecodable | None:
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return _Undecodable(raw, err)
+
+
+def _texts(column: pa.Array) -> list[str | _Undecodable | None]:
+    """Line texts; a line with invalid UTF-8 must not fail the whole batch."""
+    try:
+        return column.to_pylist()  # type: ignore[no-any-return]
+    except UnicodeDecodeError:
+        return [_decode(raw) for raw in column.view(pa.binary()).to_pylist()]
+
+
+def string_array(items: list[bytes]) -> pa.Array:
+    """An Arrow UTF-8 array from encoded strings, without re-encoding them."""
+    lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    offsets = np.zeros(len(items) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(items))]
+    return pa.Array.from_buffers(pa.string(), len(items), buffers)
 
 
 class _BatchBuilder:
@@ -37,7 +78,8 @@ class _BatchBuilder:
 
     def __init__(self) -> None:
         self.kind: list[str] = []
-        self.line: list[str] = []
+        self.line: list[bytes] = []
+        self.size = 0
         self.counts: dict[str, list[int | None]] = {name: [] for name in RESULT_COUNT_COLUMNS}
         self.durations: dict[str, list[float | None]] = {
             name: [] for name in RESULT_DURATION_COLUMNS
@@ -46,12 +88,13 @@ class _BatchBuilder:
     def add(
         self,
         kind: str,
-        line: str,
+        line: bytes,
         counts: dict[str, int] | None = None,
         durations: dict[str, float] | None = None,
     ) -> None:
         self.kind.append(kind)
         self.line.append(line)
+        self.size += len(line)
         counts = counts or {}
         durations = durations or {}
         for name, column in self.counts.items():
@@ -59,17 +102,29 @@ class _BatchBuilder:
         for name, dcolumn in self.durations.items():
             dcolumn.append(durations.get(name))
 
+    def room_for(self, size: int) -> bool:
+        return not self.kind or self.size + size <= OUTPUT_BATCH_BYTES
+
     def build(self) -> pa.RecordBatch:
-        try:
-            lines = pa.array(self.line, type=pa.string())
-        except UnicodeEncodeError:
-            lines = pa.array([escape_lone_surrogates(t) for t in self.line], type=pa.string())
-        arrays: list[Any] = [pa.array(self.kind, type=pa.string()), lines]
+        arrays: list[pa.Array] = [pa.array(self.kind, type=pa.string()), string_array(self.line)]
         arrays += [pa.array(self.counts[name], type=pa.int64()) for name in RESULT_COUNT_COLUMNS]
         arrays += [
             pa.array(self.durations[name], type=pa.float64()) for name in RESULT_DURATION_COLUMNS
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=RESULT_ARROW_SCHEMA)
+
+
+def _rejected(
+    source: str, block_start: int, row: int, error: str, text: str, *, internal: bool = False
+) -> tuple[str, bytes, dict[str, int], dict[str, float]]:
+    record = {
+        "source": unquote(source),
+        "block_start": block_start,
+        "row": row,
+        "error": error,
+        "raw": text,
+    }
+    return KIND_REJECTED, dumps(record), {"internal_errors": int(internal)}, {}
 
 
 def process_line_batches(
@@ -92,12 +147,12 @@ def process_line_batches(
     current: tuple[str, int] | None = None
     row = -1
     tally = [0, 0]
+    out = _BatchBuilder()
     for batch in batches:
-        out = _BatchBuilder()
         sources = batch.column("source").to_pylist()
         starts = batch.column("block_start").to_pylist()
-        values = batch.column("value").to_pylist()
-        for source, block_start, text in zip(sources, starts, values, strict=False):
+        values = _texts(batch.column("value"))
+        for source, block_start, text in zip(sources, starts, values, strict=True):
             key = (source, block_start)
             if key != current:
                 current, row = key, 0
@@ -108,25 +163,27 @@ def process_line_batches(
             if _is_blank(text):
                 tally[1] += 1
                 continue
-            outcome = processor.process(text)
-            if outcome.line is not None:
-                out.add(KIND_ENTRY, outcome.line, outcome.counts, outcome.durations)
-            else:
-                record = {
-                    "source": source,
-                    "block_start": block_start,
-                    "row": row,
-                    "error": outcome.error,
-                    "raw": text,
-                }
-                out.add(
-                    KIND_REJECTED, encode_json(record), {"internal_errors": int(outcome.internal)}
+            if not isinstance(text, str):
+                assert isinstance(text, _Undecodable)
+                kind, line, counts, durations = _rejected(
+                    source, block_start, row, text.error, text.text
                 )
-        if out.kind:
-            yield out.build()
-    if blocks:
-        out = _BatchBuilder()
-        for (source, block_start), (lines, blank) in blocks.items():
-            record = {"source": source, "block_start": block_start, "lines": lines}
-            out.add(KIND_BLOCK, encode_json(record), {"lines": lines, "blank_lines": blank})
+            else:
+                outcome = processor.process(text)
+                if outcome.line is not None and len(outcome.line) < MAX_BATCH_BYTES:
+                    kind, line = KIND_ENTRY, outcome.line
+                    counts, durations = outcome.counts, outcome.durations
+                else:
+                    error = outcome.error or "the output line would exceed 2 GiB"
+                    kind, line, counts, durations = _rejected(
+                        source, block_start, row, error, text, internal=outcome.internal
+                    )
+            if not out.room_for(len(line)):
+                yield out.build()
+                out = _BatchBuilder()
+            out.add(kind, line, counts, durations)
+    for (source, block_start), (lines, blank) in blocks.items():
+        record = {"source": unquote(source), "block_start": block_start, "lines": lines}
+        out.add(KIND_BLOCK, dumps(record), {"lines": lines, "blank_lines": blank})
+    if out.kind:
         yield out.build()

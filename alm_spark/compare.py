@@ -27,11 +27,15 @@ def _is_number(value: Any) -> bool:
 
 
 def _numbers_equal(a: float, b: float) -> bool:
+    """Integers exactly; floats to 1e-6 (or to rounding, for magnitudes past 1e9)."""
     if a == b:
         return True
+    if isinstance(a, int) and isinstance(b, int):
+        return False
+    a, b = float(a), float(b)
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
-    return abs(a - b) <= FLOAT_TOLERANCE * max(1.0, abs(a), abs(b))
+    return abs(a - b) <= max(FLOAT_TOLERANCE, 1e-15 * max(abs(a), abs(b)))
 
 
 def first_difference(actual: Any, expected: Any, path: str = "$") -> str | None:
@@ -46,7 +50,7 @@ def first_difference(actual: Any, expected: Any, path: str = "$") -> str | None:
         ``None`` when the values are equal under spec §3, else a one-line description.
     """
     if _is_number(actual) and _is_number(expected):
-        if _numbers_equal(float(actual), float(expected)):
+        if _numbers_equal(actual, expected):
             return None
         return f"{path}: {actual!r} != {expected!r}"
     if isinstance(actual, dict) and isinstance(expected, dict):

@@ -334,10 +334,34 @@ def _check_cross_field(config: PipelineConfig) -> None:
         )
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``section.key=value`` into its key path and YAML-parsed value.
+#: Settings whose override values are taken literally (paths may hold "#", "*", ":"),
+#: unless written as a YAML list ``[a, b]``.
+_TEXT_SETTINGS = frozenset(
+    {
+        ("input", "manifest_path"),
+        ("output", "path"),
+        ("spark", "master"),
+        ("spark", "app_name"),
+        ("builder", "drop_fields"),
+        ("builder", "drop_fields_top_level"),
+    }
+)
 
-    ``spark.conf.<name>=value`` addresses one Spark setting, dots and all.
+
+def _override_value(path: list[str], value: str) -> Any:
+    text = value.strip()
+    literal = tuple(path[:2]) in _TEXT_SETTINGS or path[:2] == ["spark", "conf"]
+    if literal and not (text.startswith("[") and path[1] != "conf"):
+        return None if text in ("", "null", "~") else text
+    return yaml.safe_load(value) if text else None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into its key path and value.
+
+    Values are parsed as YAML, except text settings (paths, names), which are taken
+    literally unless written as a list. ``spark.conf.<name>=value`` addresses one
+    Spark setting, dots and all.
     """
     key, sep, value = text.partition("=")
     key = key.strip()
@@ -351,7 +375,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(path):
         raise ConfigError(f"{text}: overrides look like section.key=value")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = _override_value(path, value)
     except yaml.YAMLError as err:
         raise ConfigError(
             f"{key}: cannot parse value {value!r} ({err.__class__.__name__})"

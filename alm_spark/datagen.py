@@ -93,8 +93,10 @@ def _odd_value(rng: random.Random, depth: int = 0) -> Any:
     return {}
 
 
-def _words(rng: random.Random, start: float, end: float, odd: bool) -> list[dict[str, Any]]:
-    count = rng.randrange(0, 12) if odd else max(1, int((end - start) * 2.6))
+def _words(
+    rng: random.Random, start: float, end: float, odd: bool, rate: float = 2.6
+) -> list[dict[str, Any]]:
+    count = rng.randrange(0, 12) if odd else max(1, int((end - start) * rate))
     span = max(end - start, 0.0)
     out = []
     t = start
@@ -297,12 +299,23 @@ def _top_level(rng: random.Random, index: int, prefix: str, duration: float) -> 
 
 
 def conversation_entry(
-    rng: random.Random, index: int, minutes: float, *, words: bool = True, prefix: str = "prod"
+    rng: random.Random,
+    index: int,
+    minutes: float,
+    *,
+    words: bool = True,
+    prefix: str = "prod",
+    rich_words: bool = False,
+    gap_scale: float = 1.0,
+    words_per_second: float = 2.6,
 ) -> dict[str, Any]:
     """A production-shaped conversation of about ``minutes`` minutes.
 
-    Turns of 1-12 s among 2-6 speakers, occasional 40-200 s monologues (which need
-    truncation), low-bandwidth stretches and short silences.
+    Short turns (about 3.3 s apart, ~8 words each, as in production diarization)
+    among 2-6 speakers, occasional 40-200 s monologues that need truncation,
+    low-bandwidth stretches, a rare ``no-speaker`` segment. ``rich_words`` adds
+    per-word confidence and punctuation, as some ASR outputs carry; ``gap_scale``
+    shortens the silences between turns.
     """
     speakers = [f"spk_{k}" for k in range(rng.randint(2, 6))]
     total = minutes * 60.0
@@ -310,10 +323,10 @@ def conversation_entry(
     low_bw_until = -1.0
     segments: list[dict[str, Any]] = []
     while t < total:
-        length = rng.uniform(1.0, 12.0)
-        if rng.random() < 0.02:
+        length = rng.uniform(0.8, 5.2)
+        if rng.random() < 0.004:
             length = rng.uniform(40.0, 200.0)
-        if rng.random() < 0.01:
+        if rng.random() < 0.003:
             low_bw_until = t + rng.uniform(30, 300)
         start, end = round(t, 3), round(t + length, 3)
         bandwidth = (
@@ -324,7 +337,7 @@ def conversation_entry(
         seg: dict[str, Any] = {
             "start": start,
             "end": end,
-            "speaker": rng.choice(speakers) if rng.random() > 0.003 else "no-speaker",
+            "speaker": rng.choice(speakers) if rng.random() > 0.002 else "no-speaker",
             "metrics": {
                 "bandwidth": bandwidth,
                 "pesq_squim": round(rng.uniform(1, 4.5), 3),
@@ -334,13 +347,17 @@ def conversation_entry(
             },
         }
         if words:
-            seg["words"] = _words(rng, start, end, odd=False)
+            seg["words"] = _words(rng, start, end, odd=False, rate=words_per_second)
+            if rich_words:
+                for word in seg["words"]:
+                    word["confidence"] = round(rng.uniform(0.3, 1.0), 4)
+                    word["punctuated_word"] = word["word"].capitalize() + rng.choice(["", "", ","])
             seg["text"] = " ".join(w["word"] for w in seg["words"])
         else:
             seg["text"] = _text(rng, int(length * 2.5))
         seg["text_ITN"] = seg["text"]
         segments.append(seg)
-        t = end + rng.choice([0.0, 0.1, 0.3, 0.8, 2.0, rng.uniform(3, 20)])
+        t = end + gap_scale * rng.choice([0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, rng.uniform(1, 6)])
     entry = _top_level(rng, index, prefix, total)
     entry["segments"] = segments
     return entry
@@ -389,7 +406,10 @@ PROFILES: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
     "demo": demo_entry,
     "sample": sample_entry,
     "production": lambda rng, i: conversation_entry(rng, i, rng.uniform(30, 120)),
-    "podcast": lambda rng, i: conversation_entry(rng, i, 360, prefix="podcast"),
+    # One 6-hour line like the largest seen: ~6.6k segments, ~55k words, ~10 MB.
+    "podcast": lambda rng, i: conversation_entry(
+        rng, i, 360, prefix="podcast", rich_words=True, gap_scale=0.2, words_per_second=3.0
+    ),
 }
 
 

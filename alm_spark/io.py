@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from alm_spark.errors import InputError
-from alm_spark.fs import FileSystem, has_glob
+from alm_spark.fs import FileSystem, has_glob, is_within, parent_and_name
 from alm_spark.schemas import (
     KIND_BLOCK,
     KIND_REJECTED,
@@ -54,33 +54,70 @@ def check_local_inputs(paths: Sequence[str]) -> None:
     for path in paths:
         if not _is_local(path):
             continue
-        found = pyglob.glob(path) if has_glob(path) else os.path.exists(path)
+        found = os.path.exists(path) or (has_glob(path) and pyglob.glob(path))
         if not found:
             raise InputError(f"input.manifest_path: no such file or directory: {path}")
+
+
+_GLOB_ESCAPES = str.maketrans({ch: "\\" + ch for ch in "\\*?[]{}"})
+
+
+def escape_glob(path: str) -> str:
+    """Escape glob characters: Spark expands every path it is given as a pattern."""
+    return path.translate(_GLOB_ESCAPES)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(("_", "."))
+
+
+def _read_from_directory(path: str, directory: str) -> bool:
+    """Whether a directory read picks up ``path``: a manifest name, no hidden part."""
+    parts = path[len(directory.rstrip("/")) + 1 :].split("/")
+    return parts[-1].endswith(MANIFEST_SUFFIXES) and not any(_is_hidden(p) for p in parts)
 
 
 def resolve_manifest_paths(fs: FileSystem, paths: Sequence[str]) -> ManifestSources:
     """Expand globs and sort input paths into files and directories.
 
+    A path that exists is taken literally, glob characters and all. Globs skip
+    hidden names (``_``/``.``), as directory reads do. Inputs covered by another
+    input directory are dropped, so no line is read twice.
+
     Raises:
-        InputError: When a path or glob matches nothing.
+        InputError: When a path or glob matches nothing, or a named file is hidden.
     """
     files: list[str] = []
     directories: list[str] = []
     for path in paths:
-        if has_glob(path):
-            matches = fs.glob(path)
+        if fs.exists(path):
+            qualified = fs.qualify(path)
+            if fs.is_dir(path):
+                directories.append(qualified)
+                continue
+            if _is_hidden(parent_and_name(qualified)[1]):
+                raise InputError(
+                    f"input.manifest_path: Spark does not read files whose names start with "
+                    f"'_' or '.'; rename {path}"
+                )
+            files.append(qualified)
+        elif has_glob(path):
+            matches = [m for m in fs.glob(path) if not _is_hidden(parent_and_name(m.path)[1])]
             if not matches:
                 raise InputError(f"input.manifest_path: the pattern matches nothing: {path}")
             for match in matches:
                 (directories if match.is_dir else files).append(match.path)
-        elif not fs.exists(path):
-            raise InputError(f"input.manifest_path: no such file or directory: {path}")
-        elif fs.is_dir(path):
-            directories.append(fs.qualify(path))
         else:
-            files.append(fs.qualify(path))
-    return ManifestSources(tuple(dict.fromkeys(files)), tuple(dict.fromkeys(directories)))
+            raise InputError(f"input.manifest_path: no such file or directory: {path}")
+    directories = [
+        d for d in dict.fromkeys(directories)
+        if not any(o != d and is_within(d, o) for o in directories)
+    ]  # fmt: skip
+    files = [
+        f for f in dict.fromkeys(files)
+        if not any(is_within(f, d) and _read_from_directory(f, d) for d in directories)
+    ]  # fmt: skip
+    return ManifestSources(tuple(files), tuple(directories))
 
 
 def _with_location(df: DataFrame) -> DataFrame:
@@ -106,12 +143,12 @@ def read_manifest_lines(spark: SparkSession, sources: ManifestSources) -> DataFr
     """
     frames = []
     if sources.files:
-        frames.append(_with_location(spark.read.text(list(sources.files))))
+        frames.append(_with_location(spark.read.text([escape_glob(f) for f in sources.files])))
     if sources.directories:
         reader = (
             spark.read.option("recursiveFileLookup", "true")
             .option("pathGlobFilter", MANIFEST_NAME_GLOB)
-            .text(list(sources.directories))
+            .text([escape_glob(d) for d in sources.directories])
         )
         frames.append(_with_location(reader))
     lines_df = reduce(DataFrame.unionByName, frames)

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "_metrics.json"
 SUCCESS_FILE = "_SUCCESS"
 REJECTED_DIR = "_rejected"
-_OUR_MARKERS = (METRICS_FILE, SUCCESS_FILE)
+PRODUCER = "alm_spark"  # in _metrics.json; only a directory carrying it is ever replaced
 
 
 @dataclass
@@ -81,12 +81,19 @@ def _check_output_location(fs: FileSystem, output: str, sources: ManifestSources
         return
     if not fs.is_dir(output):
         raise OutputError(f"output.path: {output} exists and is a file")
-    children = {parent_and_name(info.path)[1] for info in fs.list_dir(output)}
-    if children and not children.intersection(_OUR_MARKERS):
+    if fs.list_dir(output) and not _is_our_output(fs, output):
         raise OutputError(
             f"output.path: {output} exists and is not an alm_spark output "
-            f"(no {METRICS_FILE} or {SUCCESS_FILE}); refusing to replace it"
+            f"(no {METRICS_FILE} written by {PRODUCER}); refusing to replace it"
         )
+
+
+def _is_our_output(fs: FileSystem, path: str) -> bool:
+    try:
+        metrics = json.loads(fs.read_text(join(path, METRICS_FILE)))
+    except Exception:  # missing or unreadable (OSError, a Py4J error, bad JSON)
+        return False
+    return isinstance(metrics, dict) and metrics.get("producer") == PRODUCER
 
 
 def _move_parts(fs: FileSystem, src_dir: str, dst_dir: str) -> int:
@@ -189,7 +196,7 @@ def run_pipeline(
         _move_parts(fs, numbered_dir, join(staging, REJECTED_DIR))
         fs.delete(data_dir)
 
-        metrics = _metrics(raw)
+        metrics = {"producer": PRODUCER, **_metrics(raw)}
         finished = time.time()
         metrics["run"] = {
             "run_id": run_id,

@@ -53,8 +53,8 @@ def result_metrics() -> list[Column]:
     """
     kind = F.col("kind")
     exprs = [
-        F.sum(F.when(kind == KIND_ENTRY, 1).otherwise(0)).alias("entries_written"),
-        F.sum(F.when(kind == KIND_REJECTED, 1).otherwise(0)).alias("lines_rejected"),
+        F.count(F.when(kind == KIND_ENTRY, 1)).alias("entries_written"),
+        F.count(F.when(kind == KIND_REJECTED, 1)).alias("lines_rejected"),
     ]
     exprs += [F.coalesce(F.sum(name), F.lit(0)).alias(name) for name in RESULT_COUNT_COLUMNS]
     exprs += [F.coalesce(F.sum(name), F.lit(0.0)).alias(name) for name in RESULT_DURATION_COLUMNS]

@@ -245,6 +245,8 @@ def _first_label_overflow(label: IntArray, n_labels: int, max_speakers: int) -> 
     n = len(label)
     if n_labels <= max_speakers:
         return np.full(n, n, dtype=np.int64)
+    if n_labels * n > _CHUNK_ELEMENTS:
+        return _scan_label_overflow(label, max_speakers)
     positions = np.arange(n, dtype=np.int64)
     occurrences = [np.flatnonzero(label == lab) for lab in range(n_labels)]
     result = np.empty(n, dtype=np.int64)
@@ -260,6 +262,32 @@ def _first_label_overflow(label: IntArray, n_labels: int, max_speakers: int) -> 
             nxt[lab] = np.where(k < len(occ), occ[np.minimum(k, len(occ) - 1)], n)
         result[lo : lo + chunk] = np.partition(nxt, max_speakers, axis=0)[max_speakers]
     return result
+
+
+def _scan_label_overflow(label: IntArray, max_speakers: int) -> IntArray:
+    """Same as :func:`_first_label_overflow`, by a two-pointer scan: O(n) for any label count."""
+    labels = label.tolist()
+    n = len(labels)
+    out = [n] * n
+    counts: dict[int, int] = {}
+    c = 0  # window [i, c) holds at most max_speakers distinct labels
+    for i in range(n):
+        c = max(c, i)
+        while c < n:
+            lab = labels[c]
+            if lab >= 0:
+                if lab not in counts and len(counts) == max_speakers:
+                    break
+                counts[lab] = counts.get(lab, 0) + 1
+            c += 1
+        out[i] = c
+        if c > i and labels[i] >= 0:
+            left = counts[labels[i]] - 1
+            if left:
+                counts[labels[i]] = left
+            else:
+                del counts[labels[i]]
+    return np.asarray(out, dtype=np.int64)
 
 
 def _speaker_stops(table: SegmentTable, params: WindowParams) -> IntArray:
@@ -279,7 +307,7 @@ def truncate_segment(segment: dict[str, Any], cut: float) -> dict[str, Any]:
     kept = [w for w in segment.get("words", ()) if w["end"] <= cut]
     part = dict(segment)
     part["words"] = kept
-    part["text"] = " ".join(w["word"] for w in kept if w.get("word"))
+    part["text"] = " ".join([w["word"] for w in kept if w.get("word")])
     part["end"] = kept[-1]["end"] if kept else segment["start"]
     return part
 

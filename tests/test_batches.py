@@ -74,7 +74,7 @@ def test_entry_rows_carry_the_line_and_figures() -> None:
     (row, _block) = _run(_batch([("f", 0, GOOD)]))
     cfg = build_config({})
     expected = EntryProcessor(cfg.builder, cfg.overlap).process(GOOD)
-    assert row["line"] == expected.line
+    assert row["line"] == expected.line.decode()
     assert (row["windows"], row["filtered_windows"], row["total_segments"]) == (1, 1, 2)
     assert row["filtered_dur"] == 120.0
     assert row["lines"] is None
@@ -85,6 +85,34 @@ def test_lone_surrogates_do_not_break_the_batch() -> None:
     line = '{"audio_sample_rate": 16000, "s": "\\udc80"}'
     (row, _block) = _run(_batch([("f", 0, line)]))
     assert json.loads(row["line"])["s"] == "\udc80"
+
+
+def test_output_batches_are_bounded(monkeypatch) -> None:
+    cfg = build_config({})
+    line_size = len(EntryProcessor(cfg.builder, cfg.overlap).process(GOOD).line)
+    monkeypatch.setattr("alm_spark.batches.OUTPUT_BATCH_BYTES", 2 * line_size + 1)
+    batches = list(
+        process_line_batches(iter([_batch([("f", 0, GOOD)] * 10)]), cfg.builder, cfg.overlap)
+    )
+    assert [b.num_rows for b in batches] == [2, 2, 2, 2, 3]  # the block row rides last
+    entry_bytes = [
+        sum(len(r["line"].encode()) for r in b.to_pylist() if r["kind"] == "entry") for b in batches
+    ]
+    assert entry_bytes == [2 * line_size] * 5
+
+
+def test_invalid_utf8_line_is_rejected_alone() -> None:
+    values = pa.array([GOOD.encode(), b'{"a": "\xff"}'], type=pa.binary()).view(pa.string())
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(["f%20g", "f%20g"]), pa.array([0, 0], type=pa.int64()), values],
+        names=["source", "block_start", "value"],
+    )
+    rows = _run(batch)
+    assert [r["kind"] for r in rows] == ["entry", "rejected", "block"]
+    rejected = json.loads(rows[1]["line"])
+    assert rejected["error"] == "not valid UTF-8: byte 0xff at offset 7"
+    assert rejected["source"] == "f g"  # percent-decoded
+    assert rejected["row"] == 1
 
 
 def test_no_input_no_output() -> None:

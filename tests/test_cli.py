@@ -85,7 +85,7 @@ def _env() -> dict[str, str]:
 def _expected_for(source: Path) -> list[str]:
     cfg = build_config({})
     processor = EntryProcessor(cfg.builder, cfg.overlap)
-    return [processor.process(line).line for line in read_lines(source)]
+    return [processor.process(line).line.decode() for line in read_lines(source)]
 
 
 def _case() -> tuple[Path, Path | None]:

@@ -59,3 +59,17 @@ def test_compare_paths_reads_dirs_and_gzip(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "exp.jsonl.gz", "wt") as handle:
         handle.write('{"a": 2}\n{"a": 1.0}\n')
     assert compare_paths(out, tmp_path / "exp.jsonl.gz").equal
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        (123456789, 123456700, False),  # integers compare exactly
+        (3600000.0, 3600003.5, False),  # floats to 1e-6, not relative
+        (3600000.0, 3600000.0000004, True),
+        (1e20, 1e20 + 65536.0, True),  # beyond 1e9, to rounding
+        (2**70, 2**70 + 1, False),
+    ],
+)
+def test_number_tolerance(a: float, b: float, equal: bool) -> None:
+    assert (first_difference({"x": a}, {"x": b}) is None) is equal

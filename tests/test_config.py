@@ -63,6 +63,22 @@ def test_overrides_parse_values_as_yaml() -> None:
     assert cfg.spark.master == "local[2]"
 
 
+def test_text_overrides_are_taken_literally() -> None:
+    cfg = load_config(
+        None,
+        [
+            "output.path=/data/run #2",
+            "input.manifest_path=data/*.jsonl",
+            "spark.conf.spark.driver.extraJavaOptions=-Da=b #c",
+            "spark.master=null",
+        ],
+    )
+    assert cfg.output.path == "/data/run #2"
+    assert cfg.input.manifest_path == ("data/*.jsonl",)
+    assert cfg.spark.conf == {"spark.driver.extraJavaOptions": "-Da=b #c"}
+    assert cfg.spark.master is None
+
+
 def test_yaml_file_and_overrides_combine(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("builder:\n  tolerance: 0.2\n  drop_fields: [words, ' text ', '']\n")

@@ -16,13 +16,25 @@ def test_same_seed_same_entries_and_prefix_stability() -> None:
 
 
 def test_production_shape() -> None:
-    (entry,) = generate("production", 1, seed=2)
-    assert len(entry) >= 55
-    line = json.dumps(entry)
-    assert 300_000 < len(line) < 1_500_000
-    assert all("words" in s and s["words"] for s in entry["segments"])
-    assert any(s["end"] - s["start"] > 132 for s in entry["segments"])  # needs truncation
-    assert any(s["metrics"]["bandwidth"] < 8000 for s in entry["segments"])
+    entries = list(generate("production", 4, seed=2))
+    assert all(len(entry) >= 55 for entry in entries)
+    sizes = [len(json.dumps(entry).encode()) for entry in entries]
+    assert all(300_000 < size < 1_500_000 for size in sizes), sizes
+    segments = [s for entry in entries for s in entry["segments"]]
+    assert all(s["words"] for s in segments)
+    words_per_segment = sum(len(s["words"]) for s in segments) / len(segments)
+    assert 7 < words_per_segment < 10  # short production turns
+    assert any(s["end"] - s["start"] > 132 for s in segments)  # monologues need truncation
+    assert any(s["metrics"]["bandwidth"] < 8000 for s in segments)
+
+
+def test_podcast_shape() -> None:
+    (entry,) = generate("podcast", 1)
+    size = len(json.dumps(entry, ensure_ascii=False).encode())
+    words = sum(len(s["words"]) for s in entry["segments"])
+    assert 8e6 < size < 12e6
+    assert 6000 < len(entry["segments"]) < 7000
+    assert 50_000 < words < 65_000
 
 
 def test_write_and_cli(tmp_path: Path) -> None:

@@ -146,6 +146,14 @@ def test_processor_turns_rejections_into_outcomes() -> None:
     )
 
 
+def test_overflowing_durations_are_rejected_quietly(recwarn) -> None:
+    cfg = build_config({})
+    processor = EntryProcessor(cfg.builder, cfg.overlap)
+    line = '{"audio_sample_rate": 16000, "segments": [{"start": -1e308, "end": 1e308}]}'
+    assert processor.process(line).error == "a number is out of double range"
+    assert not recwarn.list
+
+
 def test_passthrough_number_out_of_range_is_rejected() -> None:
     cfg = build_config({})
     processor = EntryProcessor(cfg.builder, cfg.overlap)

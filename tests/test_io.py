@@ -53,6 +53,17 @@ def test_globs_expand_to_files_and_directories(spark, tmp_path: Path) -> None:
     assert _values(read_manifest_lines(spark, sources)) == ['{"n": 3}', '{"n": 4}']
 
 
+def test_hidden_files_named_explicitly_are_refused(spark, tmp_path: Path) -> None:
+    fs = HadoopFileSystem(spark)
+    (tmp_path / "_part.jsonl").write_text("{}\n")
+    (tmp_path / "a.jsonl").write_text("{}\n")
+    with pytest.raises(InputError, match=r"names start with '_' or '\.'; rename"):
+        resolve_manifest_paths(fs, [str(tmp_path / "_part.jsonl")])
+    # A glob skips hidden names, as a directory read does.
+    sources = resolve_manifest_paths(fs, [str(tmp_path / "*.jsonl")])
+    assert [p.rsplit("/", 1)[1] for p in sources.files] == ["a.jsonl"]
+
+
 def test_missing_and_empty_inputs_are_refused(spark, tmp_path: Path) -> None:
     fs = HadoopFileSystem(spark)
     with pytest.raises(InputError, match=r"input\.manifest_path: no such file or directory"):

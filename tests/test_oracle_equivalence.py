@@ -77,4 +77,4 @@ def test_production_shaped_entries_with_default_settings() -> None:
         expected = oracle.process_entry(json.loads(line), builder, overlap)
         windows += len(expected["windows"])
         assert first_difference(_fast(line, builder, overlap), expected) is None
-    assert windows == 450  # the first entry is below the sample rate, the others are not
+    assert windows == 1925  # the first entry is below the sample rate, the others are not

@@ -139,3 +139,49 @@ def test_failed_run_leaves_old_output_and_no_staging(spark, tmp_path: Path, monk
         _run(spark, src, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
     assert not list(tmp_path.glob(".out.*"))
+
+
+def test_empty_and_undecodable_inputs(spark, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "in" / "latin1.jsonl").write_bytes(
+        json.dumps(GOOD).encode() + b"\n" + b'{"audio_filepath": "caf\xe9.wav"}\n'
+    )
+    result = _run(spark, tmp_path / "in", tmp_path / "out")
+    assert (result.metrics["entries_written"], result.metrics["lines_rejected"]) == (1, 1)
+    (rejected,) = iter_jsonl(tmp_path / "out" / "_rejected")
+    assert rejected["line"] == 2
+    assert rejected["error"] == "not valid UTF-8: byte 0xe9 at offset 23"
+    assert rejected["raw"] == '{"audio_filepath": "caf\ufffd.wav"}'
+    (tmp_path / "only_empty").mkdir()
+    (tmp_path / "only_empty" / "empty.jsonl").write_bytes(b"")
+    result = _run(spark, tmp_path / "only_empty", tmp_path / "out2")
+    assert (result.metrics["input_lines"], result.metrics["entries_written"]) == (0, 0)
+
+
+def test_paths_with_glob_characters_and_overlapping_inputs(spark, tmp_path: Path) -> None:
+    # Spark would read "x[1].jsonl" as the pattern matching "x1.jsonl": a different file.
+    write_jsonl(tmp_path / "d" / "x[1].jsonl", [json.dumps({**GOOD, "n": 1})])
+    write_jsonl(tmp_path / "d" / "x1.jsonl", [json.dumps({**GOOD, "n": 2})])
+    _run(spark, tmp_path / "d" / "x[1].jsonl", tmp_path / "out")
+    assert [e["n"] for e in iter_jsonl(tmp_path / "out")] == [1]
+    # A folder plus a file and a subfolder inside it: every line is read once.
+    write_jsonl(tmp_path / "d" / "sub" / "y.jsonl", [json.dumps({**GOOD, "n": 3})])
+    sources = f"[{tmp_path}/d, {tmp_path}/d/x1.jsonl, {tmp_path}/d/sub]"
+    result = _run(spark, sources, tmp_path / "out")
+    assert sorted(e["n"] for e in iter_jsonl(tmp_path / "out")) == [1, 2, 3]
+    assert result.metrics["run"]["input_files"] == 3
+
+
+def test_refuses_to_replace_other_spark_outputs(spark, tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
+    other = tmp_path / "warehouse"
+    (other / "year=2024").mkdir(parents=True)
+    (other / "_SUCCESS").write_text("")
+    (other / "year=2024" / "part-0.parquet").write_text("data")
+    with pytest.raises(OutputError, match="is not an alm_spark output"):
+        _run(spark, src, other)
+    assert (other / "year=2024" / "part-0.parquet").exists()
+    _run(spark, src, tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / "_metrics.json").read_text())["producer"] == "alm_spark"
+    _run(spark, src, tmp_path / "ours")  # ours: replaced without complaint

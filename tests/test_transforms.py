@@ -40,7 +40,7 @@ def test_process_manifest_lines_matches_pure_python(spark) -> None:
     result_df = lines_df.transform(process_manifest_lines, cfg.builder, cfg.overlap)
 
     processor = EntryProcessor(cfg.builder, cfg.overlap)
-    expected = [processor.process(good).line, processor.process(gated).line]
+    expected = [processor.process(good).line.decode(), processor.process(gated).line.decode()]
     actual_df = result_df.where("kind = 'entry'").select("line")
     expected_df = spark.createDataFrame([(line,) for line in expected], "line string")
     assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)

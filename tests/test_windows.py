@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from alm_spark.process import EntryProcessor
 from alm_spark.windows import (
     _first_duration_overflow,
     _first_label_overflow,
+    _scan_label_overflow,
     filter_overlaps,
     sequential_sum,
 )
@@ -381,6 +383,28 @@ def test_label_overflow_matches_brute_force() -> None:
                     break
             expected.append(stop)
         assert _first_label_overflow(label, n_labels, k).tolist() == expected
+
+
+def test_label_scan_matches_brute_force() -> None:
+    rng = random.Random(9)
+    for _ in range(300):
+        n = rng.randint(1, 60)
+        n_labels = rng.randint(1, 40)
+        label = np.array([rng.randrange(-1, n_labels) for _ in range(n)], dtype=np.int64)
+        k = rng.randint(0, 6)
+        assert (
+            _scan_label_overflow(label, k).tolist()
+            == _first_label_overflow(label, n_labels, k).tolist()
+        )
+
+
+def test_many_speaker_labels_stay_linear() -> None:
+    n = 30_000
+    label = np.arange(n, dtype=np.int64)  # every segment its own speaker
+    started = time.perf_counter()
+    result = _first_label_overflow(label, n, 5)
+    assert result[:3].tolist() == [5, 6, 7]
+    assert time.perf_counter() - started < 5  # quadratic took ~60 s here
 
 
 def test_sequential_sum_is_not_compensated() -> None:
