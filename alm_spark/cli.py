@@ -79,7 +79,7 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
 
     from pyspark.sql import SparkSession
 
-    from alm_spark.session import configure_builder
+    from alm_spark.session import LOCAL_JAVA_OPTIONS, LOCAL_SESSION_CONF, configure_builder
 
     builder = SparkSession.builder
     local = not config.spark.master or config.spark.master.startswith("local")
@@ -87,10 +87,13 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
         # Workers must run this interpreter, or they import a Python without our packages.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        for key, value in LOCAL_SESSION_CONF.items():
+            builder = builder.config(key, value)
         if "spark.driver.extraJavaOptions" not in config.spark.conf:
             log4j = resources.files("alm_spark").joinpath("data", "log4j2.properties")
             builder = builder.config(
-                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}"
+                "spark.driver.extraJavaOptions",
+                f"{LOCAL_JAVA_OPTIONS} -Dlog4j2.configurationFile=file:{log4j}",
             )
     if quiet:
         builder = builder.config("spark.ui.showConsoleProgress", "false")

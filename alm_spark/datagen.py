@@ -364,28 +364,31 @@ def conversation_entry(
 
 
 def sample_entry(rng: random.Random, index: int) -> dict[str, Any]:
-    """A sample-shaped conversation: ~10 minutes, 30-50 segments, no word timestamps."""
+    """A sample-shaped talk, like NeMo Curator's tutorial sample (~6 KB, no word timestamps).
+
+    Clusters of 4-10 short turns start every 120 s over about ten minutes, so
+    120-second windows reach from one cluster into the next.
+    """
     speakers = [f"speaker_{k}" for k in range(rng.randint(2, 4))]
-    t = 0.0
     segments = []
-    for _ in range(rng.randint(30, 50)):
-        length = round(rng.uniform(2.5, 5.5), 1)
-        segments.append(
-            {
-                "text": _text(rng, int(length * 2)),
-                "start": round(t, 1),
-                "end": round(t + length, 1),
-                "speaker": rng.choice(speakers),
-                "metrics": {"bandwidth": rng.choice([8200, 8400, 8600, 8800, 7600])},
-            }
-        )
-        t += length + round(
-            rng.choice([0.3, 0.5, 0.8, 0.8, 60.0 if rng.random() < 0.1 else 0.7]), 1
-        )
+    for cluster in range(6):
+        t = cluster * 120.0 + rng.choice([0.0, 0.0, round(rng.uniform(0, 3), 1)])
+        for _ in range(rng.randint(4, 10)):
+            length = round(rng.uniform(2.5, 5.2), 1)
+            segments.append(
+                {
+                    "text": _text(rng, rng.randint(5, 9)),
+                    "start": round(t, 1),
+                    "end": round(t + length, 1),
+                    "speaker": rng.choice(speakers),
+                    "metrics": {"bandwidth": rng.choice([8200, 8350, 8500, 8650, 8800, 8900])},
+                }
+            )
+            t += length + round(rng.uniform(0.3, 0.9), 1)
     return {
         "audio_filepath": f"/data/audio/sample_{index:04d}.wav",
-        "audio_sample_rate": rng.choice([16000, 16000, 22050, 8000]),
-        "duration": round(t, 1),
+        "audio_sample_rate": rng.choice([16000, 16000, 22050, 44100, 48000]),
+        "duration": round(segments[-1]["end"] + 3, 1),
         "segments": segments,
     }
 

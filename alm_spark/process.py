@@ -122,6 +122,26 @@ def _list(items: list[bytes]) -> bytes:
     return b"[" + b",".join(items) + b"]"
 
 
+def _rows(matrix: list[list[float]]) -> list[bytes]:
+    """Each row of a float matrix as JSON, with one encoder call for the whole matrix."""
+    if not matrix:
+        return []
+    return [b"[" + row + b"]" for row in dumps(matrix)[2:-2].split(b"],[")]
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def _key(name: str) -> bytes:
+    """An object key as JSON; keys repeat on every line, so they are encoded once."""
+    encoded = _KEYS.get(name)
+    if encoded is None:
+        encoded = dumps(name)
+        if len(_KEYS) < 4096:
+            _KEYS[name] = encoded
+    return encoded
+
+
 class EntryProcessor:
     """Processes manifest lines with one builder and overlap configuration.
 
@@ -195,8 +215,11 @@ class EntryProcessor:
         counts["windows"] = build.window_count
 
         segments = [dumps(self._strip(seg)) for seg in table.segments]
-        windows = self._windows(build, segments)
-        losses = self._losses(build, segments)
+        # Window starts that cut a segment at the same word share one part: encode it once.
+        parts = {id(p): dumps(self._strip(p)) for p in build.parts if p is not None}
+        parts.update({id(x.part): dumps(self._strip(x.part)) for x in build.losses if x.part})
+        windows = self._windows(build, segments, parts)
+        losses = self._losses(build, segments, parts)
         fields = dict.fromkeys((key for key in data if key not in self.drop_top_level), None)
         fields["windows"] = _list(windows)
         fields["stats"] = self._stats(data, table.size, total_dur, counts, durations, losses)
@@ -216,38 +239,45 @@ class EntryProcessor:
             return segment
         return {k: v for k, v in segment.items() if k not in drop}
 
+    @staticmethod
     def _members(
-        self, segments: list[bytes], first: int, stop: int, part: dict[str, Any] | None
+        segments: list[bytes],
+        parts: dict[int, bytes],
+        first: int,
+        stop: int,
+        part: dict[str, Any] | None,
     ) -> bytes:
         items = segments[first:stop]
         if part is not None:
-            items.append(dumps(self._strip(part)))
+            items.append(parts[id(part)])
         return _list(items)
 
-    def _windows(self, build: BuildResult, segments: list[bytes]) -> list[bytes]:
-        durations = build.speaker_durations
+    def _windows(
+        self, build: BuildResult, segments: list[bytes], parts: dict[int, bytes]
+    ) -> list[bytes]:
+        durations = _rows(build.speaker_durations.tolist())
         return [
             b'{"segments":'
-            + self._members(segments, first, stop, part)
+            + self._members(segments, parts, first, stop, part)
             + b',"speaker_durations":'
-            + dumps(spk)
+            + spk
             + b"}"
             for first, stop, part, spk in zip(
                 build.first.tolist(),
                 build.stop.tolist(),
                 build.parts,
-                durations.tolist(),
+                durations,
                 strict=True,
             )
         ]
 
-    def _losses(self, build: BuildResult, segments: list[bytes]) -> bytes:
+    def _losses(self, build: BuildResult, segments: list[bytes], parts: dict[int, bytes]) -> bytes:
         return _list(
             [
                 b'{"index":'
                 + str(loss.index).encode()
                 + b',"window_segs":'
-                + self._members(segments, loss.index, loss.stop, loss.part)
+                + self._members(segments, parts, loss.index, loss.stop, loss.part)
                 + b',"next_seg":'
                 + segments[loss.next_index]
                 + b',"prev_seg":'

@@ -23,6 +23,15 @@ JOB_SESSION_CONF: Mapping[str, str] = {
     "spark.python.worker.faulthandler.enabled": "true",
 }
 
+#: Extra settings when the job starts its own local JVM (alm-spark run, make run).
+#: On a few cores the C2 JIT compiler competes with the Python workers for CPU, and
+#: the checksumming local file system writes a .crc file beside every output file.
+#: Measured on 2 cores, 259 MB of production-shaped input: 18 s -> 16 s.
+LOCAL_SESSION_CONF: Mapping[str, str] = {
+    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
+}
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+
 
 def configure_builder(builder: Any, config: SparkConfig) -> Any:
     """Apply the job's settings to a ``SparkSession.Builder`` and return it.

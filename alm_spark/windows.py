@@ -22,7 +22,9 @@ compensates it and the reference does not.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -312,6 +314,53 @@ def truncate_segment(segment: dict[str, Any], cut: float) -> dict[str, Any]:
     return part
 
 
+class _Truncator:
+    """Truncated parts for one entry, sharing work between window starts.
+
+    A long segment is cut by every window start that reaches it. When its word ends
+    are in order (the usual case) the kept words are a prefix, found by bisection,
+    and starts that keep the same prefix share one part object.
+    """
+
+    def __init__(self, segments: list[dict[str, Any]]) -> None:
+        self.segments = segments
+        self.words: dict[int, tuple[list[Any], list[str], list[int]] | None] = {}
+        self.parts: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def _prefix_index(self, c: int) -> tuple[list[Any], list[str], list[int]] | None:
+        if c not in self.words:
+            words = self.segments[c].get("words", [])
+            ends = [w["end"] for w in words]
+            if all(a <= b for a, b in pairwise(ends)):
+                tokens: list[str] = []
+                counts = [0]
+                for w in words:
+                    if w.get("word"):
+                        tokens.append(w["word"])
+                    counts.append(len(tokens))
+                self.words[c] = (ends, tokens, counts)
+            else:
+                self.words[c] = None
+        return self.words[c]
+
+    def part(self, c: int, cut: float) -> dict[str, Any]:
+        index = self._prefix_index(c)
+        if index is None:
+            return truncate_segment(self.segments[c], cut)
+        ends, tokens, counts = index
+        k = bisect_right(ends, cut)
+        part = self.parts.get((c, k))
+        if part is None:
+            segment = self.segments[c]
+            kept = segment.get("words", [])[:k]
+            part = dict(segment)
+            part["words"] = kept
+            part["text"] = " ".join(tokens[: counts[k]])
+            part["end"] = kept[-1]["end"] if kept else segment["start"]
+            self.parts[(c, k)] = part
+        return part
+
+
 def build_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
     """Run the builder's window loop (spec §1 step 3) over one entry's segments.
 
@@ -342,12 +391,13 @@ def build_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
     part_end = np.full(len(origins), np.nan)
     appended = np.zeros(len(origins), dtype=np.bool_)
     parts: dict[int, dict[str, Any]] = {}
+    truncator = _Truncator(table.segments)
     truncation_events = int(truncating.sum())
     for k in np.flatnonzero(truncating).tolist():
         c = int(stop[k])
-        part = truncate_segment(table.segments[c], float(cut[k]))
         # spk(window + [part]) has the candidate's label set: it fails iff the candidate does.
         if stop_spk[k] != c:
+            part = truncator.part(c, float(cut[k]))
             parts[k] = part
             appended[k] = True
             part_end[k] = float(part["end"])
@@ -550,13 +600,11 @@ def filter_overlaps(
     survivors = np.flatnonzero(~np.asarray(removed, dtype=np.bool_))
     kept = order[survivors]
 
-    rounded = {
+    # Python's round(): the exact binary value rounded half-to-even, as the reference does.
+    pairs = [
         (round(e, 6), round(s, 6))
-        for e, s in zip(window_end[kept].tolist(), window_start[kept].tolist(), strict=False)
-    }
-    matches = [
-        k
-        for k, (e, s) in enumerate(zip(window_end.tolist(), window_start.tolist(), strict=False))
-        if (round(e, 6), round(s, 6)) in rounded
+        for e, s in zip(window_end.tolist(), window_start.tolist(), strict=True)
     ]
+    rounded = {pairs[k] for k in kept.tolist()}
+    matches = [k for k, pair in enumerate(pairs) if pair in rounded]
     return OverlapResult(kept=kept, filtered_windows=np.asarray(matches, dtype=np.int64))
