@@ -370,7 +370,7 @@ def sample_entry(rng: random.Random, index: int) -> dict[str, Any]:
     120-second windows reach from one cluster into the next.
     """
     speakers = [f"speaker_{k}" for k in range(rng.randint(2, 4))]
-    segments = []
+    segments: list[dict[str, Any]] = []
     for cluster in range(6):
         t = cluster * 120.0 + rng.choice([0.0, 0.0, round(rng.uniform(0, 3), 1)])
         for _ in range(rng.randint(4, 10)):
