@@ -12,7 +12,7 @@ help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
 	@echo "make test   - lint, type-check and run the test suite (PYTEST_ARGS='-k ...')"
 	@echo "make unit   - only the tests that need no Spark"
-	@echo "make bench  - benchmarks (see docs/PERFORMANCE.md)"
+	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor (docs/PERFORMANCE.md)"
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -45,6 +45,14 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format $(SRC)
 	$(BIN)/ruff check --fix $(SRC)
+
+bench: $(STAMP) java-check
+	$(BIN)/python benchmarks/window_logic.py
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+bench-smoke: $(STAMP) java-check
+	$(BIN)/python benchmarks/window_logic.py --repeat 1
+	$(BIN)/python benchmarks/bench.py --smoke
 
 clean:
 	rm -rf $(VENV) alm_output .pytest_cache .mypy_cache .ruff_cache *.egg-info
