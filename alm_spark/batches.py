@@ -11,18 +11,22 @@ lines of every split it sees. Those counts (``block`` rows) let the driver turn
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
 
 from alm_spark.config import BuilderConfig, OverlapConfig
+from alm_spark.figures import FigureAccumulator
 from alm_spark.process import EntryProcessor, dumps
 from alm_spark.schemas import (
     KIND_BLOCK,
     KIND_ENTRY,
+    KIND_LOST,
     KIND_REJECTED,
+    KIND_REPORT,
     RESULT_ARROW_SCHEMA,
     RESULT_COUNT_COLUMNS,
     RESULT_DURATION_COLUMNS,
@@ -33,6 +37,13 @@ from alm_spark.schemas import (
 OUTPUT_BATCH_BYTES = 64 * 1024 * 1024
 #: Arrow string arrays use 32-bit offsets: one batch holds less than 2 GiB.
 MAX_BATCH_BYTES = 2**31 - 1
+
+
+class Counter(Protocol):
+    """Something to report progress to (a Spark accumulator)."""
+
+    def add(self, term: int) -> None:
+        """Add processed lines."""
 
 
 def _is_blank(text: object) -> bool:
@@ -127,8 +138,76 @@ def _rejected(
     return KIND_REJECTED, dumps(record), {"internal_errors": int(internal)}, {}
 
 
+class _Task:
+    """The state of one task: the processor, figures, split counts, pending output."""
+
+    def __init__(
+        self,
+        builder: BuilderConfig,
+        overlap: OverlapConfig,
+        lost_windows: str,
+        line_offsets: Mapping[tuple[str, int], int] | None,
+    ) -> None:
+        self.processor = EntryProcessor(builder, overlap, lost_windows)
+        self.figures = FigureAccumulator(builder)
+        self.line_offsets = line_offsets
+        self.blocks: dict[tuple[str, int], list[int]] = {}
+        self.out = _BatchBuilder()
+
+    def emit(
+        self, kind: str, line: bytes, counts: dict[str, int], durations: dict[str, float]
+    ) -> Iterator[pa.RecordBatch]:
+        if not self.out.room_for(len(line)):
+            yield self.out.build()
+            self.out = _BatchBuilder()
+        self.out.add(kind, line, counts, durations)
+
+    def line(
+        self, source: str, block_start: int, row: int, text: object
+    ) -> Iterator[pa.RecordBatch]:
+        """Process one non-blank line."""
+        if not isinstance(text, str):
+            assert isinstance(text, _Undecodable)
+            self.figures.reject(text.error)
+            yield from self.emit(*_rejected(source, block_start, row, text.error, text.text))
+            return
+        entry_key = None
+        if self.line_offsets is not None:
+            offset = self.line_offsets.get((source, block_start), 0)
+            entry_key = (unquote(source), offset + row + 1)
+        outcome = self.processor.process(text, entry_key)
+        if outcome.line is None or len(outcome.line) >= MAX_BATCH_BYTES:
+            error = outcome.error or "the output line would exceed 2 GiB"
+            self.figures.reject(error)
+            yield from self.emit(
+                *_rejected(source, block_start, row, error, text, internal=outcome.internal)
+            )
+            return
+        self.figures.add(outcome)
+        yield from self.emit(KIND_ENTRY, outcome.line, outcome.counts, outcome.durations)
+        if outcome.lost_windows is not None:
+            yield from self.emit(KIND_LOST, outcome.lost_windows, {}, {})
+
+    def finish(self) -> Iterator[pa.RecordBatch]:
+        """The split counts and figures, then whatever output is pending."""
+        for (source, block_start), (lines, blank) in self.blocks.items():
+            record = {"source": unquote(source), "block_start": block_start, "lines": lines}
+            self.out.add(KIND_BLOCK, dumps(record), {"lines": lines, "blank_lines": blank})
+        for figure in self.figures.rows() if self.blocks else ():
+            sums = {f"v{i}": v for i, v in enumerate(figure.values)}
+            self.out.add(KIND_REPORT, dumps({"metric": figure.metric, "key": figure.key, **sums}))
+        if self.out.kind:
+            yield self.out.build()
+
+
 def process_line_batches(
-    batches: Iterator[pa.RecordBatch], builder: BuilderConfig, overlap: OverlapConfig
+    batches: Iterator[pa.RecordBatch],
+    builder: BuilderConfig,
+    overlap: OverlapConfig,
+    *,
+    lost_windows: str = "inline",
+    line_offsets: Mapping[tuple[str, int], int] | None = None,
+    progress: Counter | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Turn batches of ``(source, block_start, value)`` lines into result rows.
 
@@ -137,53 +216,40 @@ def process_line_batches(
             rows of one split contiguous and in file order, as Spark's scan yields them.
         builder: Builder settings.
         overlap: Overlap-filter settings.
+        lost_windows: ``inline``, ``separate`` or ``drop`` (``output.lost_window_details``).
+        line_offsets: Lines before each ``(source, block_start)`` split, needed to key
+            separate lost-window records by line number.
+        progress: Counts processed non-blank lines, once per input batch.
 
     Yields:
         Batches of :data:`~alm_spark.schemas.RESULT_ARROW_SCHEMA`: one ``entry`` or
-        ``rejected`` row per non-blank line, then one ``block`` row per split seen.
+        ``rejected`` row per non-blank line (plus a ``lost`` row per entry in separate
+        mode), then one ``block`` row per split and the task's ``report`` rows.
     """
-    processor = EntryProcessor(builder, overlap)
-    blocks: dict[tuple[str, int], list[int]] = {}
+    if lost_windows == "separate" and line_offsets is None:
+        raise ValueError("separate lost windows need line_offsets")
+    task = _Task(builder, overlap, lost_windows, line_offsets)
     current: tuple[str, int] | None = None
     row = -1
     tally = [0, 0]
-    out = _BatchBuilder()
     for batch in batches:
         sources = batch.column("source").to_pylist()
         starts = batch.column("block_start").to_pylist()
-        values = _texts(batch.column("value"))
-        for source, block_start, text in zip(sources, starts, values, strict=True):
-            key = (source, block_start)
-            if key != current:
-                current, row = key, 0
-                tally = blocks.setdefault(key, [0, 0])
+        processed = 0
+        for source, block_start, text in zip(
+            sources, starts, _texts(batch.column("value")), strict=True
+        ):
+            if (source, block_start) != current:
+                current, row = (source, block_start), 0
+                tally = task.blocks.setdefault(current, [0, 0])
             else:
                 row += 1
             tally[0] += 1
             if _is_blank(text):
                 tally[1] += 1
                 continue
-            if not isinstance(text, str):
-                assert isinstance(text, _Undecodable)
-                kind, line, counts, durations = _rejected(
-                    source, block_start, row, text.error, text.text
-                )
-            else:
-                outcome = processor.process(text)
-                if outcome.line is not None and len(outcome.line) < MAX_BATCH_BYTES:
-                    kind, line = KIND_ENTRY, outcome.line
-                    counts, durations = outcome.counts, outcome.durations
-                else:
-                    error = outcome.error or "the output line would exceed 2 GiB"
-                    kind, line, counts, durations = _rejected(
-                        source, block_start, row, error, text, internal=outcome.internal
-                    )
-            if not out.room_for(len(line)):
-                yield out.build()
-                out = _BatchBuilder()
-            out.add(kind, line, counts, durations)
-    for (source, block_start), (lines, blank) in blocks.items():
-        record = {"source": unquote(source), "block_start": block_start, "lines": lines}
-        out.add(KIND_BLOCK, dumps(record), {"lines": lines, "blank_lines": blank})
-    if out.kind:
-        yield out.build()
+            processed += 1
+            yield from task.line(source, block_start, row, text)
+        if progress is not None and processed:
+            progress.add(processed)
+    yield from task.finish()

@@ -8,6 +8,7 @@ setting, a missing input or an unusable output path (nothing written).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -42,7 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="YAML config (local path or URI); defaults apply without it")
     run.add_argument("overrides", nargs="*", metavar="section.key=value")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress or summary output")
+    run.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        help="show steps and progress (default: output.progress, auto = on for local runs)",
+    )
     run.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+
+    report = sub.add_parser(
+        "report",
+        help="rebuild _report.html of a finished output",
+        description="Rebuild the HTML report of a finished output from its _metrics.json.",
+    )
+    report.add_argument("output", help="output directory (local path or URI fsspec can open)")
+    report.add_argument("--out", help="where to write the page (default: OUTPUT/_report.html)")
 
     compare = sub.add_parser(
         "compare",
@@ -95,7 +109,8 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
                 "spark.driver.extraJavaOptions",
                 f"{LOCAL_JAVA_OPTIONS} -Dlog4j2.configurationFile=file:{log4j}",
             )
-    if quiet:
+    if quiet or _progress_enabled(config, quiet):
+        # Our status line replaces Spark's progress bar (which counts tasks only).
         builder = builder.config("spark.ui.showConsoleProgress", "false")
     spark = configure_builder(builder, config.spark).getOrCreate()
     try:
@@ -105,22 +120,59 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
     return spark
 
 
+def _progress_enabled(config: PipelineConfig, quiet: bool) -> bool:
+    setting = config.output.progress
+    if quiet or setting == "off":
+        return False
+    if setting == "on":
+        return True
+    return not config.spark.master or config.spark.master.startswith("local")
+
+
 def _run(args: argparse.Namespace) -> int:
     from alm_spark.io import check_local_inputs
 
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.progress:
+        overrides.append(f"output.progress={args.progress}")
+    config = load_config(args.config, overrides)
     check_local_inputs(config.input.paths)
     _check_java()
     from alm_spark.pipeline import format_summary, run_pipeline
+    from alm_spark.progress import Progress
 
     spark = build_session(config, quiet=args.quiet)
     try:
-        result = run_pipeline(spark, config)
+        progress = Progress(spark, enabled=_progress_enabled(config, args.quiet))
+        result = run_pipeline(spark, config, progress=progress)
     finally:
         if not _under_spark_submit():
             spark.stop()
     if not args.quiet:
         print(format_summary(result))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    import fsspec
+
+    from alm_spark.pipeline import METRICS_FILE, PRODUCER
+    from alm_spark.report import REPORT_FILE, render_report
+
+    source = args.output.rstrip("/") + "/" + METRICS_FILE
+    try:
+        with fsspec.open(source, "rt", encoding="utf-8") as handle:
+            metrics = json.load(handle)
+    except FileNotFoundError:
+        raise InputError(f"{source}: not found; is {args.output} a finished output?") from None
+    except ValueError as err:
+        raise InputError(f"{source}: not valid JSON ({err})") from None
+    if not isinstance(metrics, dict) or metrics.get("producer") != PRODUCER:
+        raise InputError(f"{source}: not written by {PRODUCER}")
+    target = args.out or args.output.rstrip("/") + "/" + REPORT_FILE
+    with fsspec.open(target, "wt", encoding="utf-8") as handle:
+        handle.write(render_report(metrics))
+    print(f"wrote {target}")
     return EXIT_OK
 
 
@@ -153,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        return _run(args) if args.command == "run" else _compare(args)
+        commands = {"run": _run, "report": _report, "compare": _compare}
+        return commands[args.command](args)
     except (ConfigError, InputError, OutputError) as err:
         _error(str(err))
         return EXIT_USAGE

@@ -47,13 +47,33 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """Where the output goes.
+    """Where the output goes and how it is written.
 
     Attributes:
-        path: Output directory (local path or URI); replaced on every run.
+        path: Output directory (local path or URI).
+        mode: ``overwrite`` replaces an earlier output; ``error`` refuses to run when
+            ``path`` exists.
+        format: ``jsonl`` (the reference's format) or ``parquet``.
+        compression: ``none``, ``gzip``, ``zstd`` (and ``snappy`` for parquet); None
+            means the format's usual default (jsonl: none, parquet: snappy).
+        lost_window_details: Where ``stats.lost_win_full_data`` goes: ``inline`` (the
+            reference's format), ``separate`` (``_lost_windows/``) or ``drop``.
+        progress: ``auto`` (on for local runs, off under spark-submit), ``on``, ``off``.
     """
 
     path: str = "./alm_output"
+    mode: str = "overwrite"
+    format: str = "jsonl"
+    compression: str | None = None
+    lost_window_details: str = "inline"
+    progress: str = "auto"
+
+    @property
+    def codec(self) -> str:
+        """The compression codec Spark is given."""
+        if self.compression is not None:
+            return self.compression
+        return "snappy" if self.format == "parquet" else "none"
 
 
 @dataclass(frozen=True)
@@ -231,6 +251,21 @@ def _paths(value: Any, name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _choice(*allowed: str, optional: bool = False) -> Validator:
+    def check(value: Any, name: str) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) and "on" in allowed:
+            value = "on" if value else "off"  # YAML reads a bare on/off as a boolean
+        if not isinstance(value, str) or value.strip().lower() not in allowed:
+            raise ConfigError(
+                f"{name}: expected one of {', '.join(allowed)}, got {_describe(value)}"
+            )
+        return value.strip().lower()
+
+    return check
+
+
 def _text(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name}: expected non-empty text, got {_describe(value)}")
@@ -261,7 +296,17 @@ def _spark_conf(value: Any, name: str) -> dict[str, str]:
 
 _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
     "input": (InputConfig, {"manifest_path": _paths}),
-    "output": (OutputConfig, {"path": _text}),
+    "output": (
+        OutputConfig,
+        {
+            "path": _text,
+            "mode": _choice("overwrite", "error"),
+            "format": _choice("jsonl", "parquet"),
+            "compression": _choice("none", "gzip", "zstd", "snappy", optional=True),
+            "lost_window_details": _choice("inline", "separate", "drop"),
+            "progress": _choice("auto", "on", "off"),
+        },
+    ),
     "builder": (
         BuilderConfig,
         {
@@ -327,6 +372,9 @@ def _check_cross_field(config: PipelineConfig) -> None:
             f"builder.min_speakers: {builder.min_speakers} is greater than "
             f"builder.max_speakers ({builder.max_speakers})"
         )
+    output = config.output
+    if output.compression == "snappy" and output.format == "jsonl":
+        raise ConfigError("output.compression: snappy is for parquet; use none, gzip or zstd")
     bad = [name for name in ("start", "end") if name in builder.drop_fields]
     if bad:
         raise ConfigError(

@@ -72,6 +72,10 @@ class FileSystem(Protocol):
         """Read a small UTF-8 file."""
         ...
 
+    def total_size(self, paths: list[str]) -> int:
+        """Bytes under the given files and directories (0 if unknown)."""
+        ...
+
 
 def join(base: str, *names: str) -> str:
     """Join path segments with ``/`` (URIs and POSIX paths alike)."""
@@ -158,6 +162,13 @@ class HadoopFileSystem:
         finally:
             stream.close()
 
+    def total_size(self, paths: list[str]) -> int:  # noqa: D102
+        total = 0
+        for path in paths:
+            jpath, fs = self._path(path)
+            total += int(fs.getContentSummary(jpath).getLength())
+        return total
+
     def read_text(self, path: str) -> str:  # noqa: D102
         jpath, fs = self._path(path)
         stream = fs.open(jpath)
@@ -233,6 +244,13 @@ class FsspecFileSystem:
         fs, root = self._fs(path)
         with fs.open(root, "r", encoding="utf-8") as handle:
             return str(handle.read())
+
+    def total_size(self, paths: list[str]) -> int:  # noqa: D102
+        total = 0
+        for path in paths:
+            fs, root = self._fs(path)
+            total += int(fs.du(root, total=True))
+        return total
 
 
 def filesystem_for(spark: Any) -> FileSystem:

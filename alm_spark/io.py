@@ -15,15 +15,11 @@ from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
-from alm_spark.errors import InputError
+from alm_spark.config import OutputConfig
+from alm_spark.errors import InputError, OutputError
 from alm_spark.fs import FileSystem, has_glob, is_within, parent_and_name
-from alm_spark.schemas import (
-    KIND_BLOCK,
-    KIND_REJECTED,
-    STAGED_BLOCK_SCHEMA,
-    STAGED_REJECTED_SCHEMA,
-)
 
 #: Files read from a directory (searched recursively); named files are read whatever
 #: their name. Spark skips names starting with "_" or "." everywhere.
@@ -165,20 +161,56 @@ def count_input_files(lines_df: DataFrame) -> int:
     return len(lines_df.inputFiles())
 
 
-def write_staged_results(results_df: DataFrame, path: str) -> None:
-    """Write result rows as text, one directory per kind (``kind=entry`` and so on)."""
-    results_df.select("kind", "line").write.mode("overwrite").partitionBy("kind").text(path)
+#: Figures kept beside each entry in parquet output, for filtering without JSON.
+PARQUET_FIGURES = (
+    "total_segments",
+    "windows",
+    "filtered_windows",
+    "filtered_pairs",
+    "truncation_events",
+    "total_dur",
+    "filtered_dur",
+)
 
 
-def read_staged(spark: SparkSession, path: str) -> tuple[DataFrame, DataFrame]:
-    """Read the staged rejected records and split records back."""
-    rejected_df = spark.read.schema(STAGED_REJECTED_SCHEMA).json(f"{path}/kind={KIND_REJECTED}")
-    blocks_df = spark.read.schema(STAGED_BLOCK_SCHEMA).json(f"{path}/kind={KIND_BLOCK}")
-    return rejected_df, blocks_df
+def write_staged_results(results_df: DataFrame, path: str, output: OutputConfig) -> None:
+    """Write all result rows in one job, one directory per kind (``kind=entry`` ...).
+
+    Text output holds the JSON lines; parquet output holds them in an ``entry`` column
+    beside a few figures.
+
+    Raises:
+        OutputError: When the compression codec is not available to this Spark.
+    """
+    if output.format == "parquet":
+        frame = results_df.select("kind", F.col("line").alias("entry"), *PARQUET_FIGURES)
+    else:
+        frame = results_df.select("kind", "line")
+    writer = frame.write.mode("overwrite").partitionBy("kind").option("compression", output.codec)
+    try:
+        (writer.parquet if output.format == "parquet" else writer.text)(path)
+    except Exception as err:
+        if "CODEC_NOT_AVAILABLE" in str(err):
+            raise OutputError(
+                f"output.compression: {output.codec} is not available for {output.format} "
+                "output with this Spark (Hadoop's native library is missing); use gzip, "
+                "or output.format=parquet"
+            ) from None
+        raise
 
 
-def write_json_lines(df: DataFrame, path: str) -> None:
+def read_staged(
+    spark: SparkSession, path: str, kind: str, schema: StructType, output_format: str
+) -> DataFrame:
+    """Read one kind of staged record back, as typed columns."""
+    where = f"{path}/kind={kind}"
+    if output_format == "parquet":
+        parsed = spark.read.parquet(where).select(F.from_json("entry", schema).alias("r"))
+        return parsed.select("r.*")
+    return spark.read.schema(schema).json(where)
+
+
+def write_json_lines(df: DataFrame, path: str, compression: str = "none") -> None:
     """Write each row as one JSON object per line (nulls written, not dropped)."""
-    df.select(F.to_json(F.struct(*df.columns), {"ignoreNullFields": "false"})).write.mode(
-        "overwrite"
-    ).text(path)
+    lines = df.select(F.to_json(F.struct(*df.columns), {"ignoreNullFields": "false"}))
+    lines.write.mode("overwrite").option("compression", compression).text(path)

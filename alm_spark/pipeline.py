@@ -23,22 +23,41 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pyspark.sql import Observation, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 
 from alm_spark.config import PipelineConfig
 from alm_spark.errors import OutputError
+from alm_spark.figures import assemble_report
 from alm_spark.fs import FileSystem, filesystem_for, is_within, join, parent_and_name
 from alm_spark.io import (
     ManifestSources,
+    escape_glob,
     read_manifest_lines,
     read_staged,
     resolve_manifest_paths,
     write_json_lines,
     write_staged_results,
 )
-from alm_spark.schemas import KIND_ENTRY
+from alm_spark.progress import Progress, format_bytes
+from alm_spark.report import REPORT_FILE, render_report
+from alm_spark.schemas import (
+    KIND_BLOCK,
+    KIND_ENTRY,
+    KIND_LOST,
+    KIND_REJECTED,
+    KIND_REPORT,
+    STAGED_BLOCK_SCHEMA,
+    STAGED_REJECTED_SCHEMA,
+    STAGED_REPORT_SCHEMA,
+)
 from alm_spark.session import job_sql_conf, scoped_conf
-from alm_spark.transforms import process_manifest_lines, result_metrics, with_line_numbers
+from alm_spark.transforms import (
+    process_manifest_lines,
+    result_metrics,
+    sum_figures,
+    with_line_numbers,
+    with_split_offsets,
+)
 from alm_spark.windows import LOSS_COUNTERS
 
 log = logging.getLogger(__name__)
@@ -46,6 +65,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "_metrics.json"
 SUCCESS_FILE = "_SUCCESS"
 REJECTED_DIR = "_rejected"
+LOST_WINDOWS_DIR = "_lost_windows"
 PRODUCER = "alm_spark"  # in _metrics.json; only a directory carrying it is ever replaced
 
 
@@ -67,7 +87,9 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def _check_output_location(fs: FileSystem, output: str, sources: ManifestSources) -> None:
+def _check_output_location(
+    fs: FileSystem, output: str, sources: ManifestSources, mode: str = "overwrite"
+) -> None:
     for path in (*sources.files, *sources.directories):
         qualified = fs.qualify(path)
         if is_within(qualified, output):
@@ -79,6 +101,8 @@ def _check_output_location(fs: FileSystem, output: str, sources: ManifestSources
             )
     if not fs.exists(output):
         return
+    if mode == "error":
+        raise OutputError(f"output.path: {output} exists (output.mode is error)")
     if not fs.is_dir(output):
         raise OutputError(f"output.path: {output} exists and is a file")
     if fs.list_dir(output) and not _is_our_output(fs, output):
@@ -149,8 +173,130 @@ def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _split_offsets(lines_df: DataFrame) -> dict[tuple[str, int], int]:
+    """Lines before each split; one small row per input split reaches the driver."""
+    rows = lines_df.transform(with_split_offsets).collect()
+    return {(r["source"], r["block_start"]): r["offset"] for r in rows}
+
+
+def _report_figures(
+    spark: SparkSession, fs: FileSystem, data_dir: str, config: PipelineConfig
+) -> dict[str, Any]:
+    """Sum the tasks' figures with Spark; only the sums come back."""
+    if not fs.exists(join(data_dir, f"kind={KIND_REPORT}")):
+        return assemble_report([], config.builder)
+    figures_df = read_staged(
+        spark, data_dir, KIND_REPORT, STAGED_REPORT_SCHEMA, config.output.format
+    )
+    rows = [row.asDict() for row in figures_df.transform(sum_figures).collect()]
+    return assemble_report(rows, config.builder)
+
+
+def _remove_leftovers(fs: FileSystem, output: str) -> None:
+    """Staging or retired directories an interrupted run left beside the output."""
+    parent, name = parent_and_name(output)
+    pattern = join(escape_glob(parent), f".{escape_glob(name)}.*")
+    for info in fs.glob(pattern):
+        leaf = parent_and_name(info.path)[1]
+        if leaf.startswith((f".{name}.staging-", f".{name}.replaced-")):
+            log.warning("removing %s, left by an interrupted run", info.path)
+            fs.delete(info.path)
+
+
+@dataclass
+class _Staged:
+    """What the Spark part of a run left in the staging directory."""
+
+    raw: dict[str, Any]
+    report: dict[str, Any]
+    input_files: int
+    numbered_dir: str
+
+
+def _process(
+    spark: SparkSession,
+    fs: FileSystem,
+    config: PipelineConfig,
+    sources: ManifestSources,
+    data_dir: str,
+    progress: Progress,
+    timings: dict[str, float],
+) -> _Staged:
+    """Read, process and write every line; number the rejected ones; sum the figures."""
+    out_cfg = config.output
+    clock = time.time()
+    with scoped_conf(spark, job_sql_conf(config.spark)):
+        lines_df = read_manifest_lines(spark, sources)
+        input_files = len(lines_df.inputFiles())
+        progress.input_bytes = fs.total_size([*sources.files, *sources.directories])
+        offsets = None
+        if out_cfg.lost_window_details == "separate":
+            progress.step("counting lines, to key lost windows by line number")
+            offsets = _split_offsets(lines_df)
+        timings["list_inputs"] = time.time() - clock
+        progress.step(
+            f"processing {input_files} manifest file(s), {format_bytes(progress.input_bytes)}"
+        )
+        clock = time.time()
+        observation = Observation(f"alm_spark_{uuid.uuid4().hex}")
+        results_df = lines_df.transform(
+            process_manifest_lines,
+            config.builder,
+            config.overlap,
+            lost_windows=out_cfg.lost_window_details,
+            line_offsets=offsets,
+            progress=progress.counter,
+        ).observe(observation, *result_metrics())
+        with progress:
+            write_staged_results(results_df, data_dir, out_cfg)
+        raw = observation.get
+        timings["process_and_write"] = time.time() - clock
+        clock = time.time()
+        numbered_dir = join(data_dir, "_rejected")
+        if raw["lines_rejected"]:
+            progress.step(f"numbering {raw['lines_rejected']:,} rejected line(s)")
+            rejected_df = read_staged(
+                spark, data_dir, KIND_REJECTED, STAGED_REJECTED_SCHEMA, out_cfg.format
+            )
+            blocks_df = read_staged(
+                spark, data_dir, KIND_BLOCK, STAGED_BLOCK_SCHEMA, out_cfg.format
+            )
+            compression = out_cfg.codec if out_cfg.format == "jsonl" else "none"
+            write_json_lines(
+                rejected_df.transform(with_line_numbers, blocks_df), numbered_dir, compression
+            )
+        report = _report_figures(spark, fs, data_dir, config)
+        timings["rejected_and_figures"] = time.time() - clock
+    return _Staged(raw, report, input_files, numbered_dir)
+
+
+def _finish(
+    fs: FileSystem,
+    staging: str,
+    data_dir: str,
+    staged: _Staged,
+    config: PipelineConfig,
+) -> int:
+    """Move the written files into their final places in the staging directory."""
+    part_files = _move_parts(fs, join(data_dir, f"kind={KIND_ENTRY}"), staging)
+    fs.mkdirs(join(staging, REJECTED_DIR))
+    _move_parts(fs, staged.numbered_dir, join(staging, REJECTED_DIR))
+    if config.output.lost_window_details == "separate":
+        fs.mkdirs(join(staging, LOST_WINDOWS_DIR))
+        _move_parts(fs, join(data_dir, f"kind={KIND_LOST}"), join(staging, LOST_WINDOWS_DIR))
+    fs.delete(data_dir)
+    return part_files
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def run_pipeline(
-    spark: SparkSession, config: PipelineConfig, fs: FileSystem | None = None
+    spark: SparkSession,
+    config: PipelineConfig,
+    fs: FileSystem | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run the whole job and publish its output.
 
@@ -158,6 +304,7 @@ def run_pipeline(
         spark: An existing session (classic or Spark Connect).
         config: Validated configuration.
         fs: File system for metadata operations; derived from ``spark`` when None.
+        progress: Where to report steps and progress; silent when None.
 
     Returns:
         The output location and the run's figures.
@@ -167,51 +314,43 @@ def run_pipeline(
         OutputError: When the output path cannot be used.
     """
     fs = fs or filesystem_for(spark)
+    progress = progress or Progress(spark, enabled=False)
     started = time.time()
     run_id = new_run_id()
     sources = resolve_manifest_paths(fs, config.input.paths)
     output = fs.qualify(config.output.path)
-    _check_output_location(fs, output, sources)
+    _check_output_location(fs, output, sources, config.output.mode)
+    _remove_leftovers(fs, output)
     parent, name = parent_and_name(output)
     staging = join(parent, f".{name}.staging-{run_id}")
     data_dir = join(staging, "_data")
-
+    timings: dict[str, float] = {}
     try:
-        with scoped_conf(spark, job_sql_conf(config.spark)):
-            lines_df = read_manifest_lines(spark, sources)
-            input_files = len(lines_df.inputFiles())
-            log.info("processing %d manifest file(s) into %s", input_files, output)
-            observation = Observation(f"alm_spark_{run_id.replace('-', '_')}")
-            results_df = lines_df.transform(
-                process_manifest_lines, config.builder, config.overlap
-            ).observe(observation, *result_metrics())
-            write_staged_results(results_df, data_dir)
-            raw = observation.get
-            numbered_dir = join(data_dir, "_rejected")
-            if raw["lines_rejected"]:
-                rejected_df, blocks_df = read_staged(spark, data_dir)
-                write_json_lines(rejected_df.transform(with_line_numbers, blocks_df), numbered_dir)
-        part_files = _move_parts(fs, join(data_dir, f"kind={KIND_ENTRY}"), staging)
-        fs.mkdirs(join(staging, REJECTED_DIR))
-        _move_parts(fs, numbered_dir, join(staging, REJECTED_DIR))
-        fs.delete(data_dir)
-
-        metrics = {"producer": PRODUCER, **_metrics(raw)}
+        staged = _process(spark, fs, config, sources, data_dir, progress, timings)
+        progress.step("publishing")
+        clock = time.time()
+        part_files = _finish(fs, staging, data_dir, staged, config)
+        metrics = {"producer": PRODUCER, **_metrics(staged.raw)}
+        timings["publish"] = time.time() - clock
         finished = time.time()
         metrics["run"] = {
             "run_id": run_id,
-            "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-            "finished_at": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
+            "started_at": _utc(started),
+            "finished_at": _utc(finished),
             "wall_seconds": round(finished - started, 3),
+            "timings": {step: round(seconds, 3) for step, seconds in timings.items()},
             "spark_version": spark.version,
             "input_paths": list(config.input.paths),
-            "input_files": input_files,
+            "input_files": staged.input_files,
+            "input_bytes": progress.input_bytes,
             "output_path": output,
             "part_files": part_files,
         }
         metrics["config"] = config.to_dict()
+        metrics["report"] = staged.report
         fs.write_text(join(staging, METRICS_FILE), json.dumps(metrics, indent=2) + "\n")
-        fs.write_text(join(staging, SUCCESS_FILE), "")
+        fs.write_text(join(staging, REPORT_FILE), render_report(metrics))
+        fs.write_text(join(staging, SUCCESS_FILE), "")  # last, as a complete output's marker
         _publish(fs, staging, output, run_id)
     except BaseException:
         try:

@@ -99,6 +99,42 @@ def dumps(value: Any) -> bytes:
         return escape_lone_surrogates(text).encode("utf-8")
 
 
+LOST_WINDOW_MODES = ("inline", "separate", "drop")
+
+
+@dataclass
+class EntryFigures:
+    """What the report needs from one entry, beyond the counters.
+
+    Attributes:
+        sample_rate: ``audio_sample_rate`` (0 when missing).
+        window_durations: Duration of each window in ``filtered_windows``.
+        window_speakers: Distinct speakers in each of those windows.
+        dominant_share: The main speaker's share of each window's speech.
+        builder_coverage: Seconds of audio covered by at least one builder window.
+        filtered_coverage: Seconds covered by at least one filtered window.
+    """
+
+    sample_rate: float = 0.0
+    window_durations: list[float] = field(default_factory=list)
+    window_speakers: list[int] = field(default_factory=list)
+    dominant_share: list[float] = field(default_factory=list)
+    builder_coverage: float = 0.0
+    filtered_coverage: float = 0.0
+
+
+def union_seconds(starts: np.ndarray, ends: np.ndarray) -> float:
+    """Total length of the union of intervals ``[start, end]``."""
+    if len(starts) == 0:
+        return 0.0
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], np.maximum(ends[order], starts[order])
+    reach = np.maximum.accumulate(e)
+    new_group = np.concatenate(([True], s[1:] > reach[:-1]))
+    firsts = np.flatnonzero(new_group)
+    return float(np.sum(np.maximum.reduceat(e, firsts) - s[firsts]))
+
+
 @dataclass
 class LineOutcome:
     """What became of one non-blank line.
@@ -109,6 +145,9 @@ class LineOutcome:
         counts: Integer figures of the entry (see ``METRIC_COUNTS``).
         durations: Float figures of the entry (see ``METRIC_DURATIONS``).
         internal: The rejection comes from a bug in this package, not from the line.
+        lost_windows: With ``lost_window_details="separate"``, the entry's
+            ``_lost_windows/`` record.
+        figures: Figures for the report.
     """
 
     line: bytes | None = None
@@ -116,6 +155,8 @@ class LineOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     internal: bool = False
+    lost_windows: bytes | None = None
+    figures: EntryFigures | None = None
 
 
 def _list(items: list[bytes]) -> bytes:
@@ -148,28 +189,41 @@ class EntryProcessor:
     Cheap to build; build one per task and call :meth:`process` per line.
     """
 
-    def __init__(self, builder: BuilderConfig, overlap: OverlapConfig) -> None:
+    def __init__(
+        self, builder: BuilderConfig, overlap: OverlapConfig, lost_windows: str = "inline"
+    ) -> None:
         """Capture the settings.
 
         Args:
             builder: Builder parameters (spec §1).
             overlap: Overlap-filter parameters (spec §2).
+            lost_windows: ``inline`` keeps ``stats.lost_win_full_data`` (the reference's
+                format); ``separate`` moves it to a record keyed by source and line;
+                ``drop`` leaves it out.
         """
+        if lost_windows not in LOST_WINDOW_MODES:
+            raise ValueError(f"lost_windows must be one of {LOST_WINDOW_MODES}")
+        self.lost_windows = lost_windows
         self.params = builder.window_params()
         self.min_sample_rate = builder.min_sample_rate
         self.drop_top_level = frozenset(builder.drop_fields_top_level)
         self.threshold = overlap.threshold
         self.target_duration = overlap.target_duration
 
-    def process(self, text: str) -> LineOutcome:
+    def process(self, text: str, key: tuple[str, int] | None = None) -> LineOutcome:
         """Process one non-blank line.
+
+        Args:
+            text: The line.
+            key: The line's file and 1-based line number; required when lost windows
+                go to a separate record, which is keyed by them.
 
         Returns:
             The output line and the entry's figures, or the rejection reason.
         """
         try:
             with np.errstate(all="ignore"):  # absurd numbers end in a rejection, not a warning
-                return self._process(text)
+                return self._process(text, key)
         except RejectedLine as err:
             return LineOutcome(error=str(err))
         except (ValueError, OverflowError) as err:
@@ -185,7 +239,7 @@ class EntryProcessor:
             error=f"internal error (please report): {type(err).__name__}: {err}", internal=True
         )
 
-    def _process(self, text: str) -> LineOutcome:
+    def _process(self, text: str, key: tuple[str, int] | None) -> LineOutcome:
         data = decode_line(text)
         table = parse_entry(data).table
         total_dur = sequential_sum(table.end - table.start)
@@ -195,18 +249,22 @@ class EntryProcessor:
         durations["total_dur"] = total_dur
 
         fields: dict[str, bytes | None]
-        if data.get("audio_sample_rate", 0) < self.min_sample_rate:
+        rate = data.get("audio_sample_rate", 0)
+        figures = EntryFigures(sample_rate=float(rate))
+        if rate < self.min_sample_rate:
             counts["below_sample_rate"] = 1
             counts["lost_sr"] = table.size
             durations["dur_lost_sr"] = total_dur
+            stats, lost = self._stats(data, table.size, total_dur, counts, durations, b"[]", key)
             fields = {
                 "audio_filepath": dumps(data.get("audio_filepath")),
                 "windows": b"[]",
-                "stats": self._stats(data, table.size, total_dur, counts, durations, b"[]"),
+                "stats": stats,
                 "truncation_events": b"0",
             }
             self._add_overlap_defaults(fields)
-            return LineOutcome(self._object(data, fields), None, counts, durations)
+            line = self._object(data, fields)
+            return LineOutcome(line, None, counts, durations, False, lost, figures)
 
         build = build_windows(table, self.params)
         counts.update(build.counters)
@@ -220,9 +278,10 @@ class EntryProcessor:
         parts.update({id(x.part): dumps(self._strip(x.part)) for x in build.losses if x.part})
         windows = self._windows(build, segments, parts)
         losses = self._losses(build, segments, parts)
-        fields = dict.fromkeys((key for key in data if key not in self.drop_top_level), None)
+        fields = dict.fromkeys((k for k in data if k not in self.drop_top_level), None)
         fields["windows"] = _list(windows)
-        fields["stats"] = self._stats(data, table.size, total_dur, counts, durations, losses)
+        stats, lost = self._stats(data, table.size, total_dur, counts, durations, losses, key)
+        fields["stats"] = stats
         fields["truncation_events"] = str(build.truncation_events).encode()
         if build.window_count == 0:
             self._add_overlap_defaults(fields)
@@ -231,7 +290,22 @@ class EntryProcessor:
                 build.window_end, build.window_start, self.threshold, self.target_duration
             )
             self._add_overlap(fields, data, build, overlap, windows, counts, durations)
-        return LineOutcome(self._object(data, fields), None, counts, durations)
+            self._add_figures(figures, build, overlap)
+        line = self._object(data, fields)
+        return LineOutcome(line, None, counts, durations, False, lost, figures)
+
+    @staticmethod
+    def _add_figures(figures: EntryFigures, build: BuildResult, overlap: OverlapResult) -> None:
+        chosen = overlap.filtered_windows
+        ends, starts = build.window_end, build.window_start
+        figures.window_durations = (ends[chosen] - starts[chosen]).tolist()
+        figures.window_speakers = build.speakers[chosen].tolist()
+        speech = build.speech[chosen]
+        top = build.speaker_durations[chosen, 0]
+        share = np.divide(top, speech, out=np.zeros_like(top), where=speech > 0)
+        figures.dominant_share = share.tolist()
+        figures.builder_coverage = union_seconds(starts, ends)
+        figures.filtered_coverage = union_seconds(starts[chosen], ends[chosen])
 
     def _strip(self, segment: dict[str, Any]) -> dict[str, Any]:
         drop = self.params.drop_fields
@@ -287,15 +361,17 @@ class EntryProcessor:
             ]
         )
 
-    @staticmethod
     def _stats(
+        self,
         data: dict[str, Any],
         total_segments: int,
         total_dur: float,
         counts: dict[str, int],
         durations: dict[str, float],
         losses: bytes,
-    ) -> bytes:
+        key: tuple[str, int] | None,
+    ) -> tuple[bytes, bytes | None]:
+        """The ``stats`` object, and the separate lost-windows record when there is one."""
         stats: dict[str, Any] = {
             "total_segments": total_segments,
             "total_dur": total_dur,
@@ -305,8 +381,17 @@ class EntryProcessor:
         for name in LOSS_COUNTERS:
             stats[name] = counts[name]
             stats[f"dur_{name}"] = durations[f"dur_{name}"]
-        # lost_win_full_data is spliced in as bytes: it is built from cached segment JSON.
-        return dumps(stats)[:-1] + b',"lost_win_full_data":' + losses + b"}"
+        if self.lost_windows == "inline":
+            # Spliced in as bytes: it is built from cached segment JSON.
+            return dumps(stats)[:-1] + b',"lost_win_full_data":' + losses + b"}", None
+        if self.lost_windows == "drop":
+            return dumps(stats), None
+        if key is None:
+            raise ValueError("separate lost windows need the line's source and number")
+        ref = {"source": key[0], "line": key[1]}
+        stats["lost_win_full_data_ref"] = ref
+        record = dumps({**ref, "audio_filepath": data.get("audio_filepath")})
+        return dumps(stats), record[:-1] + b',"lost_win_full_data":' + losses + b"}"
 
     @staticmethod
     def _add_overlap_defaults(fields: dict[str, bytes | None]) -> None:

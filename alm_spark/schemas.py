@@ -21,6 +21,8 @@ from alm_spark.process import METRIC_COUNTS, METRIC_DURATIONS
 KIND_ENTRY = "entry"  # an output line
 KIND_REJECTED = "rejected"  # a staged rejected-line record (JSON)
 KIND_BLOCK = "block"  # how many lines one input split held (JSON)
+KIND_LOST = "lost"  # an entry's lost_win_full_data, with lost_window_details=separate
+KIND_REPORT = "report"  # a task's summed report figures (JSON)
 
 #: One physical input line: the file it came from, the byte offset of the split
 #: (Spark file block) that read it, and its text.
@@ -74,6 +76,15 @@ STAGED_BLOCK_SCHEMA = StructType(
         StructField("source", StringType(), True),
         StructField("block_start", LongType(), True),
         StructField("lines", LongType(), True),
+    ]
+)
+
+#: A task's report figure: a metric, a key (a bin, a sample rate, a reason) and sums.
+STAGED_REPORT_SCHEMA = StructType(
+    [
+        StructField("metric", StringType(), True),
+        StructField("key", StringType(), True),
+        *(StructField(f"v{i}", DoubleType(), True) for i in range(5)),
     ]
 )
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from alm_spark.batches import process_line_batches
+from alm_spark.batches import Counter, process_line_batches
 from alm_spark.config import BuilderConfig, OverlapConfig
 from alm_spark.schemas import (
     KIND_ENTRY,
@@ -21,7 +21,13 @@ from alm_spark.schemas import (
 
 
 def process_manifest_lines(
-    lines_df: DataFrame, builder: BuilderConfig, overlap: OverlapConfig
+    lines_df: DataFrame,
+    builder: BuilderConfig,
+    overlap: OverlapConfig,
+    *,
+    lost_windows: str = "inline",
+    line_offsets: Mapping[tuple[str, int], int] | None = None,
+    progress: Counter | None = None,
 ) -> DataFrame:
     """Build windows and filter overlaps for every line, where the line was read.
 
@@ -33,6 +39,10 @@ def process_manifest_lines(
         lines_df: Lines with :data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`.
         builder: Builder settings.
         overlap: Overlap-filter settings.
+        lost_windows: ``output.lost_window_details``.
+        line_offsets: Lines before each split (:func:`with_split_offsets`), for
+            ``lost_windows="separate"``.
+        progress: An accumulator counting processed lines.
 
     Returns:
         Rows of :data:`~alm_spark.schemas.RESULT_SCHEMA`: ``entry`` rows (output
@@ -40,7 +50,14 @@ def process_manifest_lines(
     """
 
     def process(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        return process_line_batches(batches, builder, overlap)
+        return process_line_batches(
+            batches,
+            builder,
+            overlap,
+            lost_windows=lost_windows,
+            line_offsets=line_offsets,
+            progress=progress,
+        )
 
     return lines_df.select(*MANIFEST_LINES_SCHEMA.names).mapInArrow(process, RESULT_SCHEMA)
 
@@ -85,3 +102,29 @@ def with_line_numbers(rejected_df: DataFrame, blocks_df: DataFrame) -> DataFrame
         "error",
         "raw",
     )
+
+
+def with_split_offsets(lines_df: DataFrame) -> DataFrame:
+    """For each input split, the number of lines in the same file's earlier splits.
+
+    Args:
+        lines_df: Lines with :data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`.
+
+    Returns:
+        ``source, block_start, offset``: one small row per split.
+    """
+    earlier = (
+        Window.partitionBy("source")
+        .orderBy("block_start")
+        .rowsBetween(Window.unboundedPreceding, -1)
+    )
+    counts_df = lines_df.groupBy("source", "block_start").count()
+    return counts_df.select(
+        "source", "block_start", F.coalesce(F.sum("count").over(earlier), F.lit(0)).alias("offset")
+    )
+
+
+def sum_figures(figures_df: DataFrame) -> DataFrame:
+    """Sum the tasks' report figures by metric and key."""
+    values = [c for c in figures_df.columns if c.startswith("v")]
+    return figures_df.groupBy("metric", "key").agg(*(F.sum(c).alias(c) for c in values))

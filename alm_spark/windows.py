@@ -165,6 +165,8 @@ class BuildResult:
     stop: IntArray
     parts: list[dict[str, Any] | None]
     speaker_durations: FloatArray
+    speakers: IntArray
+    speech: FloatArray
     window_start: FloatArray
     window_end: FloatArray
     losses: list[LossRecord]
@@ -413,7 +415,7 @@ def build_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
         lost |= members > 0
 
     candidates = np.flatnonzero(~lost)
-    durations, n_speakers, has_nospk = _speaker_durations(
+    durations, n_speakers, has_nospk, speech = _speaker_durations(
         table,
         params,
         origins[candidates],
@@ -439,6 +441,8 @@ def build_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
         stop=stop[kept],
         parts=[parts.get(k) for k in kept.tolist()],
         speaker_durations=durations[spk_ok],
+        speakers=n_speakers[spk_ok],
+        speech=speech[spk_ok],
         window_start=start[origins[kept]],
         window_end=window_end[kept],
         losses=losses,
@@ -491,8 +495,8 @@ def _speaker_durations(
     stop: IntArray,
     appended: BoolArray,
     part_end: FloatArray,
-) -> tuple[FloatArray, IntArray, BoolArray]:
-    """spk(window) for each window: top-5 durations, label count, "no-speaker" presence.
+) -> tuple[FloatArray, IntArray, BoolArray, FloatArray]:
+    """Speaker figures of each window: spk() top 5, label count, "no-speaker", total.
 
     Members of window ``w`` are positions ``first[w]..stop[w]-1`` plus position
     ``stop[w]`` when a truncated part was appended (same label, shorter duration).
@@ -501,8 +505,9 @@ def _speaker_durations(
     out = np.zeros((count, SPEAKER_DURATION_SLOTS), dtype=np.float64)
     n_speakers = np.zeros(count, dtype=np.int64)
     has_nospk = np.zeros(count, dtype=np.bool_)
+    speech = np.zeros(count, dtype=np.float64)  # summed speaker time, for reporting only
     if count == 0 or params.strips_speaker:
-        return out, n_speakers, has_nospk
+        return out, n_speakers, has_nospk, np.zeros(count, dtype=np.float64)
     lengths = stop - first + appended
     n_labels = max(len(table.label_names), 1)
     nospk = table.no_speaker_label
@@ -530,6 +535,7 @@ def _speaker_durations(
         np.add.at(acc, inverse, values[counted])  # in member order: plain left-to-right sums
         key_win = uniq // n_labels
         n_speakers += np.bincount(key_win, minlength=count)
+        speech += np.bincount(key_win, weights=acc, minlength=count)
         if nospk >= 0:
             has_nospk[key_win[(uniq % n_labels) == nospk]] = True
         order = np.lexsort((-acc, key_win))
@@ -539,7 +545,7 @@ def _speaker_durations(
         top = rank < SPEAKER_DURATION_SLOTS
         out[ranked_win[top], rank[top]] = acc[order][top]
         lo = hi
-    return out, n_speakers, has_nospk
+    return out, n_speakers, has_nospk, speech
 
 
 def filter_overlaps(

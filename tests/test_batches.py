@@ -32,9 +32,14 @@ def _batch(rows: list[tuple[str, int, str | None]]) -> pa.RecordBatch:
     )
 
 
-def _run(*batches: pa.RecordBatch) -> list[dict[str, object]]:
+def _run(*batches: pa.RecordBatch, **options: object) -> list[dict[str, object]]:
+    """Result rows, without the task's report rows (see test_report_rows)."""
+    return [r for r in _all_rows(*batches, **options) if r["kind"] != "report"]
+
+
+def _all_rows(*batches: pa.RecordBatch, **options: object) -> list[dict[str, object]]:
     cfg = build_config({})
-    out = list(process_line_batches(iter(batches), cfg.builder, cfg.overlap))
+    out = list(process_line_batches(iter(batches), cfg.builder, cfg.overlap, **options))
     assert all(b.schema.equals(RESULT_ARROW_SCHEMA) for b in out)
     return [row for b in out for row in b.to_pylist()]
 
@@ -94,7 +99,9 @@ def test_output_batches_are_bounded(monkeypatch) -> None:
     batches = list(
         process_line_batches(iter([_batch([("f", 0, GOOD)] * 10)]), cfg.builder, cfg.overlap)
     )
-    assert [b.num_rows for b in batches] == [2, 2, 2, 2, 3]  # the block row rides last
+    # The last batch also carries the block row and the task's report rows.
+    assert [b.num_rows for b in batches][:4] == [2, 2, 2, 2]
+    assert [r["kind"] for r in batches[4].to_pylist()][:3] == ["entry", "entry", "block"]
     entry_bytes = [
         sum(len(r["line"].encode()) for r in b.to_pylist() if r["kind"] == "entry") for b in batches
     ]
@@ -116,4 +123,48 @@ def test_invalid_utf8_line_is_rejected_alone() -> None:
 
 
 def test_no_input_no_output() -> None:
-    assert _run() == []
+    assert _all_rows() == []
+
+
+def test_report_rows() -> None:
+    rows = _all_rows(_batch([("f", 0, GOOD), ("f", 0, GOOD), ("f", 0, "[1]"), ("f", 0, "{")]))
+    figures = {
+        (r["metric"], r["key"]): json.loads(r["line"])
+        for r in rows
+        if r["kind"] == "report"
+        for r in [{**r, **json.loads(r["line"])}]
+    }
+    assert figures[("sample_rate", "16000")]["v0"] == 2  # entries
+    assert figures[("sample_rate", "16000")]["v1"] == 240.0  # audio seconds
+    assert figures[("sample_rate", "16000")]["v4"] == 2  # filtered windows
+    assert figures[("window_speakers", "2")]["v0"] == 2
+    assert figures[("rejected", "not a JSON object (got array)")]["v0"] == 1
+    assert (
+        figures[("rejected", "invalid JSON: Expecting property name enclosed in double quotes")][
+            "v0"
+        ]
+        == 1
+    )
+    assert figures[("coverage", "filtered")]["v0"] == 240.0
+
+
+def test_separate_lost_windows_are_keyed_by_line() -> None:
+    lossy = json.dumps(
+        {
+            "audio_sample_rate": 16000,
+            "segments": [
+                {"start": 0, "end": 1, "speaker": "a", "metrics": {"bandwidth": 9000}},
+            ],
+        }
+    )
+    rows = _run(
+        _batch([("f%20x", 100, ""), ("f%20x", 100, lossy)]),
+        lost_windows="separate",
+        line_offsets={("f%20x", 100): 41},
+    )
+    assert [r["kind"] for r in rows] == ["entry", "lost", "block"]
+    entry, lost = json.loads(rows[0]["line"]), json.loads(rows[1]["line"])
+    assert "lost_win_full_data" not in entry["stats"]
+    assert entry["stats"]["lost_win_full_data_ref"] == {"source": "f x", "line": 43}
+    assert (lost["source"], lost["line"]) == ("f x", 43)
+    assert lost["lost_win_full_data"][0]["index"] == 0

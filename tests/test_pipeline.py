@@ -47,9 +47,9 @@ def test_reference_figures_and_layout(spark, tmp_path: Path) -> None:
     assert (m["filtered_windows"], m["filtered_dur"]) == (100, pytest.approx(12142.0))
     assert m["run"]["input_files"] == 4  # notes.txt is not read
     names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
-    assert names[:3] == ["_SUCCESS", "_metrics.json", "_rejected"]
-    assert names[3:]
-    assert all(n.startswith("part-") and n.endswith(".jsonl") for n in names[3:])
+    assert names[:4] == ["_SUCCESS", "_metrics.json", "_rejected", "_report.html"]
+    assert names[4:]
+    assert all(n.startswith("part-") and n.endswith(".jsonl") for n in names[4:])
     on_disk = json.loads((tmp_path / "out" / "_metrics.json").read_text())
     assert on_disk["builder_windows"] == 724
     assert on_disk["config"]["overlap"]["overlap_percentage"] == 50

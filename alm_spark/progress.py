@@ -1,0 +1,142 @@
+"""Progress of a running job, for a person watching a local run.
+
+Prints the step that is running and, while the main Spark job runs, the tasks and
+lines done so far, the input size and the elapsed time. Lines processed come from a
+Spark accumulator that each task updates once per input batch, and reach the driver
+as tasks finish. On a terminal the status line is rewritten in place; elsewhere a
+line is printed every ``log_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import Any, TextIO
+
+
+def format_bytes(size: float) -> str:
+    """Human-readable size."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    """Step messages and a live status line; does nothing when disabled."""
+
+    def __init__(
+        self,
+        spark: Any,
+        *,
+        enabled: bool,
+        stream: TextIO | None = None,
+        interval: float = 1.0,
+        log_interval: float = 30.0,
+    ) -> None:
+        """Set up, without starting anything.
+
+        Args:
+            spark: The session (its status tracker and accumulators, when classic).
+            enabled: Print anything at all.
+            stream: Where to print (standard error by default).
+            interval: Seconds between status checks.
+            log_interval: Seconds between status lines when not on a terminal.
+        """
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.log_interval = log_interval
+        self.started = time.time()
+        self.input_bytes = 0
+        self._context: Any = None
+        self.counter: Any = None
+        if enabled:
+            try:
+                self._context = spark.sparkContext
+                self.counter = self._context.accumulator(0)
+            except Exception:  # Spark Connect: no SparkContext, steps only
+                self._context = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live = False
+
+    def step(self, message: str) -> None:
+        """Announce a step."""
+        if self.enabled:
+            self._clear()
+            print(f"[{_clock(time.time() - self.started)}] {message}", file=self.stream, flush=True)
+
+    def _tasks(self) -> tuple[int, int]:
+        if self._context is None:
+            return 0, 0
+        tracker = self._context.statusTracker()
+        done = total = 0
+        for stage_id in tracker.getActiveStageIds():
+            info = tracker.getStageInfo(stage_id)
+            if info is not None:
+                done += info.numCompletedTasks
+                total += info.numTasks
+        return done, total
+
+    def status(self) -> str:
+        """The current status line."""
+        done, total = self._tasks()
+        parts = [f"{done}/{total} tasks" if total else "starting tasks"]
+        if self.counter is not None:
+            parts.append(f"{self.counter.value:,} lines done")
+        if self.input_bytes:
+            parts.append(f"of {format_bytes(self.input_bytes)} input")
+        parts.append(f"{_clock(time.time() - self.started)} elapsed")
+        return "  " + ", ".join(parts)
+
+    def _clear(self) -> None:
+        if self._live:
+            self.stream.write("\r\033[K")
+            self._live = False
+
+    def _run(self) -> None:
+        tty = self.stream.isatty()
+        last_log = time.time()
+        while not self._stop.wait(self.interval):
+            try:
+                line = self.status()
+            except Exception:  # the context is shutting down
+                return
+            if tty:
+                self.stream.write("\r\033[K" + line)
+                self.stream.flush()
+                self._live = True
+            elif time.time() - last_log >= self.log_interval:
+                print(line, file=self.stream, flush=True)
+                last_log = time.time()
+
+    def __enter__(self) -> Progress:
+        """Start the status line (while the main Spark job runs)."""
+        if self.enabled and self._context is not None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="alm-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        """Stop the status line."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._clear()
