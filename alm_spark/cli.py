@@ -109,7 +109,7 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
                 "spark.driver.extraJavaOptions",
                 f"{LOCAL_JAVA_OPTIONS} -Dlog4j2.configurationFile=file:{log4j}",
             )
-    if quiet or _progress_enabled(config, quiet):
+    if quiet or _progress_enabled(config, quiet, config.spark.master or "local[*]"):
         # Our status line replaces Spark's progress bar (which counts tasks only).
         builder = builder.config("spark.ui.showConsoleProgress", "false")
     spark = configure_builder(builder, config.spark).getOrCreate()
@@ -120,13 +120,12 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
     return spark
 
 
-def _progress_enabled(config: PipelineConfig, quiet: bool) -> bool:
+def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
+    """``output.progress``: ``auto`` shows progress when the job runs on a local master."""
     setting = config.output.progress
     if quiet or setting == "off":
         return False
-    if setting == "on":
-        return True
-    return not config.spark.master or config.spark.master.startswith("local")
+    return setting == "on" or master.startswith("local")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -143,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
 
     spark = build_session(config, quiet=args.quiet)
     try:
-        progress = Progress(spark, enabled=_progress_enabled(config, args.quiet))
+        master = str(spark.conf.get("spark.master", "local[*]"))
+        progress = Progress(spark, enabled=_progress_enabled(config, args.quiet, master))
         result = run_pipeline(spark, config, progress=progress)
     finally:
         if not _under_spark_submit():
@@ -169,9 +169,15 @@ def _report(args: argparse.Namespace) -> int:
         raise InputError(f"{source}: not valid JSON ({err})") from None
     if not isinstance(metrics, dict) or metrics.get("producer") != PRODUCER:
         raise InputError(f"{source}: not written by {PRODUCER}")
+    try:
+        page = render_report(metrics)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(
+            f"{source}: cannot build a report from it (written by another version?): {err!r}"
+        ) from None
     target = args.out or args.output.rstrip("/") + "/" + REPORT_FILE
     with fsspec.open(target, "wt", encoding="utf-8") as handle:
-        handle.write(render_report(metrics))
+        handle.write(page)
     print(f"wrote {target}")
     return EXIT_OK
 

@@ -90,8 +90,8 @@ class FigureAccumulator:
         sums = self.rates[key]
         sums[0] += 1
         sums[1] += outcome.durations.get("total_dur", 0.0)
-        sums[2] += outcome.durations.get("filtered_dur", 0.0)
-        sums[3] += outcome.counts.get("windows", 0)
+        sums[2] += figures.filtered_coverage
+        sums[3] += outcome.durations.get("filtered_dur", 0.0)
         sums[4] += outcome.counts.get("filtered_windows", 0)
         self.coverage[0] += figures.builder_coverage
         self.coverage[1] += figures.filtered_coverage
@@ -152,9 +152,9 @@ def assemble_report(rows: Iterable[dict[str, Any]], builder: BuilderConfig) -> d
         elif metric == "sample_rate":
             rates[key] = {
                 "entries": int(values[0]),
-                "audio_seconds": values[1],
-                "filtered_seconds": values[2],
-                "windows": int(values[3]),
+                "speech_seconds": values[1],
+                "speech_in_filtered_seconds": values[2],
+                "filtered_dur": values[3],
                 "filtered_windows": int(values[4]),
             }
         elif metric == "rejected":

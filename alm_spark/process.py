@@ -26,6 +26,7 @@ from alm_spark.windows import (
     LOSS_COUNTERS,
     BuildResult,
     OverlapResult,
+    SegmentTable,
     build_windows,
     filter_overlaps,
     sequential_sum,
@@ -111,8 +112,8 @@ class EntryFigures:
         window_durations: Duration of each window in ``filtered_windows``.
         window_speakers: Distinct speakers in each of those windows.
         dominant_share: The main speaker's share of each window's speech.
-        builder_coverage: Seconds of audio covered by at least one builder window.
-        filtered_coverage: Seconds covered by at least one filtered window.
+        builder_coverage: Seconds of speech (segments) inside at least one builder window.
+        filtered_coverage: Seconds of speech inside at least one filtered window.
     """
 
     sample_rate: float = 0.0
@@ -123,16 +124,39 @@ class EntryFigures:
     filtered_coverage: float = 0.0
 
 
-def union_seconds(starts: np.ndarray, ends: np.ndarray) -> float:
-    """Total length of the union of intervals ``[start, end]``."""
+def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The union of intervals ``[start, end]`` as sorted, disjoint intervals."""
     if len(starts) == 0:
-        return 0.0
+        return np.zeros(0), np.zeros(0)
     order = np.argsort(starts, kind="stable")
     s, e = starts[order], np.maximum(ends[order], starts[order])
     reach = np.maximum.accumulate(e)
-    new_group = np.concatenate(([True], s[1:] > reach[:-1]))
-    firsts = np.flatnonzero(new_group)
-    return float(np.sum(np.maximum.reduceat(e, firsts) - s[firsts]))
+    firsts = np.flatnonzero(np.concatenate(([True], s[1:] > reach[:-1])))
+    return s[firsts], np.maximum.reduceat(e, firsts)
+
+
+def union_seconds(starts: np.ndarray, ends: np.ndarray) -> float:
+    """Total length of the union of intervals ``[start, end]``."""
+    merged_starts, merged_ends = merge_intervals(starts, ends)
+    return float(np.sum(merged_ends - merged_starts))
+
+
+def covered_seconds(
+    seg_starts: np.ndarray, seg_ends: np.ndarray, win_starts: np.ndarray, win_ends: np.ndarray
+) -> float:
+    """Seconds of the segments (speech) that fall inside at least one window."""
+    u_start, u_end = merge_intervals(win_starts, win_ends)
+    if len(u_start) == 0 or len(seg_starts) == 0:
+        return 0.0
+    before = np.concatenate(([0.0], np.cumsum(u_end - u_start)))
+
+    def covered_up_to(x: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(u_start, x, side="right") - 1
+        inside = np.clip(x - u_start[np.maximum(k, 0)], 0, (u_end - u_start)[np.maximum(k, 0)])
+        return np.where(k >= 0, before[np.maximum(k, 0)] + inside, 0.0)
+
+    ends = np.maximum(seg_ends, seg_starts)
+    return float(np.sum(covered_up_to(ends) - covered_up_to(seg_starts)))
 
 
 @dataclass
@@ -290,12 +314,14 @@ class EntryProcessor:
                 build.window_end, build.window_start, self.threshold, self.target_duration
             )
             self._add_overlap(fields, data, build, overlap, windows, counts, durations)
-            self._add_figures(figures, build, overlap)
+            self._add_figures(figures, table, build, overlap)
         line = self._object(data, fields)
         return LineOutcome(line, None, counts, durations, False, lost, figures)
 
     @staticmethod
-    def _add_figures(figures: EntryFigures, build: BuildResult, overlap: OverlapResult) -> None:
+    def _add_figures(
+        figures: EntryFigures, table: SegmentTable, build: BuildResult, overlap: OverlapResult
+    ) -> None:
         chosen = overlap.filtered_windows
         ends, starts = build.window_end, build.window_start
         figures.window_durations = (ends[chosen] - starts[chosen]).tolist()
@@ -304,8 +330,10 @@ class EntryProcessor:
         top = build.speaker_durations[chosen, 0]
         share = np.divide(top, speech, out=np.zeros_like(top), where=speech > 0)
         figures.dominant_share = share.tolist()
-        figures.builder_coverage = union_seconds(starts, ends)
-        figures.filtered_coverage = union_seconds(starts[chosen], ends[chosen])
+        figures.builder_coverage = covered_seconds(table.start, table.end, starts, ends)
+        figures.filtered_coverage = covered_seconds(
+            table.start, table.end, starts[chosen], ends[chosen]
+        )
 
     def _strip(self, segment: dict[str, Any]) -> dict[str, Any]:
         drop = self.params.drop_fields

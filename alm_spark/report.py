@@ -184,19 +184,13 @@ def _tile(value: str, label: str) -> str:
 
 def _overview(m: dict[str, Any], report: dict[str, Any]) -> str:
     coverage = report.get("coverage_seconds", {})
-    audio = m["audio_duration"]
+    speech = m["audio_duration"]
+    inside_builder = coverage.get("builder", 0.0)
+    inside_filtered = coverage.get("filtered", 0.0)
     bars = [
-        ("audio in (all entries)", audio, _hours(audio)),
-        (
-            "covered by builder windows",
-            coverage.get("builder", 0.0),
-            _hours(coverage.get("builder", 0.0)),
-        ),
-        (
-            "covered by filtered windows",
-            coverage.get("filtered", 0.0),
-            _hours(coverage.get("filtered", 0.0)),
-        ),
+        ("speech in the input (all segments)", speech, _hours(speech)),
+        ("inside builder windows", inside_builder, _hours(inside_builder)),
+        ("inside filtered windows", inside_filtered, _hours(inside_filtered)),
     ]
     tiles = "".join(
         [
@@ -208,14 +202,14 @@ def _overview(m: dict[str, Any], report: dict[str, Any]) -> str:
             _tile(f"{m['truncation_events']:,}", "truncation events"),
         ]
     )
-    share = coverage.get("filtered", 0.0) / audio if audio else 0.0
+    share = inside_filtered / speech if speech else 0.0
     return (
         "<section id='overview'><h2>From audio to training windows</h2>"
         f"<div class='tiles'>{tiles}</div>{hbar_chart(bars)}"
-        f"<p class='note'>{share:.0%} of the input audio is covered by at least one filtered "
-        "window. Windows overlap, so their summed durations "
-        f"(builder {_hours(m['builder_windows_duration'])}, filtered {_hours(m['filtered_dur'])}) "
-        "can exceed the audio they cover.</p></section>"
+        f"<p class='note'>{share:.0%} of the input speech (the segments' summed durations) "
+        "lies inside at least one filtered window. Windows overlap and include silences, so "
+        f"their summed durations (builder {_hours(m['builder_windows_duration'])}, filtered "
+        f"{_hours(m['filtered_dur'])}) can exceed the speech they hold.</p></section>"
     )
 
 
@@ -288,25 +282,27 @@ def _rates(report: dict[str, Any]) -> str:
     if not rates:
         return ""
     names = [f"{k} Hz" if k != "other" else k for k in rates]
-    audio = [v["audio_seconds"] / 3600 for v in rates.values()]
-    kept = [v["filtered_seconds"] / 3600 for v in rates.values()]
+    speech = [v["speech_seconds"] / 3600 for v in rates.values()]
+    kept = [v["speech_in_filtered_seconds"] / 3600 for v in rates.values()]
     chart = grouped_bars(
-        names, [("audio in (h)", audio, GREY), ("filtered windows (h)", kept, TEAL)]
+        names, [("speech in (h)", speech, GREY), ("inside filtered windows (h)", kept, TEAL)]
     )
-    table = _table(
-        ["sample rate", "entries", "audio", "builder windows", "filtered windows", "filtered_dur"],
-        [
-            (
-                name,
-                f"{v['entries']:,}",
-                _hours(v["audio_seconds"]),
-                f"{v['windows']:,}",
-                f"{v['filtered_windows']:,}",
-                _hours(v["filtered_seconds"]),
-            )
-            for name, v in zip(names, rates.values(), strict=True)
-        ],
-    )
+    rows = [
+        (
+            name,
+            f"{v['entries']:,}",
+            _hours(v["speech_seconds"]),
+            _hours(v["speech_in_filtered_seconds"]),
+            f"{v['speech_in_filtered_seconds'] / v['speech_seconds']:.0%}"
+            if v["speech_seconds"]
+            else "-",
+            f"{v['filtered_windows']:,}",
+            _hours(v["filtered_dur"]),
+        )
+        for name, v in zip(names, rates.values(), strict=True)
+    ]
+    header = ["sample rate", "entries", "speech", "inside filtered windows", "yield"]
+    table = _table([*header, "filtered windows", "filtered_dur"], rows)
     return f"<section id='rates'><h2>Yield by sample rate</h2>{chart}{table}</section>"
 
 
@@ -327,12 +323,18 @@ def _rejected(m: dict[str, Any], report: dict[str, Any]) -> str:
 
 
 def _settings(m: dict[str, Any]) -> str:
+    run = m.get("run", {})
     rows = [
         (f"{section}.{key}", json.dumps(value))
         for section, values in m.get("config", {}).items()
         for key, value in values.items()
     ]
-    run = m.get("run", {})
+    rows = [
+        ("input.manifest_path", json.dumps(run["input_paths"]))
+        if name == "input.manifest_path" and "input_paths" in run
+        else (name, value)
+        for name, value in rows
+    ]
     steps = [
         (f"  {step.replace('_', ' ')}", f"{sec:.1f} s")
         for step, sec in run.get("timings", {}).items()

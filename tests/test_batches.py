@@ -135,7 +135,8 @@ def test_report_rows() -> None:
         for r in [{**r, **json.loads(r["line"])}]
     }
     assert figures[("sample_rate", "16000")]["v0"] == 2  # entries
-    assert figures[("sample_rate", "16000")]["v1"] == 240.0  # audio seconds
+    assert figures[("sample_rate", "16000")]["v1"] == 240.0  # speech seconds
+    assert figures[("sample_rate", "16000")]["v2"] == 240.0  # of it inside filtered windows
     assert figures[("sample_rate", "16000")]["v4"] == 2  # filtered windows
     assert figures[("window_speakers", "2")]["v0"] == 2
     assert figures[("rejected", "not a JSON object (got array)")]["v0"] == 1

@@ -115,6 +115,8 @@ def test_console_script_run(tmp_path: Path) -> None:
             "run",
             "--config",
             str(REPO / "conf" / "alm_pipeline.yaml"),
+            "--progress",
+            "on",
             f"input.manifest_path={source}",
             f"output.path={out}",
         ],
@@ -126,6 +128,8 @@ def test_console_script_run(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ALM PIPELINE COMPLETE" in proc.stdout
+    assert "] processing 1 manifest file(s)" in proc.stderr
+    assert "] publishing" in proc.stderr
     _check_output(out, source, golden, tmp_path)
 
 
@@ -153,3 +157,19 @@ def test_spark_submit_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ALM PIPELINE COMPLETE" in proc.stdout
     _check_output(out, source, golden, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("setting", "quiet", "master", "shown"),
+    [
+        ("auto", False, "local[2]", True),
+        ("auto", False, "yarn", False),
+        ("auto", False, "spark://host:7077", False),
+        ("on", False, "yarn", True),
+        ("off", False, "local[*]", False),
+        ("on", True, "local[*]", False),
+    ],
+)
+def test_progress_setting(setting: str, quiet: bool, master: str, shown: bool) -> None:
+    config = build_config({"output": {"progress": setting}})
+    assert cli._progress_enabled(config, quiet, master) is shown

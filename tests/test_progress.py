@@ -1,0 +1,65 @@
+"""Progress reporting (no Spark: the status tracker is a stand-in)."""
+
+from __future__ import annotations
+
+import io
+import time
+from types import SimpleNamespace
+
+from alm_spark.progress import Progress, format_bytes
+
+
+class _Tracker:
+    def getActiveStageIds(self) -> list[int]:  # noqa: N802 - Spark's name
+        return [3]
+
+    def getStageInfo(self, stage_id: int) -> SimpleNamespace:  # noqa: N802
+        return SimpleNamespace(numCompletedTasks=7, numTasks=20)
+
+
+class _Context:
+    def statusTracker(self) -> _Tracker:  # noqa: N802
+        return _Tracker()
+
+    def accumulator(self, value: int) -> SimpleNamespace:
+        return SimpleNamespace(value=1234, add=lambda n: None)
+
+
+def _spark() -> SimpleNamespace:
+    return SimpleNamespace(sparkContext=_Context())
+
+
+def test_format_bytes() -> None:
+    assert [format_bytes(n) for n in (512, 2048, 5 * 1024**3)] == ["512 B", "2.0 KB", "5.0 GB"]
+
+
+def test_status_and_steps() -> None:
+    stream = io.StringIO()
+    progress = Progress(_spark(), enabled=True, stream=stream, interval=0.05, log_interval=0.1)
+    progress.input_bytes = 3 * 1024**2
+    assert progress.status() == "  7/20 tasks, 1,234 lines done, of 3.0 MB input, 0:00 elapsed"
+    progress.step("processing 2 manifest file(s)")
+    with progress:
+        time.sleep(0.4)
+    text = stream.getvalue()
+    assert text.startswith("[0:00] processing 2 manifest file(s)\n")
+    assert "  7/20 tasks, 1,234 lines done" in text  # not a terminal: plain lines
+
+
+def test_disabled_is_silent() -> None:
+    stream = io.StringIO()
+    progress = Progress(_spark(), enabled=False, stream=stream)
+    progress.step("x")
+    with progress:
+        pass
+    assert stream.getvalue() == ""
+    assert progress.counter is None
+
+
+def test_without_a_spark_context_only_steps() -> None:
+    stream = io.StringIO()
+    progress = Progress(SimpleNamespace(), enabled=True, stream=stream)
+    assert progress.counter is None
+    assert progress.status().startswith("  starting tasks")
+    progress.step("publishing")
+    assert "publishing" in stream.getvalue()
