@@ -6,11 +6,12 @@ One pass over the data:
 2. build windows and filter overlaps per line where it was read
    (:func:`~alm_spark.transforms.process_manifest_lines`), while
    ``DataFrame.observe`` totals the figures on the executors;
-3. write output lines, rejected lines and per-split line counts in one write, to
-   a staging directory next to ``output.path``;
-4. number the rejected lines (a small job over the staged records), then move the
-   files into place, write ``_metrics.json`` and ``_SUCCESS``, and swap the staging
-   directory in for the old output.
+3. write output lines, rejected lines, per-split line counts, lost-window records and
+   the tasks' report figures in one write, to a staging directory beside
+   ``output.path``;
+4. number the rejected lines and sum the report figures (small jobs over the staged
+   records), move the files into place, write ``_metrics.json``, ``_report.html`` and,
+   last, ``_SUCCESS``, then swap the staging directory in for the old output.
 """
 
 from __future__ import annotations

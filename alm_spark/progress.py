@@ -1,19 +1,62 @@
 """Progress of a running job, for a person watching a local run.
 
 Prints the step that is running and, while the main Spark job runs, the tasks and
-lines done so far, the input size and the elapsed time. Lines processed come from a
-Spark accumulator that each task updates once per input batch, and reach the driver
-as tasks finish. On a terminal the status line is rewritten in place; elsewhere a
-line is printed every ``log_interval`` seconds.
+lines done so far, the input size and the elapsed time. Each task counts the lines it
+has processed once per input batch. On a local master the counts go to small files in
+a local temporary directory, which the driver reads live; elsewhere they go to a Spark
+accumulator, which reaches the driver as tasks finish. On a terminal the status line
+is rewritten in place; elsewhere a line is printed every ``log_interval`` seconds.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
+import uuid
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
+
+
+class FileCounter:
+    """Counts lines into a file of its own in a directory the driver reads (local runs).
+
+    Pickled into each task; each task writes its running count after every batch.
+    """
+
+    def __init__(self, directory: str) -> None:
+        """Count into ``directory`` (created by the driver)."""
+        self.directory = directory
+        self.name = ""
+        self.total = 0
+
+    def add(self, term: int) -> None:
+        """Add processed lines and publish the running count."""
+        if not self.name:
+            self.name = f"{os.getpid()}-{uuid.uuid4().hex}"
+        self.total += term
+        target = Path(self.directory, self.name)
+        scratch = target.with_suffix(".tmp")
+        try:
+            scratch.write_text(str(self.total))
+            os.replace(scratch, target)
+        except OSError:  # progress is best effort; never fail a task over it
+            pass
+
+    @property
+    def value(self) -> int:
+        """The lines counted by all tasks so far (read on the driver)."""
+        total = 0
+        for path in Path(self.directory).glob("*[!p]"):
+            try:
+                total += int(path.read_text() or 0)
+            except (OSError, ValueError):
+                continue
+        return total
 
 
 def format_bytes(size: float) -> str:
@@ -60,12 +103,19 @@ class Progress:
         self.input_bytes = 0
         self._context: Any = None
         self.counter: Any = None
+        self._scratch: str | None = None
         if enabled:
             try:
                 self._context = spark.sparkContext
-                self.counter = self._context.accumulator(0)
+                local = str(self._context.master).startswith("local")
             except Exception:  # Spark Connect: no SparkContext, steps only
                 self._context = None
+            else:
+                if local:  # executors share this machine: live counts through files
+                    self._scratch = tempfile.mkdtemp(prefix="alm-spark-progress-")
+                    self.counter = FileCounter(self._scratch)
+                else:
+                    self.counter = self._context.accumulator(0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live = False
@@ -140,3 +190,6 @@ class Progress:
             self._thread.join(timeout=5)
             self._thread = None
         self._clear()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import pickle
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
-from alm_spark.progress import Progress, format_bytes
+from alm_spark.progress import FileCounter, Progress, format_bytes
 
 
 class _Tracker:
@@ -18,6 +20,8 @@ class _Tracker:
 
 
 class _Context:
+    master = "yarn"
+
     def statusTracker(self) -> _Tracker:  # noqa: N802
         return _Tracker()
 
@@ -63,3 +67,21 @@ def test_without_a_spark_context_only_steps() -> None:
     assert progress.status().startswith("  starting tasks")
     progress.step("publishing")
     assert "publishing" in stream.getvalue()
+
+
+def test_local_runs_count_through_files(tmp_path) -> None:
+    context = _Context()
+    context.master = "local[2]"
+    progress = Progress(SimpleNamespace(sparkContext=context), enabled=True, stream=io.StringIO())
+    counter = progress.counter
+    assert isinstance(counter, FileCounter)
+    clone = pickle.loads(pickle.dumps(counter))  # what a task receives
+    clone.add(5)
+    clone.add(7)
+    other = pickle.loads(pickle.dumps(counter))
+    other.add(30)
+    assert counter.value == 42  # read live on the driver
+    assert "42 lines done" in progress.status()
+    with progress:
+        pass
+    assert not Path(counter.directory).exists()  # removed when the job ends
