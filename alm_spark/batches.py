@@ -173,7 +173,12 @@ class _Task:
             return
         entry_key = None
         if self.line_offsets is not None:
-            offset = self.line_offsets.get((source, block_start), 0)
+            offset = self.line_offsets.get((source, block_start))
+            if offset is None:
+                raise RuntimeError(
+                    f"no line count for the split of {source} at byte {block_start}: the input "
+                    "was split differently when its lines were counted"
+                )
             entry_key = (unquote(source), offset + row + 1)
         outcome = self.processor.process(text, entry_key)
         if outcome.line is None or len(outcome.line) >= MAX_BATCH_BYTES:

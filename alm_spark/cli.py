@@ -109,7 +109,7 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
                 "spark.driver.extraJavaOptions",
                 f"{LOCAL_JAVA_OPTIONS} -Dlog4j2.configurationFile=file:{log4j}",
             )
-    if quiet or _progress_enabled(config, quiet, config.spark.master or "local[*]"):
+    if quiet or _progress_enabled(config, quiet, _expected_master(config)):
         # Our status line replaces Spark's progress bar (which counts tasks only).
         builder = builder.config("spark.ui.showConsoleProgress", "false")
     spark = configure_builder(builder, config.spark).getOrCreate()
@@ -118,6 +118,17 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
     except Exception:
         log.debug("could not set the Spark log level")
     return spark
+
+
+def _expected_master(config: PipelineConfig) -> str:
+    """The master the session will get: the config's, spark-submit's, or local."""
+    if config.spark.master:
+        return config.spark.master
+    if _under_spark_submit():
+        from pyspark import SparkConf
+
+        return str(SparkConf().get("spark.master", "local[*]"))
+    return "local[*]"
 
 
 def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
@@ -141,11 +152,12 @@ def _run(args: argparse.Namespace) -> int:
     from alm_spark.progress import Progress
 
     spark = build_session(config, quiet=args.quiet)
+    master = str(spark.conf.get("spark.master", "local[*]"))
+    progress = Progress(spark, enabled=_progress_enabled(config, args.quiet, master))
     try:
-        master = str(spark.conf.get("spark.master", "local[*]"))
-        progress = Progress(spark, enabled=_progress_enabled(config, args.quiet, master))
         result = run_pipeline(spark, config, progress=progress)
     finally:
+        progress.close()
         if not _under_spark_submit():
             spark.stop()
     if not args.quiet:

@@ -158,7 +158,7 @@ def compare_entries(actual: Iterable[Any], expected: Iterable[Any]) -> Compariso
 
 
 def iter_jsonl(path: str | Path) -> Iterator[Any]:
-    r"""Yield decoded lines of a JSONL file, a ``.gz`` file, or every part file of a directory.
+    r"""Yield decoded lines of a JSONL, ``.gz`` or (our) Parquet file, or a directory of them.
 
     Lines are split on ``\\n`` only: JSON strings may hold U+2028 and friends raw.
     Files whose names start with ``_`` or ``.`` are skipped, as Spark readers do.
@@ -170,6 +170,12 @@ def iter_jsonl(path: str | Path) -> Iterator[Any]:
         else [root]
     )
     for file in files:
+        if file.suffix == ".parquet":  # alm-spark's parquet output: the line in "entry"
+            import pyarrow.parquet as pq
+
+            for text in pq.read_table(file, columns=["entry"]).column("entry").to_pylist():
+                yield json.loads(text)
+            continue
         opener = gzip.open if file.suffix == ".gz" else open
         with opener(file, "rt", encoding="utf-8", newline="\n") as handle:
             for line in handle:

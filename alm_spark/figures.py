@@ -9,6 +9,7 @@ Spark sums those rows by ``(metric, key)``; the driver only ever sees the sums
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -24,7 +25,7 @@ VALUES = 5
 DURATION_BINS = 40
 SHARE_BINS = 20
 MAX_SPEAKERS_SHOWN = 10
-MAX_KEYS = 64  # distinct sample rates or rejection reasons kept per task
+MAX_KEYS = 256  # distinct sample rates or rejection reasons kept per task; then "other"
 
 _POSITIONS = re.compile(r"\[\d+\]")
 _JSON_LOCATION = re.compile(r": line \d+ column \d+ \(char \d+\)")
@@ -45,7 +46,9 @@ def duration_edges(builder: BuilderConfig) -> list[float]:
 
 
 def _rate_key(rate: float) -> str:
-    return str(int(rate)) if float(rate).is_integer() else repr(rate)
+    if isinstance(rate, int) or (math.isfinite(rate) and rate.is_integer()):
+        return str(int(rate))
+    return repr(rate)
 
 
 @dataclass

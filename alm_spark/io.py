@@ -156,11 +156,6 @@ def read_manifest_lines(spark: SparkSession, sources: ManifestSources) -> DataFr
     return lines_df
 
 
-def count_input_files(lines_df: DataFrame) -> int:
-    """Number of files a lines DataFrame reads (from Spark's file index)."""
-    return len(lines_df.inputFiles())
-
-
 #: Figures kept beside each entry in parquet output, for filtering without JSON.
 PARQUET_FIGURES = (
     "total_segments",
@@ -203,7 +198,7 @@ def read_staged(
     spark: SparkSession, path: str, kind: str, schema: StructType, output_format: str
 ) -> DataFrame:
     """Read one kind of staged record back, as typed columns."""
-    where = f"{path}/kind={kind}"
+    where = escape_glob(f"{path}/kind={kind}")
     if output_format == "parquet":
         parsed = spark.read.parquet(where).select(F.from_json("entry", schema).alias("r"))
         return parsed.select("r.*")

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 
 from alm_spark.config import PipelineConfig
-from alm_spark.errors import OutputError
+from alm_spark.errors import AlmSparkError, OutputError
 from alm_spark.figures import assemble_report
 from alm_spark.fs import FileSystem, filesystem_for, is_within, join, parent_and_name
 from alm_spark.io import (
@@ -137,15 +139,26 @@ def _move_parts(fs: FileSystem, src_dir: str, dst_dir: str) -> int:
 
 
 def _publish(fs: FileSystem, staging: str, output: str, run_id: str) -> None:
-    """Swap the finished staging directory in for the output path."""
-    if fs.exists(output):
-        parent, name = parent_and_name(output)
-        retired = join(parent, f".{name}.replaced-{run_id}")
+    """Swap the finished staging directory in for the output path, then mark it done.
+
+    The old output is renamed aside first; if the new one cannot take its place, the
+    old one is put back. ``_SUCCESS`` is written after the swap, so it is the last file
+    to appear at ``output.path`` even where a directory rename copies file by file.
+    """
+    parent, name = parent_and_name(output)
+    retired = join(parent, f".{name}.replaced-{run_id}")
+    had_output = fs.exists(output)
+    if had_output:
         fs.rename(output, retired)
+    try:
         fs.rename(staging, output)
+    except BaseException:
+        if had_output and not fs.exists(output):
+            fs.rename(retired, output)
+        raise
+    fs.write_text(join(output, SUCCESS_FILE), "")
+    if had_output:
         fs.delete(retired)
-    else:
-        fs.rename(staging, output)
 
 
 def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
@@ -174,10 +187,41 @@ def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _split_offsets(lines_df: DataFrame) -> dict[tuple[str, int], int]:
-    """Lines before each split; one small row per input split reaches the driver."""
+def _split_offsets(lines_df: DataFrame) -> tuple[dict[tuple[str, int], int], dict[Any, int]]:
+    """Lines before each split, and in it; one small row per input split reaches the driver."""
     rows = lines_df.transform(with_split_offsets).collect()
-    return {(r["source"], r["block_start"]): r["offset"] for r in rows}
+    offsets = {(r["source"], r["block_start"]): r["offset"] for r in rows}
+    counts = {(unquote(r["source"]), r["block_start"]): r["lines"] for r in rows}
+    return offsets, counts
+
+
+def _check_same_splits(
+    spark: SparkSession, data_dir: str, config: PipelineConfig, counted: dict[Any, int]
+) -> None:
+    """The processing pass must have seen the splits the counting pass numbered."""
+    blocks_df = read_staged(spark, data_dir, KIND_BLOCK, STAGED_BLOCK_SCHEMA, config.output.format)
+    seen = {(r["source"], r["block_start"]): r["lines"] for r in blocks_df.collect()}
+    if seen != counted:
+        raise AlmSparkError(
+            "the input was split differently by the line count and by the processing pass, "
+            "so lost-window keys would be wrong; nothing was published (rerun, or set "
+            "spark.conf.spark.sql.files.minPartitionNum)"
+        )
+
+
+def _pinned_splits(spark: SparkSession, config: PipelineConfig) -> dict[str, str]:
+    """Fix how files are split for the whole run, so separate passes split alike.
+
+    Spark sizes splits by the cluster's current parallelism, which can change while
+    executors come and go; pinning ``spark.sql.files.minPartitionNum`` removes that.
+    """
+    key = "spark.sql.files.minPartitionNum"
+    if key in config.spark.conf or spark.conf.get(key, None):
+        return {}
+    try:
+        return {key: str(spark.sparkContext.defaultParallelism)}
+    except Exception:  # Spark Connect: no SparkContext
+        return {}
 
 
 def _report_figures(
@@ -193,15 +237,31 @@ def _report_figures(
     return assemble_report(rows, config.builder)
 
 
-def _remove_leftovers(fs: FileSystem, output: str) -> None:
-    """Staging or retired directories an interrupted run left beside the output."""
+def _recover_leftovers(fs: FileSystem, output: str) -> None:
+    """Clear what an interrupted run left beside the output.
+
+    A retired output (``.NAME.replaced-RUN``) is the last complete output; when a run
+    was killed between the two renames of a swap, ``output.path`` is empty and the
+    retired output is put back first. Staging directories are never complete (the
+    ``_SUCCESS`` marker is only written after a swap), so they are deleted.
+    """
     parent, name = parent_and_name(output)
-    pattern = join(escape_glob(parent), f".{escape_glob(name)}.*")
-    for info in fs.glob(pattern):
-        leaf = parent_and_name(info.path)[1]
-        if leaf.startswith((f".{name}.staging-", f".{name}.replaced-")):
-            log.warning("removing %s, left by an interrupted run", info.path)
-            fs.delete(info.path)
+    leftover = re.compile(
+        rf"\.{re.escape(name)}\.(staging|replaced)-\d{{8}}T\d{{6}}Z-[0-9a-f]{{8}}"
+    )
+    found = sorted(
+        (info.path for info in fs.glob(join(escape_glob(parent), f".{escape_glob(name)}.*"))),
+        key=lambda path: parent_and_name(path)[1].rsplit("-", 2)[-2:],
+    )
+    found = [path for path in found if leftover.fullmatch(parent_and_name(path)[1])]
+    retired = [path for path in found if ".replaced-" in parent_and_name(path)[1]]
+    if retired and not fs.exists(output):
+        log.warning("restoring %s, the output an interrupted run had moved aside", retired[-1])
+        fs.rename(retired[-1], output)
+        found.remove(retired[-1])
+    for path in found:
+        log.warning("removing %s, left by an interrupted run", path)
+        fs.delete(path)
 
 
 @dataclass
@@ -226,15 +286,18 @@ def _process(
     """Read, process and write every line; number the rejected ones; sum the figures."""
     out_cfg = config.output
     clock = time.time()
-    with scoped_conf(spark, job_sql_conf(config.spark)):
+    settings = {**job_sql_conf(config.spark), **_pinned_splits(spark, config)}
+    with scoped_conf(spark, settings):
         lines_df = read_manifest_lines(spark, sources)
         input_files = len(lines_df.inputFiles())
         progress.input_bytes = fs.total_size([*sources.files, *sources.directories])
-        offsets = None
+        timings["list_inputs"] = time.time() - clock
+        offsets = counted = None
         if out_cfg.lost_window_details == "separate":
             progress.step("counting lines, to key lost windows by line number")
-            offsets = _split_offsets(lines_df)
-        timings["list_inputs"] = time.time() - clock
+            clock = time.time()
+            offsets, counted = _split_offsets(lines_df)
+            timings["count_lines"] = time.time() - clock
         progress.step(
             f"processing {input_files} manifest file(s), {format_bytes(progress.input_bytes)}"
         )
@@ -251,6 +314,8 @@ def _process(
         with progress:
             write_staged_results(results_df, data_dir, out_cfg)
         raw = observation.get
+        if counted is not None:
+            _check_same_splits(spark, data_dir, config, counted)
         timings["process_and_write"] = time.time() - clock
         clock = time.time()
         numbered_dir = join(data_dir, "_rejected")
@@ -320,8 +385,8 @@ def run_pipeline(
     run_id = new_run_id()
     sources = resolve_manifest_paths(fs, config.input.paths)
     output = fs.qualify(config.output.path)
+    _recover_leftovers(fs, output)
     _check_output_location(fs, output, sources, config.output.mode)
-    _remove_leftovers(fs, output)
     parent, name = parent_and_name(output)
     staging = join(parent, f".{name}.staging-{run_id}")
     data_dir = join(staging, "_data")
@@ -351,7 +416,6 @@ def run_pipeline(
         metrics["report"] = staged.report
         fs.write_text(join(staging, METRICS_FILE), json.dumps(metrics, indent=2) + "\n")
         fs.write_text(join(staging, REPORT_FILE), render_report(metrics))
-        fs.write_text(join(staging, SUCCESS_FILE), "")  # last, as a complete output's marker
         _publish(fs, staging, output, run_id)
     except BaseException:
         try:
@@ -373,8 +437,8 @@ def format_summary(result: RunResult) -> str:
         rule,
         "ALM PIPELINE COMPLETE",
         rule,
-        f"Input lines:         {m['input_lines']:>10}   ({run['input_files']} file(s), "
-        f"{m['blank_lines']} blank line(s) skipped)",
+        f"Input lines:         {m['input_lines']:>10}   (non-blank, from {run['input_files']} "
+        f"file(s); {m['blank_lines']} blank line(s) skipped)",
         f"Entries written:     {m['entries_written']:>10}",
         f"Lines rejected:      {m['lines_rejected']:>10}"
         + (f"   see {result.output_path}/{REJECTED_DIR}/" if m["lines_rejected"] else ""),

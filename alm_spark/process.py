@@ -108,7 +108,7 @@ class EntryFigures:
     """What the report needs from one entry, beyond the counters.
 
     Attributes:
-        sample_rate: ``audio_sample_rate`` (0 when missing).
+        sample_rate: ``audio_sample_rate`` as given (0 when missing).
         window_durations: Duration of each window in ``filtered_windows``.
         window_speakers: Distinct speakers in each of those windows.
         dominant_share: The main speaker's share of each window's speech.
@@ -133,12 +133,6 @@ def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, n
     reach = np.maximum.accumulate(e)
     firsts = np.flatnonzero(np.concatenate(([True], s[1:] > reach[:-1])))
     return s[firsts], np.maximum.reduceat(e, firsts)
-
-
-def union_seconds(starts: np.ndarray, ends: np.ndarray) -> float:
-    """Total length of the union of intervals ``[start, end]``."""
-    merged_starts, merged_ends = merge_intervals(starts, ends)
-    return float(np.sum(merged_ends - merged_starts))
 
 
 def covered_seconds(
@@ -274,7 +268,7 @@ class EntryProcessor:
 
         fields: dict[str, bytes | None]
         rate = data.get("audio_sample_rate", 0)
-        figures = EntryFigures(sample_rate=float(rate))
+        figures = EntryFigures(sample_rate=rate)
         if rate < self.min_sample_rate:
             counts["below_sample_rate"] = 1
             counts["lost_sr"] = table.size

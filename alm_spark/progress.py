@@ -25,7 +25,8 @@ from typing import Any, TextIO
 class FileCounter:
     """Counts lines into a file of its own in a directory the driver reads (local runs).
 
-    Pickled into each task; each task writes its running count after every batch.
+    Pickled into each task; each task writes its running count after every batch. A
+    retried task attempt counts its lines again: the figure is for watching, not totals.
     """
 
     def __init__(self, directory: str) -> None:
@@ -190,6 +191,9 @@ class Progress:
             self._thread.join(timeout=5)
             self._thread = None
         self._clear()
+
+    def close(self) -> None:
+        """Release the local count files (call when the run ends, however it ends)."""
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None

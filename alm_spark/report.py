@@ -24,8 +24,8 @@ RED = "#c0392b"
 _LOSS_LABELS = {
     "lost_bw": "low bandwidth (start segment)",
     "lost_sr": "sample rate below minimum",
-    "lost_spk": "speaker count out of range",
-    "lost_win": "window too short or too long",
+    "lost_spk": "speakers out of range, or no-speaker",
+    "lost_win": "no valid window (length, < 2 segments)",
     "lost_no_spkr": "  of which: next segment without speaker",
     "lost_next_seg_bm": "  of which: next segment low bandwidth",
 }
@@ -242,7 +242,8 @@ def _losses(m: dict[str, Any]) -> str:
         f"{hbar_chart(rows, color=ORANGE)}{table}"
         "<p class='note'>As in the reference, a loss is counted per start segment and its "
         "duration is that segment's, not the audio a window would have held. The two "
-        "'of which' rows are part of 'window too short or too long'.</p></section>"
+        "'of which' rows are part of 'no valid window', which counts windows outside the "
+        "allowed duration or with fewer than two segments.</p></section>"
     )
 
 

@@ -45,8 +45,9 @@ def process_manifest_lines(
         progress: An accumulator counting processed lines.
 
     Returns:
-        Rows of :data:`~alm_spark.schemas.RESULT_SCHEMA`: ``entry`` rows (output
-        lines and their figures), ``rejected`` rows and per-split ``block`` rows.
+        Rows of :data:`~alm_spark.schemas.RESULT_SCHEMA`: ``entry`` rows (output lines
+        and their figures), ``rejected`` rows, ``lost`` rows (separate lost windows),
+        per-split ``block`` rows and each task's ``report`` rows.
     """
 
     def process(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -78,24 +79,31 @@ def result_metrics() -> list[Column]:
     return exprs
 
 
-def with_line_numbers(rejected_df: DataFrame, blocks_df: DataFrame) -> DataFrame:
-    """Turn "row k of the split at byte B" into the line's 1-based number in its file.
+def with_earlier_lines(blocks_df: DataFrame) -> DataFrame:
+    """Add ``offset``: the lines in earlier splits of the same file.
 
     Args:
-        rejected_df: Staged rejected records (``source, block_start, row, error, raw``).
-        blocks_df: Staged split records (``source, block_start, lines``).
-
-    Returns:
-        ``source, line, error, raw``.
+        blocks_df: One row per split: ``source, block_start, lines``.
     """
     earlier = (
         Window.partitionBy("source")
         .orderBy("block_start")
         .rowsBetween(Window.unboundedPreceding, -1)
     )
-    offsets_df = blocks_df.select(
-        "source", "block_start", F.coalesce(F.sum("lines").over(earlier), F.lit(0)).alias("offset")
-    )
+    return blocks_df.withColumn("offset", F.coalesce(F.sum("lines").over(earlier), F.lit(0)))
+
+
+def with_line_numbers(rejected_df: DataFrame, blocks_df: DataFrame) -> DataFrame:
+    """Turn "row k of the split at byte B" into the line's 1-based number in its file.
+
+    Args:
+        rejected_df: Staged rejected records (``source, block_start, row, error, raw``).
+        blocks_df: Staged split records (``source, block_start, lines``), from the same job.
+
+    Returns:
+        ``source, line, error, raw``.
+    """
+    offsets_df = blocks_df.transform(with_earlier_lines).select("source", "block_start", "offset")
     return rejected_df.join(offsets_df, ["source", "block_start"], "left").select(
         "source",
         (F.coalesce(F.col("offset"), F.lit(0)) + F.col("row") + 1).alias("line"),
@@ -105,23 +113,16 @@ def with_line_numbers(rejected_df: DataFrame, blocks_df: DataFrame) -> DataFrame
 
 
 def with_split_offsets(lines_df: DataFrame) -> DataFrame:
-    """For each input split, the number of lines in the same file's earlier splits.
+    """Count the lines of each input split, and of the same file's earlier splits.
 
     Args:
         lines_df: Lines with :data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`.
 
     Returns:
-        ``source, block_start, offset``: one small row per split.
+        ``source, block_start, lines, offset``: one small row per split.
     """
-    earlier = (
-        Window.partitionBy("source")
-        .orderBy("block_start")
-        .rowsBetween(Window.unboundedPreceding, -1)
-    )
-    counts_df = lines_df.groupBy("source", "block_start").count()
-    return counts_df.select(
-        "source", "block_start", F.coalesce(F.sum("count").over(earlier), F.lit(0)).alias("offset")
-    )
+    counts_df = lines_df.groupBy("source", "block_start").agg(F.count("*").alias("lines"))
+    return counts_df.transform(with_earlier_lines)
 
 
 def sum_figures(figures_df: DataFrame) -> DataFrame:

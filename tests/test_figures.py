@@ -15,7 +15,7 @@ from alm_spark.figures import (
     duration_edges,
     reason_kind,
 )
-from alm_spark.process import EntryProcessor, covered_seconds, union_seconds
+from alm_spark.process import EntryProcessor, covered_seconds
 
 
 @pytest.mark.parametrize(
@@ -32,13 +32,6 @@ from alm_spark.process import EntryProcessor, covered_seconds, union_seconds
 )
 def test_reason_kind(error: str, kind: str) -> None:
     assert reason_kind(error) == kind
-
-
-def test_union_seconds() -> None:
-    starts = np.array([10.0, 0.0, 5.0, 30.0, 31.0])
-    ends = np.array([20.0, 6.0, 8.0, 35.0, 33.0])
-    assert union_seconds(starts, ends) == 23.0  # [0, 8], [10, 20] and [30, 35]
-    assert union_seconds(np.array([]), np.array([])) == 0.0
 
 
 def test_covered_seconds() -> None:

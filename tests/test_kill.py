@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,9 +54,8 @@ def test_sigkill_never_leaves_a_mixed_output(tmp_path: Path) -> None:
     old = _state(out)
     assert old is not None
     reference = tmp_path / "reference"
-    out.rename(reference)
+    shutil.copytree(out, reference)
     out_state: tuple[str, list[str]] | None = old
-    reference.rename(out)
 
     seen = set()
     for delay in KILL_AFTER:
@@ -74,7 +74,7 @@ def test_sigkill_never_leaves_a_mixed_output(tmp_path: Path) -> None:
             seen.add("old")
         else:
             seen.add("new")  # the kill came after publishing: a complete new output
-            assert compare_paths(out, tmp_path / "out").equal
+            assert compare_paths(out, reference).equal
         out_state = state
         if state is None:  # start the next attempt from a complete output again
             subprocess.run(_command(source, out), env=_env(), check=True, capture_output=True)

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from alm_spark.compare import compare_entries, compare_paths, iter_jsonl
 from alm_spark.config import load_config
 from alm_spark.datagen import generate
-from alm_spark.errors import OutputError
+from alm_spark.errors import AlmSparkError, OutputError
 from alm_spark.pipeline import run_pipeline
 
 LINES = 12
@@ -69,6 +69,7 @@ def test_parquet_output_holds_the_same_entries(
     ]  # fmt: skip
     entries = [json.loads(row.entry) for row in df.select("entry").toLocalIterator()]
     assert compare_entries(entries, iter_jsonl(inline)).equal
+    assert compare_paths(tmp_path / "out", inline).equal  # compare reads parquet too
     totals = df.agg(F.sum("windows"), F.sum("filtered_windows")).first()
     assert list(totals) == [result.metrics["builder_windows"], result.metrics["filtered_windows"]]
     assert [r["line"] for r in iter_jsonl(tmp_path / "out" / "_rejected")] == [6]
@@ -125,7 +126,10 @@ def test_report_figures_and_page(spark, inline: Path) -> None:
 
 def test_leftovers_of_interrupted_runs_are_removed(spark, source: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    stale = [tmp_path / ".out.staging-20260101T000000Z-aaaa", tmp_path / ".out.replaced-x"]
+    stale = [
+        tmp_path / ".out.staging-20260101T000000Z-0000aaaa",
+        tmp_path / ".out.staging-20260101T000001Z-1111bbbb",
+    ]
     for path in stale:
         (path / "_data").mkdir(parents=True)
     keep = tmp_path / ".outer.staging-1"
@@ -142,5 +146,33 @@ def test_zstd_jsonl_is_refused_clearly_when_unavailable(
         pytest.skip("this Spark has Hadoop's native library, so zstd text output works")
     with pytest.raises(OutputError, match=r"^output.compression: zstd is not available for jsonl"):
         _run(spark, source, tmp_path / "out", "output.compression=zstd")
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob(".out.*"))
+
+
+def test_output_path_with_glob_characters(
+    spark, source: Path, inline: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run [1] {a}"
+    _run(spark, source, out)  # the source has a rejected line: staged records are read back
+    assert compare_paths(out, inline).equal
+    assert [r["line"] for r in iter_jsonl(out / "_rejected")] == [6]
+
+
+def test_separate_mode_refuses_keys_from_different_splits(
+    spark, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alm_spark import pipeline
+
+    real = pipeline._split_offsets
+
+    def skewed(lines_df):
+        offsets, counted = real(lines_df)
+        key = next(iter(counted))
+        return offsets, {**counted, key: counted[key] + 1}
+
+    monkeypatch.setattr(pipeline, "_split_offsets", skewed)
+    with pytest.raises(AlmSparkError, match="split differently"):
+        _run(spark, source, tmp_path / "out", "output.lost_window_details=separate")
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.glob(".out.*"))

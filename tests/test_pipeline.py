@@ -185,3 +185,41 @@ def test_refuses_to_replace_other_spark_outputs(spark, tmp_path: Path) -> None:
     _run(spark, src, tmp_path / "ours")
     assert json.loads((tmp_path / "ours" / "_metrics.json").read_text())["producer"] == "alm_spark"
     _run(spark, src, tmp_path / "ours")  # ours: replaced without complaint
+
+
+def test_a_failed_swap_puts_the_old_output_back(spark, tmp_path: Path, monkeypatch) -> None:
+    from alm_spark.fs import HadoopFileSystem
+
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
+    old = _run(spark, src, tmp_path / "out").metrics["run"]["run_id"]
+    real_rename = HadoopFileSystem.rename
+
+    def failing(self, source, target):
+        if ".staging-" in source and target.endswith("/out"):
+            raise OSError("disk detached")
+        return real_rename(self, source, target)
+
+    monkeypatch.setattr(HadoopFileSystem, "rename", failing)
+    with pytest.raises(OSError, match="disk detached"):
+        _run(spark, src, tmp_path / "out")
+    kept = json.loads((tmp_path / "out" / "_metrics.json").read_text())
+    assert kept["run"]["run_id"] == old
+    assert (tmp_path / "out" / "_SUCCESS").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
+
+
+def test_an_interrupted_swap_is_recovered(spark, tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
+    old = _run(spark, src, tmp_path / "out").metrics["run"]["run_id"]
+    # A run killed between the two renames: the old output moved aside, the new one staged.
+    retired = tmp_path / ".out.replaced-20261124T000000Z-0123abcd"
+    (tmp_path / "out").rename(retired)
+    (tmp_path / ".out.staging-20261124T000001Z-89abcdef" / "_data").mkdir(parents=True)
+    sibling = tmp_path / ".out.staging-x.staging-20261124T000002Z-00000000"
+    sibling.mkdir()  # belongs to an output named "out.staging-x": not ours to touch
+    with pytest.raises(OutputError, match=r"output.mode is error"):
+        _run(spark, src, tmp_path / "out", "output.mode=error")
+    restored = json.loads((tmp_path / "out" / "_metrics.json").read_text())
+    assert restored["run"]["run_id"] == old
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out."))
+    assert leftovers == [sibling.name]

@@ -84,4 +84,6 @@ def test_local_runs_count_through_files(tmp_path) -> None:
     assert "42 lines done" in progress.status()
     with progress:
         pass
-    assert not Path(counter.directory).exists()  # removed when the job ends
+    assert Path(counter.directory).exists()
+    progress.close()
+    assert not Path(counter.directory).exists()  # removed when the run ends
