@@ -301,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = [
         f"{d}/{v}" for d, rows in all_rows.items() for v, r in rows.items() if not r["success"]
     ]
+    # Every variant that builds windows must agree with the others on what it built.
+    for name, rows in all_rows.items():
+        built = {v: (r.get("entries"), r.get("windows")) for v, r in rows.items() if "windows" in r}
+        if len(set(built.values())) > 1:
+            failed.append(f"{name}: variants disagree on entries/windows {built}")
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
