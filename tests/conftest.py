@@ -13,6 +13,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(os.environ.get("ALM_SPARK_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
+#: A small valid entry: two speakers, one 119-second window.
+TWO_SPEAKER_ENTRY = {
+    "audio_filepath": "/a.wav",
+    "audio_sample_rate": 16000,
+    "segments": [
+        {"start": 0, "end": 60, "speaker": "x", "metrics": {"bandwidth": 9000}},
+        {"start": 60, "end": 119, "speaker": "y", "metrics": {"bandwidth": 9000}},
+    ],
+}
+
 # Golden cases of ../shared/fixtures/README.md: (input, overrides, expected file).
 GOLDEN_CASES = [
     ("sample_input.jsonl", [], "sample_input.default.jsonl"),

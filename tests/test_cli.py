@@ -105,58 +105,32 @@ def _check_output(out: Path, source: Path, golden: Path | None, tmp_path: Path) 
     assert metrics["lines_rejected"] == 0
 
 
-@pytest.mark.slow
-def test_console_script_run(tmp_path: Path) -> None:
+def _run_job(launcher: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the job on the sample through ``launcher``; check its output; return the process."""
     source, golden = _case()
     out = tmp_path / "out"
+    args = ["--config", str(REPO / "conf" / "alm_pipeline.yaml")]
+    args += [f"input.manifest_path={source}", f"output.path={out}"]
     proc = subprocess.run(
-        [
-            str(BIN / "alm-spark"),
-            "run",
-            "--config",
-            str(REPO / "conf" / "alm_pipeline.yaml"),
-            "--progress",
-            "on",
-            f"input.manifest_path={source}",
-            f"output.path={out}",
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        [*launcher, *args], env=_env(), capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ALM PIPELINE COMPLETE" in proc.stdout
+    _check_output(out, source, golden, tmp_path)
+    return proc
+
+
+@pytest.mark.slow
+def test_console_script_run(tmp_path: Path) -> None:
+    proc = _run_job([str(BIN / "alm-spark"), "run", "--progress", "on"], tmp_path)
     assert "] processing 1 manifest file(s)" in proc.stderr
     assert "] publishing" in proc.stderr
-    _check_output(out, source, golden, tmp_path)
 
 
 @pytest.mark.slow
 def test_spark_submit_run(tmp_path: Path) -> None:
-    source, golden = _case()
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            str(BIN / "spark-submit"),
-            "--master",
-            "local[2]",
-            str(REPO / "jobs" / "alm_pipeline.py"),
-            "--config",
-            str(REPO / "conf" / "alm_pipeline.yaml"),
-            f"input.manifest_path={source}",
-            f"output.path={out}",
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ALM PIPELINE COMPLETE" in proc.stdout
-    _check_output(out, source, golden, tmp_path)
+    spark_submit = [str(BIN / "spark-submit"), "--master", "local[2]"]
+    _run_job([*spark_submit, str(REPO / "jobs" / "alm_pipeline.py")], tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -12,16 +12,15 @@ from alm_spark.config import load_config
 from alm_spark.errors import OutputError
 from alm_spark.pipeline import format_summary, run_pipeline
 from alm_spark.session import scoped_conf
-from tests.conftest import GOLDEN_CASES, GOLDEN_IDS, fixtures_dir, write_jsonl
+from tests.conftest import (
+    GOLDEN_CASES,
+    GOLDEN_IDS,
+    TWO_SPEAKER_ENTRY,
+    fixtures_dir,
+    write_jsonl,
+)
 
-GOOD = {
-    "audio_filepath": "/a.wav",
-    "audio_sample_rate": 16000,
-    "segments": [
-        {"start": 0, "end": 60, "speaker": "x", "metrics": {"bandwidth": 9000}},
-        {"start": 60, "end": 119, "speaker": "y", "metrics": {"bandwidth": 9000}},
-    ],
-}
+GOOD = TWO_SPEAKER_ENTRY
 
 
 def _run(spark, source: Path | str, out: Path, *overrides: str):

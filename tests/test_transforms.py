@@ -16,15 +16,9 @@ from alm_spark.schemas import (
     STAGED_REJECTED_SCHEMA,
 )
 from alm_spark.transforms import process_manifest_lines, result_metrics, with_line_numbers
+from tests.conftest import TWO_SPEAKER_ENTRY
 
-ENTRY = {
-    "audio_filepath": "a",
-    "audio_sample_rate": 16000,
-    "segments": [
-        {"start": 0, "end": 60, "speaker": "x", "metrics": {"bandwidth": 9000}},
-        {"start": 60, "end": 119, "speaker": "y", "metrics": {"bandwidth": 9000}},
-    ],
-}
+ENTRY = TWO_SPEAKER_ENTRY
 
 
 def _lines_df(spark, rows):
