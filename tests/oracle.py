@@ -11,6 +11,7 @@ summation for floats, which the reference does not.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 Segment = dict[str, Any]
@@ -35,6 +36,20 @@ STAT_KEYS = (
     "dur_lost_next_seg_bm",
     "lost_win_full_data",
 )
+
+
+#: What the overlap filter sets, only where absent, for an entry without windows (§2).
+OVERLAP_DEFAULTS: dict[str, Any] = {
+    "filtered_windows": [],
+    "filtered_dur": 0.0,
+    "filtered_dur_list": [],
+    "total_dur_window": 0.0,
+    "total_dur_list_window": [],
+    "total_dur_list_window_timestamps": [],
+    "filtered": [],
+    "manifest_filepath": None,
+    "swift_filepath": None,
+}
 
 
 def _split_names(value: str | list[str]) -> set[str]:
@@ -236,20 +251,9 @@ def overlap_entry(entry: Entry, params: dict[str, Any]) -> Entry:
     out = dict(entry)
     windows = entry.get("windows") or []
     if not windows:
-        defaults: dict[str, Any] = {
-            "filtered_windows": [],
-            "filtered_dur": 0.0,
-            "filtered_dur_list": [],
-            "total_dur_window": 0.0,
-            "total_dur_list_window": [],
-            "total_dur_list_window_timestamps": [],
-            "filtered": [],
-            "manifest_filepath": None,
-            "swift_filepath": None,
-        }
-        for key, value in defaults.items():
+        for key, value in OVERLAP_DEFAULTS.items():
             if key not in out:
-                out[key] = value
+                out[key] = copy.deepcopy(value)
         return out
 
     pairs: list[list[Any]] = []

@@ -22,17 +22,6 @@ OVERLAP_KEYS = [
     "manifest_filepath",
     "swift_filepath",
 ]
-DEFAULTS_ORDER = [
-    "filtered_windows",
-    "filtered_dur",
-    "filtered_dur_list",
-    "total_dur_window",
-    "total_dur_list_window",
-    "total_dur_list_window_timestamps",
-    "filtered",
-    "manifest_filepath",
-    "swift_filepath",
-]
 
 
 def _processor(**builder: object) -> EntryProcessor:
@@ -79,7 +68,7 @@ def test_key_order_without_windows() -> None:
         "windows",
         "stats",
         "truncation_events",
-        *DEFAULTS_ORDER,
+        *oracle.OVERLAP_DEFAULTS,
     ]
 
 
