@@ -10,8 +10,8 @@ One pass over the data:
    the tasks' report figures in one write, to a staging directory beside
    ``output.path``;
 4. number the rejected lines and sum the report figures (small jobs over the staged
-   records), move the files into place, write ``_metrics.json``, ``_report.html`` and,
-   last, ``_SUCCESS``, then swap the staging directory in for the old output.
+   records), move the files into place, write ``_metrics.json`` and ``_report.html``,
+   swap the staging directory in for the old output, and write ``_SUCCESS`` last.
 """
 
 from __future__ import annotations
