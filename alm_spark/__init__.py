@@ -1,13 +1,13 @@
 """alm_spark: ALM training windows from diarized long-form audio manifests, on Spark.
 
-The window logic (:mod:`alm_spark.windows`, :mod:`alm_spark.process`) is pure
-Python/NumPy; the Spark layer (:mod:`alm_spark.pipeline`) takes a session you build.
+The window logic (:mod:`alm_spark.core.windows`, :mod:`alm_spark.core.render`) is pure
+Python/NumPy; the Spark layer (:mod:`alm_spark.spark.pipeline`) takes a session you build.
 Importing this package has no side effects and does not import pyspark.
 """
 
 from __future__ import annotations
 
-from alm_spark.config import (
+from alm_spark.core.config import (
     BuilderConfig,
     InputConfig,
     OutputConfig,
@@ -16,8 +16,8 @@ from alm_spark.config import (
     SparkConfig,
     load_config,
 )
-from alm_spark.errors import AlmSparkError, ConfigError, InputError, OutputError
-from alm_spark.process import EntryProcessor, LineOutcome
+from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
+from alm_spark.core.render import EntryRenderer, LineOutcome
 
 __version__ = "0.1.0"
 
@@ -25,7 +25,7 @@ __all__ = [
     "AlmSparkError",
     "BuilderConfig",
     "ConfigError",
-    "EntryProcessor",
+    "EntryRenderer",
     "InputConfig",
     "InputError",
     "LineOutcome",

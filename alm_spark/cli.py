@@ -17,8 +17,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from alm_spark.config import PipelineConfig, load_config
-from alm_spark.errors import AlmSparkError, ConfigError, InputError, OutputError
+from alm_spark.core.config import PipelineConfig, load_config
+from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -93,7 +93,7 @@ def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
 
     from pyspark.sql import SparkSession
 
-    from alm_spark.session import LOCAL_JAVA_OPTIONS, LOCAL_SESSION_CONF, configure_builder
+    from alm_spark.spark.session import LOCAL_JAVA_OPTIONS, LOCAL_SESSION_CONF, configure_builder
 
     builder = SparkSession.builder
     local = not config.spark.master or config.spark.master.startswith("local")
@@ -140,7 +140,7 @@ def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from alm_spark.io import check_local_inputs
+    from alm_spark.spark.io import check_local_inputs
 
     overrides = list(args.overrides)
     if args.progress:
@@ -148,8 +148,9 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     check_local_inputs(config.input.paths)
     _check_java()
-    from alm_spark.pipeline import format_summary, run_pipeline
-    from alm_spark.progress import Progress
+    from alm_spark.core.summary import format_summary
+    from alm_spark.spark.pipeline import run_pipeline
+    from alm_spark.spark.progress import Progress
 
     spark = build_session(config, quiet=args.quiet)
     master = str(spark.conf.get("spark.master", "local[*]"))
@@ -161,15 +162,15 @@ def _run(args: argparse.Namespace) -> int:
         if not _under_spark_submit():
             spark.stop()
     if not args.quiet:
-        print(format_summary(result))
+        print(format_summary(result.metrics, result.output_path))
     return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:
     import fsspec
 
-    from alm_spark.pipeline import METRICS_FILE, PRODUCER
-    from alm_spark.report import REPORT_FILE, render_report
+    from alm_spark.core.names import METRICS_FILE, PRODUCER, REPORT_FILE
+    from alm_spark.core.report import render_report
 
     source = args.output.rstrip("/") + "/" + METRICS_FILE
     try:
@@ -195,7 +196,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from alm_spark.compare import compare_paths
+    from alm_spark.core.compare import compare_paths
 
     for path in (args.actual, args.expected):
         if not os.path.exists(path):

@@ -17,8 +17,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from alm_spark.config import build_config  # noqa: E402
-from alm_spark.process import EntryProcessor  # noqa: E402
+from alm_spark.core.config import build_config  # noqa: E402
+from alm_spark.core.render import EntryRenderer  # noqa: E402
 from tests import oracle  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main() -> int:
     args = parser.parse_args()
     builder: dict[str, Any] = {}
     overlap = {"overlap_percentage": 50}
-    processor = EntryProcessor(*_configs(builder, overlap))
+    renderer = EntryRenderer(*_configs(builder, overlap))
     opener: Any = gzip.open if args.input.endswith(".gz") else open
     entries = windows = 0
     with (
@@ -45,9 +45,9 @@ def main() -> int:
                 windows += len(out["windows"])
                 dst.write((json.dumps(out, ensure_ascii=False) + "\n").encode("utf-8"))
             else:
-                outcome = processor.process(line)
+                outcome = renderer.render(line)
                 windows += outcome.counts.get("windows", 0)
-                dst.write((outcome.line or b"") + b"\n")
+                dst.write((outcome.output or b"") + b"\n")
             entries += 1
     print(json.dumps({"entries": entries, "windows": windows}))
     return 0

@@ -2,7 +2,7 @@
 
 Times, on one entry, the builder (spec §1 step 3) and the overlap filter (§2), with
 no JSON decoding or encoding: the literal transcription in tests/oracle.py against
-alm_spark.windows. Entries: a 1,000-segment production-shaped conversation and the
+alm_spark.core.windows. Entries: a 1,000-segment production-shaped conversation and the
 6-hour podcast line (~6.6k segments). Prints a table and writes JSON if asked.
 """
 
@@ -21,10 +21,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from alm_spark.config import build_config  # noqa: E402
-from alm_spark.datagen import conversation_entry, generate  # noqa: E402
-from alm_spark.entry import parse_entry  # noqa: E402
-from alm_spark.windows import build_windows, filter_overlaps  # noqa: E402
+from alm_spark.core.config import build_config  # noqa: E402
+from alm_spark.core.datagen import conversation_entry, generate  # noqa: E402
+from alm_spark.core.entry import parse_entry  # noqa: E402
+from alm_spark.core.windows import WindowParams, compute_overlaps, compute_windows  # noqa: E402
 from tests import oracle  # noqa: E402
 
 
@@ -53,14 +53,14 @@ def best_of(fn: Callable[[], Any], repeat: int) -> float:
 
 def measure(name: str, entry: dict[str, Any], repeat: int) -> dict[str, Any]:
     cfg = build_config({})
-    params = cfg.builder.window_params()
+    params = WindowParams.from_builder(cfg.builder)
     builder = cfg.to_dict()["builder"]
     overlap = cfg.to_dict()["overlap"]
 
     def fast() -> None:
         table = parse_entry(entry).table
-        build = build_windows(table, params)
-        filter_overlaps(build.window_end, build.window_start, cfg.overlap.threshold, 120.0)
+        build = compute_windows(table, params)
+        compute_overlaps(build.window_end, build.window_start, cfg.overlap.threshold, 120.0)
 
     def literal() -> None:
         oracle.overlap_entry(oracle.build_entry(entry, builder), overlap)
@@ -71,7 +71,7 @@ def measure(name: str, entry: dict[str, Any], repeat: int) -> dict[str, Any]:
     return {
         "entry": name,
         "segments": table.size,
-        "windows": build_windows(table, params).window_count,
+        "windows": compute_windows(table, params).window_count,
         "fast_seconds": round(fast_s, 4),
         "literal_seconds": round(literal_s, 4),
         "speedup": round(literal_s / fast_s, 1),

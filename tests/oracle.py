@@ -1,7 +1,7 @@
 """A literal, slow transcription of ALM_SPEC §1 and §2: the test oracle.
 
 Written rule by rule from the specification, on plain dicts, with no attempt at
-speed. The fast implementation in :mod:`alm_spark.windows` / :mod:`alm_spark.entry`
+speed. The fast implementation in :mod:`alm_spark.core.windows` / :mod:`alm_spark.core.entry`
 must agree with it on every input. The benchmark harness also uses it as the
 "plain script" a user would write.
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from alm_spark import cli
-from alm_spark.compare import compare_paths
-from alm_spark.config import build_config, bundled_sample_path
-from alm_spark.process import EntryProcessor
+from alm_spark.core.compare import compare_paths
+from alm_spark.core.config import build_config, bundled_sample_path
+from alm_spark.core.render import EntryRenderer
 from tests.conftest import FIXTURES, REPO, read_lines
 
 BIN = Path(sys.executable).parent
@@ -84,8 +84,8 @@ def _env() -> dict[str, str]:
 
 def _expected_for(source: Path) -> list[str]:
     cfg = build_config({})
-    processor = EntryProcessor(cfg.builder, cfg.overlap)
-    return [processor.process(line).line.decode() for line in read_lines(source)]
+    renderer = EntryRenderer(cfg.builder, cfg.overlap)
+    return [renderer.render(line).output.decode() for line in read_lines(source)]
 
 
 def _case() -> tuple[Path, Path | None]:

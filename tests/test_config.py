@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.config import (
+from alm_spark.core.config import (
     BuilderConfig,
     PipelineConfig,
     apply_overrides,
@@ -15,7 +15,8 @@ from alm_spark.config import (
     load_config,
     parse_override,
 )
-from alm_spark.errors import ConfigError
+from alm_spark.core.errors import ConfigError
+from alm_spark.core.windows import WindowParams
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -211,7 +212,7 @@ def test_bad_yaml_file(tmp_path: Path) -> None:
 
 def test_window_params_mirror_builder() -> None:
     params = BuilderConfig(target_window_duration=60, tolerance=0.15, drop_fields=("speaker",))
-    wp = params.window_params()
+    wp = WindowParams.from_builder(params)
     assert (wp.min_duration, wp.max_duration) == (60 - 60 * 0.15, 60 + 60 * 0.15)
     assert wp.strips_speaker
     assert not wp.strips_metrics

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from alm_spark.config import build_config
-from alm_spark.entry import RejectedLine, decode_line, parse_entry
-from alm_spark.process import EntryProcessor
+from alm_spark.core.config import build_config
+from alm_spark.core.entry import RejectedLine, decode_line, parse_entry
+from alm_spark.core.render import EntryRenderer
 
 GOOD_SEGMENT = {"start": 0, "end": 1, "speaker": "a", "metrics": {"bandwidth": 8000}}
 
@@ -137,9 +137,9 @@ def test_duplicate_key_keeps_last_value() -> None:
 
 def test_processor_turns_rejections_into_outcomes() -> None:
     cfg = build_config({})
-    processor = EntryProcessor(cfg.builder, cfg.overlap)
-    outcome = processor.process('{"segments": 3}')
-    assert (outcome.line, outcome.error, outcome.internal) == (
+    renderer = EntryRenderer(cfg.builder, cfg.overlap)
+    outcome = renderer.render('{"segments": 3}')
+    assert (outcome.output, outcome.error, outcome.internal) == (
         None,
         "segments: not an array (got number)",
         False,
@@ -148,14 +148,14 @@ def test_processor_turns_rejections_into_outcomes() -> None:
 
 def test_overflowing_durations_are_rejected_quietly(recwarn) -> None:
     cfg = build_config({})
-    processor = EntryProcessor(cfg.builder, cfg.overlap)
+    renderer = EntryRenderer(cfg.builder, cfg.overlap)
     line = '{"audio_sample_rate": 16000, "segments": [{"start": -1e308, "end": 1e308}]}'
-    assert processor.process(line).error == "a number is out of double range"
+    assert renderer.render(line).error == "a number is out of double range"
     assert not recwarn.list
 
 
 def test_passthrough_number_out_of_range_is_rejected() -> None:
     cfg = build_config({})
-    processor = EntryProcessor(cfg.builder, cfg.overlap)
-    outcome = processor.process('{"audio_sample_rate": 16000, "meta": 1e999}')
+    renderer = EntryRenderer(cfg.builder, cfg.overlap)
+    outcome = renderer.render('{"audio_sample_rate": 16000, "meta": 1e999}')
     assert outcome.error == "a number is out of double range"

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from alm_spark.config import build_config
-from alm_spark.figures import (
+from alm_spark.core.config import build_config
+from alm_spark.core.figures import (
     DURATION_BINS,
     FigureAccumulator,
     assemble_report,
     duration_edges,
     reason_kind,
 )
-from alm_spark.process import EntryProcessor, covered_seconds
+from alm_spark.core.render import EntryRenderer, covered_seconds
 
 
 @pytest.mark.parametrize(
@@ -60,10 +60,10 @@ def _entry(rate: int, *, speakers: tuple[str, str] = ("a", "b")) -> str:
 
 def test_accumulate_and_assemble() -> None:
     cfg = build_config({})
-    processor = EntryProcessor(cfg.builder, cfg.overlap)
+    renderer = EntryRenderer(cfg.builder, cfg.overlap)
     accumulator = FigureAccumulator(cfg.builder)
     for line in [_entry(16000), _entry(16000), _entry(8000), _entry(44100, speakers=("a", "a"))]:
-        accumulator.add(processor.process(line))
+        accumulator.add(renderer.render(line))
     accumulator.reject("segments[3].start: missing")
     accumulator.reject("segments[9].start: missing")
     rows = [
@@ -93,7 +93,7 @@ def test_accumulate_and_assemble() -> None:
 
 
 def test_keys_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("alm_spark.figures.MAX_KEYS", 2)
+    monkeypatch.setattr("alm_spark.core.figures.MAX_KEYS", 2)
     accumulator = FigureAccumulator(build_config({}).builder)
     for reason in ["a", "b", "c", "d"]:
         accumulator.reject(reason)

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from alm_spark.compare import compare_entries, iter_jsonl
-from alm_spark.config import load_config
-from alm_spark.process import EntryProcessor
+from alm_spark.core.compare import compare_entries, iter_jsonl
+from alm_spark.core.config import load_config
+from alm_spark.core.render import EntryRenderer
 from tests import oracle
 from tests.conftest import GOLDEN_CASES, GOLDEN_IDS, fixtures_dir, read_lines
 
@@ -20,11 +20,11 @@ from tests.conftest import GOLDEN_CASES, GOLDEN_IDS, fixtures_dir, read_lines
 def test_processor_matches_golden(source: str, overrides: list[str], expected: str) -> None:
     root = fixtures_dir()
     cfg = load_config(None, overrides)
-    processor = EntryProcessor(cfg.builder, cfg.overlap)
-    outcomes = [processor.process(line) for line in read_lines(root / source)]
+    renderer = EntryRenderer(cfg.builder, cfg.overlap)
+    outcomes = [renderer.render(line) for line in read_lines(root / source)]
     assert [o.error for o in outcomes if o.error] == []
     result = compare_entries(
-        (json.loads(o.line) for o in outcomes), iter_jsonl(root / "expected" / expected)
+        (json.loads(o.output) for o in outcomes), iter_jsonl(root / "expected" / expected)
     )
     assert result.problems == []
     assert result.equal

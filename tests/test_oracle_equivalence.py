@@ -7,10 +7,10 @@ import random
 from collections import Counter
 from typing import Any
 
-from alm_spark.compare import first_difference
-from alm_spark.config import build_config
-from alm_spark.datagen import corner_entry, corner_params, generate
-from alm_spark.process import EntryProcessor
+from alm_spark.core.compare import first_difference
+from alm_spark.core.config import build_config
+from alm_spark.core.datagen import corner_entry, corner_params, generate
+from alm_spark.core.render import EntryRenderer
 from tests import oracle
 
 CORNER_ENTRIES = 5000
@@ -18,9 +18,9 @@ CORNER_ENTRIES = 5000
 
 def _fast(line: str, builder: dict[str, Any], overlap: dict[str, Any]) -> dict[str, Any]:
     cfg = build_config({"builder": builder, "overlap": overlap})
-    outcome = EntryProcessor(cfg.builder, cfg.overlap).process(line)
+    outcome = EntryRenderer(cfg.builder, cfg.overlap).render(line)
     assert outcome.error is None, outcome.error
-    return json.loads(outcome.line)
+    return json.loads(outcome.output)
 
 
 def test_corner_entries_with_random_settings() -> None:

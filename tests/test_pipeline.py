@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.compare import compare_paths, iter_jsonl
-from alm_spark.config import load_config
-from alm_spark.errors import OutputError
-from alm_spark.pipeline import format_summary, run_pipeline
-from alm_spark.session import scoped_conf
+from alm_spark.core.compare import compare_paths, iter_jsonl
+from alm_spark.core.config import load_config
+from alm_spark.core.errors import OutputError
+from alm_spark.core.summary import format_summary
+from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.spark.session import scoped_conf
 from tests.conftest import (
     GOLDEN_CASES,
     GOLDEN_IDS,
@@ -52,7 +53,7 @@ def test_reference_figures_and_layout(spark, tmp_path: Path) -> None:
     on_disk = json.loads((tmp_path / "out" / "_metrics.json").read_text())
     assert on_disk["builder_windows"] == 724
     assert on_disk["config"]["overlap"]["overlap_percentage"] == 50
-    assert "ALM PIPELINE COMPLETE" in format_summary(result)
+    assert "ALM PIPELINE COMPLETE" in format_summary(result.metrics, result.output_path)
     assert not list(tmp_path.glob(".out.*"))  # no staging left behind
 
 
@@ -133,7 +134,7 @@ def test_failed_run_leaves_old_output_and_no_staging(spark, tmp_path: Path, monk
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("alm_spark.pipeline._move_parts", broken)
+    monkeypatch.setattr("alm_spark.spark.pipeline.move_parts", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _run(spark, src, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
@@ -187,7 +188,7 @@ def test_refuses_to_replace_other_spark_outputs(spark, tmp_path: Path) -> None:
 
 
 def test_a_failed_swap_puts_the_old_output_back(spark, tmp_path: Path, monkeypatch) -> None:
-    from alm_spark.fs import HadoopFileSystem
+    from alm_spark.spark.fs import HadoopFileSystem
 
     src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
     old = _run(spark, src, tmp_path / "out").metrics["run"]["run_id"]

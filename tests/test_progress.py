@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from alm_spark.progress import FileCounter, Progress, format_bytes
+from alm_spark.core.summary import format_bytes
+from alm_spark.spark.progress import FileCounter, Progress
 
 
 class _Tracker:

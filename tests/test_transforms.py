@@ -1,4 +1,4 @@
-"""DataFrame transformations, with the pure-Python processor as the oracle."""
+"""DataFrame transformations, with the pure-Python renderer as the oracle."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 from chispa import assert_df_equality
 from pyspark.sql import Row
 
-from alm_spark.config import build_config
-from alm_spark.process import EntryProcessor
-from alm_spark.schemas import (
+from alm_spark.core.config import build_config
+from alm_spark.core.render import EntryRenderer
+from alm_spark.spark.schemas import (
     MANIFEST_LINES_SCHEMA,
     REJECTED_SCHEMA,
     STAGED_BLOCK_SCHEMA,
     STAGED_REJECTED_SCHEMA,
 )
-from alm_spark.transforms import process_manifest_lines, result_metrics, with_line_numbers
+from alm_spark.spark.transforms import map_lines_to_results, result_metrics, with_line_numbers
 from tests.conftest import TWO_SPEAKER_ENTRY
 
 ENTRY = TWO_SPEAKER_ENTRY
@@ -26,21 +26,21 @@ def _lines_df(spark, rows):
     return spark.createDataFrame(rows, MANIFEST_LINES_SCHEMA).coalesce(1)
 
 
-def test_process_manifest_lines_matches_pure_python(spark) -> None:
+def test_map_lines_to_results_matches_pure_python(spark) -> None:
     cfg = build_config({})
     good = json.dumps(ENTRY)
     gated = json.dumps({**ENTRY, "audio_sample_rate": 8000})
     lines_df = _lines_df(spark, [("f", 0, good), ("f", 0, ""), ("f", 0, gated), ("f", 0, "{")])
-    result_df = lines_df.transform(process_manifest_lines, cfg.builder, cfg.overlap)
+    result_df = lines_df.transform(map_lines_to_results, cfg.builder, cfg.overlap)
 
-    processor = EntryProcessor(cfg.builder, cfg.overlap)
-    expected = [processor.process(good).line.decode(), processor.process(gated).line.decode()]
-    actual_df = result_df.where("kind = 'entry'").select("line")
-    expected_df = spark.createDataFrame([(line,) for line in expected], "line string")
+    renderer = EntryRenderer(cfg.builder, cfg.overlap)
+    expected = [renderer.render(good).output.decode(), renderer.render(gated).output.decode()]
+    actual_df = result_df.where("kind = 'entry'").select("record")
+    expected_df = spark.createDataFrame([(line,) for line in expected], "record string")
     assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
 
-    rejected = result_df.where("kind = 'rejected'").select("line").first()
-    assert json.loads(rejected.line)["row"] == 3
+    rejected = result_df.where("kind = 'rejected'").select("record").first()
+    assert json.loads(rejected.record)["row"] == 3
     block_df = result_df.where("kind = 'block'").select("lines", "blank_lines")
     assert_df_equality(
         block_df,
@@ -54,7 +54,7 @@ def test_result_metrics_total_the_figures(spark) -> None:
     rows = [("f", 0, json.dumps(ENTRY)), ("f", 0, json.dumps(ENTRY)), ("f", 0, "x"), ("f", 0, " ")]
     totals = (
         _lines_df(spark, rows)
-        .transform(process_manifest_lines, cfg.builder, cfg.overlap)
+        .transform(map_lines_to_results, cfg.builder, cfg.overlap)
         .agg(*result_metrics())
         .first()
         .asDict()

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alm_spark.config import build_config
-from alm_spark.process import EntryProcessor
-from alm_spark.windows import (
+from alm_spark.core.config import build_config
+from alm_spark.core.render import EntryRenderer
+from alm_spark.core.windows import (
     _first_duration_overflow,
     _first_label_overflow,
     _scan_label_overflow,
-    filter_overlaps,
+    compute_overlaps,
     sequential_sum,
 )
 from tests import oracle
@@ -42,9 +42,9 @@ def run(request: pytest.FixtureRequest) -> Runner:
         if request.param == "oracle":
             return oracle.process_entry(json.loads(line), builder, overlap)
         cfg = build_config({"builder": builder, "overlap": overlap})
-        outcome = EntryProcessor(cfg.builder, cfg.overlap).process(line)
+        outcome = EntryRenderer(cfg.builder, cfg.overlap).render(line)
         assert outcome.error is None, outcome.error
-        return json.loads(outcome.line)
+        return json.loads(outcome.output)
 
     return runner
 
@@ -280,7 +280,7 @@ def test_overlap_pairs_are_end_first_and_closest_to_target_wins(run: Runner) -> 
 def test_filter_overlaps_rules(pairs, threshold, target, kept) -> None:
     ends = np.array([e for e, _ in pairs], dtype=np.float64)
     starts = np.array([s for _, s in pairs], dtype=np.float64)
-    result = filter_overlaps(ends, starts, threshold, target)
+    result = compute_overlaps(ends, starts, threshold, target)
     assert [(ends[k], starts[k]) for k in result.kept.tolist()] == kept
     oracle_kept = oracle._filter_pairs([list(p) for p in pairs], threshold, target)
     assert [tuple(p) for p in oracle_kept] == kept

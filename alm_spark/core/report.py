@@ -13,8 +13,6 @@ from html import escape
 from itertools import pairwise
 from typing import Any
 
-REPORT_FILE = "_report.html"
-
 BLUE = "#2f6db5"
 TEAL = "#2a9d8f"
 ORANGE = "#e07a2f"

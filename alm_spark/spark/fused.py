@@ -18,15 +18,11 @@ from urllib.parse import unquote
 import numpy as np
 import pyarrow as pa
 
-from alm_spark.config import BuilderConfig, OverlapConfig
-from alm_spark.figures import FigureAccumulator
-from alm_spark.process import EntryProcessor, dumps
-from alm_spark.schemas import (
-    KIND_BLOCK,
-    KIND_ENTRY,
-    KIND_LOST,
-    KIND_REJECTED,
-    KIND_REPORT,
+from alm_spark.core.config import BuilderConfig, OverlapConfig
+from alm_spark.core.figures import FigureAccumulator
+from alm_spark.core.names import KIND_BLOCK, KIND_ENTRY, KIND_LOST, KIND_REJECTED, KIND_REPORT
+from alm_spark.core.render import EntryRenderer, dumps
+from alm_spark.spark.schemas import (
     RESULT_ARROW_SCHEMA,
     RESULT_COUNT_COLUMNS,
     RESULT_DURATION_COLUMNS,
@@ -89,7 +85,7 @@ class _BatchBuilder:
 
     def __init__(self) -> None:
         self.kind: list[str] = []
-        self.line: list[bytes] = []
+        self.record: list[bytes] = []
         self.size = 0
         self.counts: dict[str, list[int | None]] = {name: [] for name in RESULT_COUNT_COLUMNS}
         self.durations: dict[str, list[float | None]] = {
@@ -99,13 +95,13 @@ class _BatchBuilder:
     def add(
         self,
         kind: str,
-        line: bytes,
+        record: bytes,
         counts: dict[str, int] | None = None,
         durations: dict[str, float] | None = None,
     ) -> None:
         self.kind.append(kind)
-        self.line.append(line)
-        self.size += len(line)
+        self.record.append(record)
+        self.size += len(record)
         counts = counts or {}
         durations = durations or {}
         for name, column in self.counts.items():
@@ -117,7 +113,7 @@ class _BatchBuilder:
         return not self.kind or self.size + size <= OUTPUT_BATCH_BYTES
 
     def build(self) -> pa.RecordBatch:
-        arrays: list[pa.Array] = [pa.array(self.kind, type=pa.string()), string_array(self.line)]
+        arrays: list[pa.Array] = [pa.array(self.kind, type=pa.string()), string_array(self.record)]
         arrays += [pa.array(self.counts[name], type=pa.int64()) for name in RESULT_COUNT_COLUMNS]
         arrays += [
             pa.array(self.durations[name], type=pa.float64()) for name in RESULT_DURATION_COLUMNS
@@ -139,7 +135,7 @@ def _rejected(
 
 
 class _Task:
-    """The state of one task: the processor, figures, split counts, pending output."""
+    """The state of one task: the renderer, figures, split counts, pending output."""
 
     def __init__(
         self,
@@ -148,24 +144,24 @@ class _Task:
         lost_windows: str,
         line_offsets: Mapping[tuple[str, int], int] | None,
     ) -> None:
-        self.processor = EntryProcessor(builder, overlap, lost_windows)
+        self.renderer = EntryRenderer(builder, overlap, lost_windows)
         self.figures = FigureAccumulator(builder)
         self.line_offsets = line_offsets
         self.blocks: dict[tuple[str, int], list[int]] = {}
         self.out = _BatchBuilder()
 
     def emit(
-        self, kind: str, line: bytes, counts: dict[str, int], durations: dict[str, float]
+        self, kind: str, record: bytes, counts: dict[str, int], durations: dict[str, float]
     ) -> Iterator[pa.RecordBatch]:
-        if not self.out.room_for(len(line)):
+        if not self.out.room_for(len(record)):
             yield self.out.build()
             self.out = _BatchBuilder()
-        self.out.add(kind, line, counts, durations)
+        self.out.add(kind, record, counts, durations)
 
-    def line(
+    def render_line(
         self, source: str, block_start: int, row: int, text: object
     ) -> Iterator[pa.RecordBatch]:
-        """Process one non-blank line."""
+        """Render one non-blank line into its output row (or its rejection)."""
         if not isinstance(text, str):
             assert isinstance(text, _Undecodable)
             self.figures.reject(text.error)
@@ -180,8 +176,8 @@ class _Task:
                     "was split differently when its lines were counted"
                 )
             entry_key = (unquote(source), offset + row + 1)
-        outcome = self.processor.process(text, entry_key)
-        if outcome.line is None or len(outcome.line) >= MAX_BATCH_BYTES:
+        outcome = self.renderer.render(text, entry_key)
+        if outcome.output is None or len(outcome.output) >= MAX_BATCH_BYTES:
             error = outcome.error or "the output line would exceed 2 GiB"
             self.figures.reject(error)
             yield from self.emit(
@@ -189,7 +185,7 @@ class _Task:
             )
             return
         self.figures.add(outcome)
-        yield from self.emit(KIND_ENTRY, outcome.line, outcome.counts, outcome.durations)
+        yield from self.emit(KIND_ENTRY, outcome.output, outcome.counts, outcome.durations)
         if outcome.lost_windows is not None:
             yield from self.emit(KIND_LOST, outcome.lost_windows, {}, {})
 
@@ -205,7 +201,7 @@ class _Task:
             yield self.out.build()
 
 
-def process_line_batches(
+def map_line_batches(
     batches: Iterator[pa.RecordBatch],
     builder: BuilderConfig,
     overlap: OverlapConfig,
@@ -217,7 +213,7 @@ def process_line_batches(
     """Turn batches of ``(source, block_start, value)`` lines into result rows.
 
     Args:
-        batches: Input lines (schema :data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`),
+        batches: Input lines (schema :data:`~alm_spark.spark.schemas.MANIFEST_LINES_SCHEMA`),
             rows of one split contiguous and in file order, as Spark's scan yields them.
         builder: Builder settings.
         overlap: Overlap-filter settings.
@@ -227,7 +223,7 @@ def process_line_batches(
         progress: Counts processed non-blank lines, once per input batch.
 
     Yields:
-        Batches of :data:`~alm_spark.schemas.RESULT_ARROW_SCHEMA`: one ``entry`` or
+        Batches of :data:`~alm_spark.spark.schemas.RESULT_ARROW_SCHEMA`: one ``entry`` or
         ``rejected`` row per non-blank line (plus a ``lost`` row per entry in separate
         mode), then one ``block`` row per split and the task's ``report`` rows.
     """
@@ -254,7 +250,7 @@ def process_line_batches(
                 tally[1] += 1
                 continue
             processed += 1
-            yield from task.line(source, block_start, row, text)
+            yield from task.render_line(source, block_start, row, text)
         if progress is not None and processed:
             progress.add(processed)
     yield from task.finish()

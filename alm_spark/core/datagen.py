@@ -13,7 +13,7 @@ Three shapes:
   ~50 top-level keys (0.3-1.5 MB per line), low-bandwidth stretches and
   monologues that need truncation; ``podcast`` makes one ~10 MB, 6-hour line.
 
-Run ``python -m alm_spark.datagen --help`` to write files.
+Run ``python -m alm_spark.core.datagen --help`` to write files.
 """
 
 from __future__ import annotations
@@ -444,7 +444,7 @@ def write_jsonl(path: str | Path, entries: Iterator[dict[str, Any]] | list[dict[
 def main(argv: list[str] | None = None) -> int:
     """Command line: write generated manifests."""
     parser = argparse.ArgumentParser(
-        prog="python -m alm_spark.datagen",
+        prog="python -m alm_spark.core.datagen",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from alm_spark.windows import SegmentTable
+from alm_spark.core.windows import SegmentTable
 
 _MISSING = object()
 
@@ -188,7 +188,7 @@ def parse_entry(data: dict[str, Any]) -> ParsedEntry:
         data: A decoded manifest line.
 
     Returns:
-        The entry with its :class:`~alm_spark.windows.SegmentTable`.
+        The entry with its :class:`~alm_spark.core.windows.SegmentTable`.
 
     Raises:
         RejectedLine: When a field the algorithm reads has the wrong shape.

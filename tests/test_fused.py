@@ -6,10 +6,10 @@ import json
 
 import pyarrow as pa
 
-from alm_spark.batches import process_line_batches
-from alm_spark.config import build_config
-from alm_spark.process import EntryProcessor
-from alm_spark.schemas import RESULT_ARROW_SCHEMA
+from alm_spark.core.config import build_config
+from alm_spark.core.render import EntryRenderer
+from alm_spark.spark.fused import map_line_batches
+from alm_spark.spark.schemas import RESULT_ARROW_SCHEMA
 
 GOOD = json.dumps(
     {
@@ -39,7 +39,7 @@ def _run(*batches: pa.RecordBatch, **options: object) -> list[dict[str, object]]
 
 def _all_rows(*batches: pa.RecordBatch, **options: object) -> list[dict[str, object]]:
     cfg = build_config({})
-    out = list(process_line_batches(iter(batches), cfg.builder, cfg.overlap, **options))
+    out = list(map_line_batches(iter(batches), cfg.builder, cfg.overlap, **options))
     assert all(b.schema.equals(RESULT_ARROW_SCHEMA) for b in out)
     return [row for b in out for row in b.to_pylist()]
 
@@ -59,14 +59,16 @@ def test_rows_kinds_and_block_counts() -> None:
         "block",
         "block",
     ]
-    rejected = [json.loads(r["line"]) for r in rows if r["kind"] == "rejected"]
+    rejected = [json.loads(r["record"]) for r in rows if r["kind"] == "rejected"]
     assert [(r["source"], r["block_start"], r["row"], r["raw"]) for r in rejected] == [
         ("f", 0, 2, "[1]"),
         ("g", 0, 0, "{bad"),
     ]
     assert rejected[0]["error"] == "not a JSON object (got array)"
     blocks = [
-        (json.loads(r["line"]), r["lines"], r["blank_lines"]) for r in rows if r["kind"] == "block"
+        (json.loads(r["record"]), r["lines"], r["blank_lines"])
+        for r in rows
+        if r["kind"] == "block"
     ]
     assert blocks == [
         ({"source": "f", "block_start": 0, "lines": 5}, 5, 2),
@@ -78,8 +80,8 @@ def test_rows_kinds_and_block_counts() -> None:
 def test_entry_rows_carry_the_line_and_figures() -> None:
     (row, _block) = _run(_batch([("f", 0, GOOD)]))
     cfg = build_config({})
-    expected = EntryProcessor(cfg.builder, cfg.overlap).process(GOOD)
-    assert row["line"] == expected.line.decode()
+    expected = EntryRenderer(cfg.builder, cfg.overlap).render(GOOD)
+    assert row["record"] == expected.output.decode()
     assert (row["windows"], row["filtered_windows"], row["total_segments"]) == (1, 1, 2)
     assert row["filtered_dur"] == 120.0
     assert row["lines"] is None
@@ -89,21 +91,22 @@ def test_entry_rows_carry_the_line_and_figures() -> None:
 def test_lone_surrogates_do_not_break_the_batch() -> None:
     line = '{"audio_sample_rate": 16000, "s": "\\udc80"}'
     (row, _block) = _run(_batch([("f", 0, line)]))
-    assert json.loads(row["line"])["s"] == "\udc80"
+    assert json.loads(row["record"])["s"] == "\udc80"
 
 
 def test_output_batches_are_bounded(monkeypatch) -> None:
     cfg = build_config({})
-    line_size = len(EntryProcessor(cfg.builder, cfg.overlap).process(GOOD).line)
-    monkeypatch.setattr("alm_spark.batches.OUTPUT_BATCH_BYTES", 2 * line_size + 1)
+    line_size = len(EntryRenderer(cfg.builder, cfg.overlap).render(GOOD).output)
+    monkeypatch.setattr("alm_spark.spark.fused.OUTPUT_BATCH_BYTES", 2 * line_size + 1)
     batches = list(
-        process_line_batches(iter([_batch([("f", 0, GOOD)] * 10)]), cfg.builder, cfg.overlap)
+        map_line_batches(iter([_batch([("f", 0, GOOD)] * 10)]), cfg.builder, cfg.overlap)
     )
     # The last batch also carries the block row and the task's report rows.
     assert [b.num_rows for b in batches][:4] == [2, 2, 2, 2]
     assert [r["kind"] for r in batches[4].to_pylist()][:3] == ["entry", "entry", "block"]
     entry_bytes = [
-        sum(len(r["line"].encode()) for r in b.to_pylist() if r["kind"] == "entry") for b in batches
+        sum(len(r["record"].encode()) for r in b.to_pylist() if r["kind"] == "entry")
+        for b in batches
     ]
     assert entry_bytes == [2 * line_size] * 5
 
@@ -116,7 +119,7 @@ def test_invalid_utf8_line_is_rejected_alone() -> None:
     )
     rows = _run(batch)
     assert [r["kind"] for r in rows] == ["entry", "rejected", "block"]
-    rejected = json.loads(rows[1]["line"])
+    rejected = json.loads(rows[1]["record"])
     assert rejected["error"] == "not valid UTF-8: byte 0xff at offset 7"
     assert rejected["source"] == "f g"  # percent-decoded
     assert rejected["row"] == 1
@@ -129,10 +132,10 @@ def test_no_input_no_output() -> None:
 def test_report_rows() -> None:
     rows = _all_rows(_batch([("f", 0, GOOD), ("f", 0, GOOD), ("f", 0, "[1]"), ("f", 0, "{")]))
     figures = {
-        (r["metric"], r["key"]): json.loads(r["line"])
+        (r["metric"], r["key"]): json.loads(r["record"])
         for r in rows
         if r["kind"] == "report"
-        for r in [{**r, **json.loads(r["line"])}]
+        for r in [{**r, **json.loads(r["record"])}]
     }
     assert figures[("sample_rate", "16000")]["v0"] == 2  # entries
     assert figures[("sample_rate", "16000")]["v1"] == 240.0  # speech seconds
@@ -164,7 +167,7 @@ def test_separate_lost_windows_are_keyed_by_line() -> None:
         line_offsets={("f%20x", 100): 41},
     )
     assert [r["kind"] for r in rows] == ["entry", "lost", "block"]
-    entry, lost = json.loads(rows[0]["line"]), json.loads(rows[1]["line"])
+    entry, lost = json.loads(rows[0]["record"]), json.loads(rows[1]["record"])
     assert "lost_win_full_data" not in entry["stats"]
     assert entry["stats"]["lost_win_full_data_ref"] == {"source": "f x", "line": 43}
     assert (lost["source"], lost["line"]) == ("f x", 43)

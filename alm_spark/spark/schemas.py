@@ -15,14 +15,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from alm_spark.process import METRIC_COUNTS, METRIC_DURATIONS
-
-# Row kinds of the processing step's output.
-KIND_ENTRY = "entry"  # an output line
-KIND_REJECTED = "rejected"  # a staged rejected-line record (JSON)
-KIND_BLOCK = "block"  # how many lines one input split held (JSON)
-KIND_LOST = "lost"  # an entry's lost_win_full_data, with lost_window_details=separate
-KIND_REPORT = "report"  # a task's summed report figures (JSON)
+from alm_spark.core.names import METRIC_COUNTS, METRIC_DURATIONS
 
 #: One physical input line: the file it came from, the byte offset of the split
 #: (Spark file block) that read it, and its text.
@@ -44,7 +37,7 @@ RESULT_DURATION_COLUMNS = METRIC_DURATIONS
 RESULT_SCHEMA = StructType(
     [
         StructField("kind", StringType(), False),
-        StructField("line", StringType(), False),
+        StructField("record", StringType(), False),
         *(StructField(name, LongType(), True) for name in RESULT_COUNT_COLUMNS),
         *(StructField(name, DoubleType(), True) for name in RESULT_DURATION_COLUMNS),
     ]
@@ -53,7 +46,7 @@ RESULT_SCHEMA = StructType(
 RESULT_ARROW_SCHEMA = pa.schema(
     [
         pa.field("kind", pa.string(), nullable=False),
-        pa.field("line", pa.string(), nullable=False),
+        pa.field("record", pa.string(), nullable=False),
         *(pa.field(name, pa.int64()) for name in RESULT_COUNT_COLUMNS),
         *(pa.field(name, pa.float64()) for name in RESULT_DURATION_COLUMNS),
     ]

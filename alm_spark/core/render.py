@@ -1,7 +1,7 @@
 """One manifest line in, one output line (or a rejection) out.
 
-Decode and validate the line (:mod:`alm_spark.entry`), build windows and filter
-overlaps (:mod:`alm_spark.windows`), then render the output object as UTF-8 JSON.
+Decode and validate the line (:mod:`alm_spark.core.entry`), build windows and filter
+overlaps (:mod:`alm_spark.core.windows`), then render the output object as UTF-8 JSON.
 
 Rendering writes JSON bytes directly: each stripped segment is serialized once and
 its bytes reused in every window, filtered window and loss record that holds it,
@@ -20,15 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from alm_spark.config import BuilderConfig, OverlapConfig
-from alm_spark.entry import RejectedLine, decode_line, parse_entry
-from alm_spark.windows import (
-    LOSS_COUNTERS,
+from alm_spark.core.config import BuilderConfig, OverlapConfig
+from alm_spark.core.entry import RejectedLine, decode_line, parse_entry
+from alm_spark.core.names import LOSS_COUNTERS, LOST_WINDOW_MODES, METRIC_COUNTS, METRIC_DURATIONS
+from alm_spark.core.windows import (
     BuildResult,
     OverlapResult,
     SegmentTable,
-    build_windows,
-    filter_overlaps,
+    WindowParams,
+    compute_overlaps,
+    compute_windows,
     sequential_sum,
 )
 
@@ -62,22 +63,6 @@ _OVERLAP_DEFAULTS = (
     ("swift_filepath", b"null"),
 )
 
-METRIC_COUNTS = (
-    "below_sample_rate",
-    "total_segments",
-    "windows",
-    "filtered_windows",
-    "filtered_pairs",
-    "truncation_events",
-    *LOSS_COUNTERS,
-)
-METRIC_DURATIONS = (
-    "total_dur",
-    "total_dur_window",
-    "filtered_dur",
-    *(f"dur_{name}" for name in LOSS_COUNTERS),
-)
-
 
 def escape_lone_surrogates(text: str) -> str:
     r"""Escape lone surrogates in JSON text so it encodes as UTF-8 with the same value.
@@ -98,9 +83,6 @@ def dumps(value: Any) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return escape_lone_surrogates(text).encode("utf-8")
-
-
-LOST_WINDOW_MODES = ("inline", "separate", "drop")
 
 
 @dataclass
@@ -158,7 +140,7 @@ class LineOutcome:
     """What became of one non-blank line.
 
     Attributes:
-        line: The output line as UTF-8 JSON, or None when rejected.
+        output: The output line as UTF-8 JSON, or None when rejected.
         error: The rejection reason, or None when accepted.
         counts: Integer figures of the entry (see ``METRIC_COUNTS``).
         durations: Float figures of the entry (see ``METRIC_DURATIONS``).
@@ -168,7 +150,7 @@ class LineOutcome:
         figures: Figures for the report.
     """
 
-    line: bytes | None = None
+    output: bytes | None = None
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
@@ -201,7 +183,7 @@ def _key(name: str) -> bytes:
     return encoded
 
 
-class EntryProcessor:
+class EntryRenderer:
     """Processes manifest lines with one builder and overlap configuration.
 
     Cheap to build; build one per task and call :meth:`process` per line.
@@ -222,13 +204,13 @@ class EntryProcessor:
         if lost_windows not in LOST_WINDOW_MODES:
             raise ValueError(f"lost_windows must be one of {LOST_WINDOW_MODES}")
         self.lost_windows = lost_windows
-        self.params = builder.window_params()
+        self.params = WindowParams.from_builder(builder)
         self.min_sample_rate = builder.min_sample_rate
         self.drop_top_level = frozenset(builder.drop_fields_top_level)
         self.threshold = overlap.threshold
         self.target_duration = overlap.target_duration
 
-    def process(self, text: str, key: tuple[str, int] | None = None) -> LineOutcome:
+    def render(self, text: str, key: tuple[str, int] | None = None) -> LineOutcome:
         """Process one non-blank line.
 
         Args:
@@ -241,7 +223,7 @@ class EntryProcessor:
         """
         try:
             with np.errstate(all="ignore"):  # absurd numbers end in a rejection, not a warning
-                return self._process(text, key)
+                return self._render(text, key)
         except RejectedLine as err:
             return LineOutcome(error=str(err))
         except (ValueError, OverflowError) as err:
@@ -257,7 +239,7 @@ class EntryProcessor:
             error=f"internal error (please report): {type(err).__name__}: {err}", internal=True
         )
 
-    def _process(self, text: str, key: tuple[str, int] | None) -> LineOutcome:
+    def _render(self, text: str, key: tuple[str, int] | None) -> LineOutcome:
         data = decode_line(text)
         table = parse_entry(data).table
         total_dur = sequential_sum(table.end - table.start)
@@ -284,7 +266,7 @@ class EntryProcessor:
             line = self._object(data, fields)
             return LineOutcome(line, None, counts, durations, False, lost, figures)
 
-        build = build_windows(table, self.params)
+        build = compute_windows(table, self.params)
         counts.update(build.counters)
         durations.update(build.durations_lost)
         counts["truncation_events"] = build.truncation_events
@@ -304,7 +286,7 @@ class EntryProcessor:
         if build.window_count == 0:
             self._add_overlap_defaults(fields)
         else:
-            overlap = filter_overlaps(
+            overlap = compute_overlaps(
                 build.window_end, build.window_start, self.threshold, self.target_duration
             )
             self._add_overlap(fields, data, build, overlap, windows, counts, durations)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from alm_spark import process as process_module
-from alm_spark.config import build_config
-from alm_spark.process import EntryProcessor, escape_lone_surrogates
+from alm_spark.core import render as render_module
+from alm_spark.core.config import build_config
+from alm_spark.core.render import EntryRenderer, escape_lone_surrogates
 from tests import oracle
 
 OVERLAP_KEYS = [
@@ -24,9 +24,9 @@ OVERLAP_KEYS = [
 ]
 
 
-def _processor(**builder: object) -> EntryProcessor:
+def _renderer(**builder: object) -> EntryRenderer:
     cfg = build_config({"builder": {"target_window_duration": 10, **builder}})
-    return EntryProcessor(cfg.builder, cfg.overlap)
+    return EntryRenderer(cfg.builder, cfg.overlap)
 
 
 def _segments() -> list[dict[str, object]]:
@@ -45,7 +45,7 @@ def test_key_order_follows_the_reference() -> None:
         "segments": _segments(),
         "a": 2,
     }
-    out = json.loads(_processor().process(json.dumps(entry)).line)
+    out = json.loads(_renderer().render(json.dumps(entry)).output)
     # Input keys keep their place (a replaced "stats" too); new keys follow in order.
     assert list(out) == [
         "z",
@@ -61,7 +61,7 @@ def test_key_order_follows_the_reference() -> None:
 
 
 def test_key_order_without_windows() -> None:
-    out = json.loads(_processor().process('{"audio_sample_rate": 16000, "k": 1}').line)
+    out = json.loads(_renderer().render('{"audio_sample_rate": 16000, "k": 1}').output)
     assert list(out) == [
         "audio_sample_rate",
         "k",
@@ -74,7 +74,7 @@ def test_key_order_without_windows() -> None:
 
 def test_output_is_one_compact_line() -> None:
     entry = {"audio_sample_rate": 16000, "t": "a\nb\u2028c", "segments": _segments()}
-    line = _processor().process(json.dumps(entry)).line
+    line = _renderer().render(json.dumps(entry)).output
     assert b"\n" not in line
     assert b", " not in line
     assert "\u2028".encode() in line  # written raw, like the reference (ensure_ascii=False)
@@ -82,7 +82,7 @@ def test_output_is_one_compact_line() -> None:
 
 
 def test_lone_surrogates_are_escaped_for_utf8() -> None:
-    line = _processor().process('{"audio_sample_rate": 16000, "s": "x\\ud800y", "t": "é"}').line
+    line = _renderer().render('{"audio_sample_rate": 16000, "s": "x\\ud800y", "t": "é"}').output
     assert b'"x\\ud800y"' in line
     assert "é".encode() in line
     assert json.loads(line)["s"] == "x\ud800y"
@@ -91,14 +91,14 @@ def test_lone_surrogates_are_escaped_for_utf8() -> None:
 
 def test_entry_figures() -> None:
     entry = {"audio_sample_rate": 16000, "segments": _segments()}
-    outcome = _processor().process(json.dumps(entry))
+    outcome = _renderer().render(json.dumps(entry))
     assert outcome.counts["windows"] == 1
     assert outcome.counts["filtered_windows"] == 1
     assert outcome.counts["total_segments"] == 2
     assert outcome.counts["lost_win"] == 1
     assert outcome.durations["filtered_dur"] == 10.0
     assert outcome.durations["total_dur"] == 10.0
-    gated = _processor().process('{"audio_sample_rate": 8000, "segments": []}')
+    gated = _renderer().render('{"audio_sample_rate": 8000, "segments": []}')
     assert gated.counts["below_sample_rate"] == 1
 
 
@@ -106,7 +106,7 @@ def test_internal_errors_become_rejections(monkeypatch: pytest.MonkeyPatch) -> N
     def broken(*_: object) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr(process_module, "build_windows", broken)
-    outcome = _processor().process(json.dumps({"audio_sample_rate": 16000, "segments": []}))
+    monkeypatch.setattr(render_module, "compute_windows", broken)
+    outcome = _renderer().render(json.dumps({"audio_sample_rate": 16000, "segments": []}))
     assert outcome.internal
     assert outcome.error == "internal error (please report): KeyError: 'boom'"

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from alm_spark.config import BuilderConfig
-from alm_spark.process import LineOutcome
+from alm_spark.core.config import BuilderConfig
+from alm_spark.core.render import LineOutcome
 
 VALUES = 5
 DURATION_BINS = 40

@@ -8,11 +8,10 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from alm_spark.batches import Counter, process_line_batches
-from alm_spark.config import BuilderConfig, OverlapConfig
-from alm_spark.schemas import (
-    KIND_ENTRY,
-    KIND_REJECTED,
+from alm_spark.core.config import BuilderConfig, OverlapConfig
+from alm_spark.core.names import KIND_ENTRY, KIND_REJECTED
+from alm_spark.spark.fused import Counter, map_line_batches
+from alm_spark.spark.schemas import (
     MANIFEST_LINES_SCHEMA,
     RESULT_COUNT_COLUMNS,
     RESULT_DURATION_COLUMNS,
@@ -20,7 +19,7 @@ from alm_spark.schemas import (
 )
 
 
-def process_manifest_lines(
+def map_lines_to_results(
     lines_df: DataFrame,
     builder: BuilderConfig,
     overlap: OverlapConfig,
@@ -36,7 +35,7 @@ def process_manifest_lines(
     (``mapInArrow``): nothing is shuffled.
 
     Args:
-        lines_df: Lines with :data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`.
+        lines_df: Lines with :data:`~alm_spark.spark.schemas.MANIFEST_LINES_SCHEMA`.
         builder: Builder settings.
         overlap: Overlap-filter settings.
         lost_windows: ``output.lost_window_details``.
@@ -45,13 +44,13 @@ def process_manifest_lines(
         progress: An accumulator counting processed lines.
 
     Returns:
-        Rows of :data:`~alm_spark.schemas.RESULT_SCHEMA`: ``entry`` rows (output lines
+        Rows of :data:`~alm_spark.spark.schemas.RESULT_SCHEMA`: ``entry`` rows (output lines
         and their figures), ``rejected`` rows, ``lost`` rows (separate lost windows),
         per-split ``block`` rows and each task's ``report`` rows.
     """
 
     def process(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        return process_line_batches(
+        return map_line_batches(
             batches,
             builder,
             overlap,
@@ -116,7 +115,7 @@ def with_split_offsets(lines_df: DataFrame) -> DataFrame:
     """Count the lines of each input split, and of the same file's earlier splits.
 
     Args:
-        lines_df: Lines with :data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`.
+        lines_df: Lines with :data:`~alm_spark.spark.schemas.MANIFEST_LINES_SCHEMA`.
 
     Returns:
         ``source, block_start, lines, offset``: one small row per split.

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from alm_spark.core.summary import format_bytes
+
 
 class FileCounter:
     """Counts lines into a file of its own in a directory the driver reads (local runs).
@@ -58,15 +60,6 @@ class FileCounter:
             except (OSError, ValueError):
                 continue
         return total
-
-
-def format_bytes(size: float) -> str:
-    """Human-readable size."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
 
 
 def _clock(seconds: float) -> str:

@@ -17,9 +17,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from alm_spark.config import OutputConfig
-from alm_spark.errors import InputError, OutputError
-from alm_spark.fs import FileSystem, has_glob, is_within, parent_and_name
+from alm_spark.core.config import OutputConfig
+from alm_spark.core.errors import InputError, OutputError
+from alm_spark.spark.fs import FileSystem, has_glob, is_within, parent_and_name
 
 #: Files read from a directory (searched recursively); named files are read whatever
 #: their name. Spark skips names starting with "_" or "." everywhere.
@@ -132,7 +132,7 @@ def read_manifest_lines(spark: SparkSession, sources: ManifestSources) -> DataFr
         sources: Resolved input paths.
 
     Returns:
-        ``source, block_start, value`` (:data:`~alm_spark.schemas.MANIFEST_LINES_SCHEMA`).
+        ``source, block_start, value`` (:data:`~alm_spark.spark.schemas.MANIFEST_LINES_SCHEMA`).
 
     Raises:
         InputError: When no manifest file is found.
@@ -178,9 +178,9 @@ def write_staged_results(results_df: DataFrame, path: str, output: OutputConfig)
         OutputError: When the compression codec is not available to this Spark.
     """
     if output.format == "parquet":
-        frame = results_df.select("kind", F.col("line").alias("entry"), *PARQUET_FIGURES)
+        frame = results_df.select("kind", F.col("record").alias("entry"), *PARQUET_FIGURES)
     else:
-        frame = results_df.select("kind", "line")
+        frame = results_df.select("kind", "record")
     writer = frame.write.mode("overwrite").partitionBy("kind").option("compression", output.codec)
     try:
         (writer.parquet if output.format == "parquet" else writer.text)(path)

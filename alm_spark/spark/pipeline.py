@@ -2,9 +2,9 @@
 
 One pass over the data:
 
-1. read every physical line as text, with its file and split (:mod:`alm_spark.io`);
+1. read every physical line as text, with its file and split (:mod:`alm_spark.spark.io`);
 2. build windows and filter overlaps per line where it was read
-   (:func:`~alm_spark.transforms.process_manifest_lines`), while
+   (:func:`~alm_spark.spark.transforms.map_lines_to_results`), while
    ``DataFrame.observe`` totals the figures on the executors;
 3. write output lines, rejected lines, per-split line counts, lost-window records and
    the tasks' report figures in one write, to a staging directory beside
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,48 +27,57 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 
-from alm_spark.config import PipelineConfig
-from alm_spark.errors import AlmSparkError, OutputError
-from alm_spark.figures import assemble_report
-from alm_spark.fs import FileSystem, filesystem_for, is_within, join, parent_and_name
-from alm_spark.io import (
+from alm_spark.core.config import PipelineConfig
+from alm_spark.core.errors import AlmSparkError
+from alm_spark.core.figures import assemble_report
+from alm_spark.core.names import (
+    KIND_BLOCK,
+    KIND_ENTRY,
+    KIND_LOST,
+    KIND_REJECTED,
+    KIND_REPORT,
+    LOSS_COUNTERS,
+    LOST_WINDOWS_DIR,
+    METRICS_FILE,
+    PRODUCER,
+    REJECTED_DIR,
+    REPORT_FILE,
+)
+from alm_spark.core.report import render_report
+from alm_spark.core.summary import format_bytes
+from alm_spark.spark.fs import FileSystem, filesystem_for, join
+from alm_spark.spark.io import (
     ManifestSources,
-    escape_glob,
     read_manifest_lines,
     read_staged,
     resolve_manifest_paths,
     write_json_lines,
     write_staged_results,
 )
-from alm_spark.progress import Progress, format_bytes
-from alm_spark.report import REPORT_FILE, render_report
-from alm_spark.schemas import (
-    KIND_BLOCK,
-    KIND_ENTRY,
-    KIND_LOST,
-    KIND_REJECTED,
-    KIND_REPORT,
+from alm_spark.spark.progress import Progress
+from alm_spark.spark.publish import (
+    check_output_location,
+    move_parts,
+    new_run_id,
+    publish,
+    recover_leftovers,
+    staging_path,
+)
+from alm_spark.spark.schemas import (
     STAGED_BLOCK_SCHEMA,
     STAGED_REJECTED_SCHEMA,
     STAGED_REPORT_SCHEMA,
 )
-from alm_spark.session import job_sql_conf, scoped_conf
-from alm_spark.transforms import (
-    process_manifest_lines,
+from alm_spark.spark.session import job_sql_conf, scoped_conf
+from alm_spark.spark.transforms import (
+    map_lines_to_results,
     result_metrics,
     sum_figures,
     with_line_numbers,
     with_split_offsets,
 )
-from alm_spark.windows import LOSS_COUNTERS
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "_metrics.json"
-SUCCESS_FILE = "_SUCCESS"
-REJECTED_DIR = "_rejected"
-LOST_WINDOWS_DIR = "_lost_windows"
-PRODUCER = "alm_spark"  # in _metrics.json; only a directory carrying it is ever replaced
 
 
 @dataclass
@@ -83,82 +91,6 @@ class RunResult:
 
     output_path: str
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def new_run_id() -> str:
-    """A sortable, unique run id."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-
-
-def _check_output_location(
-    fs: FileSystem, output: str, sources: ManifestSources, mode: str = "overwrite"
-) -> None:
-    for path in (*sources.files, *sources.directories):
-        qualified = fs.qualify(path)
-        if is_within(qualified, output):
-            raise OutputError(f"output.path: {output} contains the input {qualified}")
-        if qualified in sources.directories and is_within(output, qualified):
-            raise OutputError(
-                f"output.path: {output} is inside the input directory {qualified}; "
-                "a later run would read the output as input"
-            )
-    if not fs.exists(output):
-        return
-    if mode == "error":
-        raise OutputError(f"output.path: {output} exists (output.mode is error)")
-    if not fs.is_dir(output):
-        raise OutputError(f"output.path: {output} exists and is a file")
-    if fs.list_dir(output) and not _is_our_output(fs, output):
-        raise OutputError(
-            f"output.path: {output} exists and is not an alm_spark output "
-            f"(no {METRICS_FILE} written by {PRODUCER}); refusing to replace it"
-        )
-
-
-def _is_our_output(fs: FileSystem, path: str) -> bool:
-    try:
-        metrics = json.loads(fs.read_text(join(path, METRICS_FILE)))
-    except Exception:  # missing or unreadable (OSError, a Py4J error, bad JSON)
-        return False
-    return isinstance(metrics, dict) and metrics.get("producer") == PRODUCER
-
-
-def _move_parts(fs: FileSystem, src_dir: str, dst_dir: str) -> int:
-    """Move Spark's ``part-*`` files into ``dst_dir`` as ``.jsonl``; returns how many."""
-    if not fs.exists(src_dir):
-        return 0
-    moved = 0
-    for info in fs.list_dir(src_dir):
-        name = parent_and_name(info.path)[1]
-        if info.is_dir or not name.startswith("part-"):
-            continue
-        target = name.replace(".txt", ".jsonl", 1) if ".txt" in name else name
-        fs.rename(info.path, join(dst_dir, target))
-        moved += 1
-    return moved
-
-
-def _publish(fs: FileSystem, staging: str, output: str, run_id: str) -> None:
-    """Swap the finished staging directory in for the output path, then mark it done.
-
-    The old output is renamed aside first; if the new one cannot take its place, the
-    old one is put back. ``_SUCCESS`` is written after the swap, so it is the last file
-    to appear at ``output.path`` even where a directory rename copies file by file.
-    """
-    parent, name = parent_and_name(output)
-    retired = join(parent, f".{name}.replaced-{run_id}")
-    had_output = fs.exists(output)
-    if had_output:
-        fs.rename(output, retired)
-    try:
-        fs.rename(staging, output)
-    except BaseException:
-        if had_output and not fs.exists(output):
-            fs.rename(retired, output)
-        raise
-    fs.write_text(join(output, SUCCESS_FILE), "")
-    if had_output:
-        fs.delete(retired)
 
 
 def _metrics(raw: dict[str, Any]) -> dict[str, Any]:
@@ -237,33 +169,6 @@ def _report_figures(
     return assemble_report(rows, config.builder)
 
 
-def _recover_leftovers(fs: FileSystem, output: str) -> None:
-    """Clear what an interrupted run left beside the output.
-
-    A retired output (``.NAME.replaced-RUN``) is the last complete output; when a run
-    was killed between the two renames of a swap, ``output.path`` is empty and the
-    retired output is put back first. Staging directories are never complete (the
-    ``_SUCCESS`` marker is only written after a swap), so they are deleted.
-    """
-    parent, name = parent_and_name(output)
-    leftover = re.compile(
-        rf"\.{re.escape(name)}\.(staging|replaced)-\d{{8}}T\d{{6}}Z-[0-9a-f]{{8}}"
-    )
-    found = sorted(
-        (info.path for info in fs.glob(join(escape_glob(parent), f".{escape_glob(name)}.*"))),
-        key=lambda path: parent_and_name(path)[1].rsplit("-", 2)[-2:],
-    )
-    found = [path for path in found if leftover.fullmatch(parent_and_name(path)[1])]
-    retired = [path for path in found if ".replaced-" in parent_and_name(path)[1]]
-    if retired and not fs.exists(output):
-        log.warning("restoring %s, the output an interrupted run had moved aside", retired[-1])
-        fs.rename(retired[-1], output)
-        found.remove(retired[-1])
-    for path in found:
-        log.warning("removing %s, left by an interrupted run", path)
-        fs.delete(path)
-
-
 @dataclass
 class _Staged:
     """What the Spark part of a run left in the staging directory."""
@@ -274,7 +179,7 @@ class _Staged:
     numbered_dir: str
 
 
-def _process(
+def _stage_results(
     spark: SparkSession,
     fs: FileSystem,
     config: PipelineConfig,
@@ -304,7 +209,7 @@ def _process(
         clock = time.time()
         observation = Observation(f"alm_spark_{uuid.uuid4().hex}")
         results_df = lines_df.transform(
-            process_manifest_lines,
+            map_lines_to_results,
             config.builder,
             config.overlap,
             lost_windows=out_cfg.lost_window_details,
@@ -344,12 +249,12 @@ def _finish(
     config: PipelineConfig,
 ) -> int:
     """Move the written files into their final places in the staging directory."""
-    part_files = _move_parts(fs, join(data_dir, f"kind={KIND_ENTRY}"), staging)
+    part_files = move_parts(fs, join(data_dir, f"kind={KIND_ENTRY}"), staging)
     fs.mkdirs(join(staging, REJECTED_DIR))
-    _move_parts(fs, staged.numbered_dir, join(staging, REJECTED_DIR))
+    move_parts(fs, staged.numbered_dir, join(staging, REJECTED_DIR))
     if config.output.lost_window_details == "separate":
         fs.mkdirs(join(staging, LOST_WINDOWS_DIR))
-        _move_parts(fs, join(data_dir, f"kind={KIND_LOST}"), join(staging, LOST_WINDOWS_DIR))
+        move_parts(fs, join(data_dir, f"kind={KIND_LOST}"), join(staging, LOST_WINDOWS_DIR))
     fs.delete(data_dir)
     return part_files
 
@@ -385,14 +290,13 @@ def run_pipeline(
     run_id = new_run_id()
     sources = resolve_manifest_paths(fs, config.input.paths)
     output = fs.qualify(config.output.path)
-    _recover_leftovers(fs, output)
-    _check_output_location(fs, output, sources, config.output.mode)
-    parent, name = parent_and_name(output)
-    staging = join(parent, f".{name}.staging-{run_id}")
+    recover_leftovers(fs, output)
+    check_output_location(fs, output, sources, config.output.mode)
+    staging = staging_path(output, run_id)
     data_dir = join(staging, "_data")
     timings: dict[str, float] = {}
     try:
-        staged = _process(spark, fs, config, sources, data_dir, progress, timings)
+        staged = _stage_results(spark, fs, config, sources, data_dir, progress, timings)
         progress.step("publishing")
         clock = time.time()
         part_files = _finish(fs, staging, data_dir, staged, config)
@@ -416,7 +320,7 @@ def run_pipeline(
         metrics["report"] = staged.report
         fs.write_text(join(staging, METRICS_FILE), json.dumps(metrics, indent=2) + "\n")
         fs.write_text(join(staging, REPORT_FILE), render_report(metrics))
-        _publish(fs, staging, output, run_id)
+        publish(fs, staging, output, run_id)
     except BaseException:
         try:
             fs.delete(staging)
@@ -424,36 +328,3 @@ def run_pipeline(
             log.warning("could not remove staging directory %s", staging)
         raise
     return RunResult(output_path=output, metrics=metrics)
-
-
-def format_summary(result: RunResult) -> str:
-    """The end-of-run block printed by the CLI."""
-    m = result.metrics
-    losses = m["losses"]
-    loss_text = "  ".join(f"{name.removeprefix('lost_')}={losses[name]}" for name in LOSS_COUNTERS)
-    run = m["run"]
-    rule = "=" * 64
-    lines = [
-        rule,
-        "ALM PIPELINE COMPLETE",
-        rule,
-        f"Input lines:         {m['input_lines']:>10}   (non-blank, from {run['input_files']} "
-        f"file(s); {m['blank_lines']} blank line(s) skipped)",
-        f"Entries written:     {m['entries_written']:>10}",
-        f"Lines rejected:      {m['lines_rejected']:>10}"
-        + (f"   see {result.output_path}/{REJECTED_DIR}/" if m["lines_rejected"] else ""),
-        f"Segments:            {m['segments']:>10}   ({m['audio_duration'] / 3600:.2f} h of audio)",
-        f"Builder windows:     {m['builder_windows']:>10}",
-        f"Filtered windows:    {m['filtered_windows']:>10}",
-        f"Filtered duration:   {m['filtered_dur']:>10.1f} s ({m['filtered_dur'] / 3600:.2f} h)",
-        f"Truncation events:   {m['truncation_events']:>10}",
-        f"Losses (segments):   {loss_text}",
-        f"Output:              {result.output_path}",
-        f"Wall time:           {run['wall_seconds']:.1f} s",
-        rule,
-    ]
-    if m["internal_errors"]:
-        lines.insert(
-            -1, f"WARNING: {m['internal_errors']} line(s) hit an internal error; see _rejected/"
-        )
-    return "\n".join(lines)

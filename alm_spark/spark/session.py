@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from alm_spark.config import SparkConfig
+from alm_spark.core.config import SparkConfig
 
 #: Settings the job needs, applied unless the config's ``spark.conf`` sets them.
 JOB_SQL_CONF: Mapping[str, str] = {

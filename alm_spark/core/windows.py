@@ -30,6 +30,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from alm_spark.core.config import BuilderConfig
+from alm_spark.core.names import LOSS_COUNTERS
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -40,8 +43,6 @@ SPEAKER_DURATION_SLOTS = 5
 # Upper bound on elements in one temporary (labels x positions, or window members);
 # larger problems are processed in chunks to keep memory flat.
 _CHUNK_ELEMENTS = 1 << 22
-
-LOSS_COUNTERS = ("lost_bw", "lost_sr", "lost_spk", "lost_win", "lost_no_spkr", "lost_next_seg_bm")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,19 @@ class WindowParams:
     max_speakers: int
     truncation: bool
     drop_fields: frozenset[str]
+
+    @classmethod
+    def from_builder(cls, builder: BuilderConfig) -> WindowParams:
+        """The settings of a :class:`~alm_spark.core.config.BuilderConfig`, derived."""
+        return cls(
+            min_duration=builder.min_duration,
+            max_duration=builder.max_duration,
+            min_bandwidth=builder.min_bandwidth,
+            min_speakers=builder.min_speakers,
+            max_speakers=builder.max_speakers,
+            truncation=builder.truncation,
+            drop_fields=frozenset(builder.drop_fields),
+        )
 
     @property
     def strips_speaker(self) -> bool:
@@ -363,7 +377,7 @@ class _Truncator:
         return part
 
 
-def build_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
+def compute_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
     """Run the builder's window loop (spec §1 step 3) over one entry's segments.
 
     Args:
@@ -548,7 +562,7 @@ def _speaker_durations(
     return out, n_speakers, has_nospk, speech
 
 
-def filter_overlaps(
+def compute_overlaps(
     window_end: FloatArray, window_start: FloatArray, threshold: float, target_duration: float
 ) -> OverlapResult:
     """The overlap filter (spec §2) over one entry's ``(end, start)`` window pairs.

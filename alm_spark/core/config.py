@@ -17,8 +17,7 @@ from typing import Any
 
 import yaml
 
-from alm_spark.errors import ConfigError
-from alm_spark.windows import WindowParams
+from alm_spark.core.errors import ConfigError
 
 Validator = Callable[[Any, str], Any]
 
@@ -99,18 +98,6 @@ class BuilderConfig:
     def max_duration(self) -> float:
         """``T + T*tolerance``, computed as the reference does."""
         return self.target_window_duration + self.target_window_duration * self.tolerance
-
-    def window_params(self) -> WindowParams:
-        """The settings in the form the window logic takes."""
-        return WindowParams(
-            min_duration=self.min_duration,
-            max_duration=self.max_duration,
-            min_bandwidth=self.min_bandwidth,
-            min_speakers=self.min_speakers,
-            max_speakers=self.max_speakers,
-            truncation=self.truncation,
-            drop_fields=frozenset(self.drop_fields),
-        )
 
 
 @dataclass(frozen=True)
