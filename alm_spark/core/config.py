@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from alm_spark.core.errors import ConfigError
+from alm_spark.core.names import ENGINES, LOST_WINDOW_MODES
 
 Validator = Callable[[Any, str], Any]
 
@@ -25,134 +26,6 @@ Validator = Callable[[Any, str], Any]
 def bundled_sample_path() -> str:
     """Path of the small sample manifest shipped inside the package."""
     return str(resources.files("alm_spark").joinpath("data", "sample_manifest.jsonl"))
-
-
-@dataclass(frozen=True)
-class InputConfig:
-    """Where the manifests are.
-
-    Attributes:
-        manifest_path: Files, directories (searched recursively for ``.jsonl``/``.json``
-            and their ``.gz`` forms), globs or URIs. Empty means the bundled sample.
-    """
-
-    manifest_path: tuple[str, ...] = ()
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        """The manifest paths, with the bundled sample standing in for none."""
-        return self.manifest_path or (bundled_sample_path(),)
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    """Where the output goes and how it is written.
-
-    Attributes:
-        path: Output directory (local path or URI).
-        mode: ``overwrite`` replaces an earlier output; ``error`` refuses to run when
-            ``path`` exists.
-        format: ``jsonl`` (the reference's format) or ``parquet``.
-        compression: ``none``, ``gzip``, ``zstd`` (and ``snappy`` for parquet); None
-            means the format's usual default (jsonl: none, parquet: snappy).
-        lost_window_details: Where ``stats.lost_win_full_data`` goes: ``inline`` (the
-            reference's format), ``separate`` (``_lost_windows/``) or ``drop``.
-        progress: ``auto`` (on for local runs, off under spark-submit), ``on``, ``off``.
-    """
-
-    path: str = "./alm_output"
-    mode: str = "overwrite"
-    format: str = "jsonl"
-    compression: str | None = None
-    lost_window_details: str = "inline"
-    progress: str = "auto"
-
-    @property
-    def codec(self) -> str:
-        """The compression codec Spark is given."""
-        if self.compression is not None:
-            return self.compression
-        return "snappy" if self.format == "parquet" else "none"
-
-
-@dataclass(frozen=True)
-class BuilderConfig:
-    """ALMDataBuilderStage parameters (spec §1); defaults are the reference's."""
-
-    target_window_duration: float = 120.0
-    tolerance: float = 0.1
-    min_bandwidth: float = 8000
-    min_sample_rate: float = 16000
-    min_speakers: int = 2
-    max_speakers: int = 5
-    truncation: bool = True
-    drop_fields: tuple[str, ...] = ("words",)
-    drop_fields_top_level: tuple[str, ...] = ("words", "segments")
-
-    @property
-    def min_duration(self) -> float:
-        """``T - T*tolerance``, computed as the reference does."""
-        return self.target_window_duration - self.target_window_duration * self.tolerance
-
-    @property
-    def max_duration(self) -> float:
-        """``T + T*tolerance``, computed as the reference does."""
-        return self.target_window_duration + self.target_window_duration * self.tolerance
-
-
-@dataclass(frozen=True)
-class OverlapConfig:
-    """ALMDataOverlapStage parameters (spec §2); the shipped default percentage is 50."""
-
-    overlap_percentage: int = 50
-    target_duration: float = 120.0
-
-    @property
-    def threshold(self) -> float:
-        """``overlap_percentage / 100``."""
-        return self.overlap_percentage / 100
-
-
-@dataclass(frozen=True)
-class SparkConfig:
-    """How the SparkSession is built.
-
-    Attributes:
-        master: Spark master URL; None leaves it to spark-submit (or ``local[*]``).
-        app_name: Application name shown in the Spark UI.
-        conf: Extra Spark settings, applied when the session is built.
-    """
-
-    master: str | None = None
-    app_name: str = "alm_spark"
-    conf: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """The whole job configuration."""
-
-    input: InputConfig = field(default_factory=InputConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    builder: BuilderConfig = field(default_factory=BuilderConfig)
-    overlap: OverlapConfig = field(default_factory=OverlapConfig)
-    spark: SparkConfig = field(default_factory=SparkConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (lists, dicts, scalars), e.g. for ``_metrics.json``."""
-        out: dict[str, Any] = {}
-        for section in fields(self):
-            values = getattr(self, section.name)
-            out[section.name] = {f.name: _plain(getattr(values, f.name)) for f in fields(values)}
-        return out
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    return value
 
 
 # --- value validators -------------------------------------------------------------
@@ -211,7 +84,7 @@ def _names(value: Any, name: str) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         items: Sequence[Any] = value.split(",")
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):
         items = value
     else:
         raise ConfigError(
@@ -229,7 +102,7 @@ def _names(value: Any, name: str) -> tuple[str, ...]:
 def _paths(value: Any, name: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    items = value if isinstance(value, list) else [value]
+    items = value if isinstance(value, (list, tuple)) else [value]
     out: list[str] = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
@@ -281,38 +154,216 @@ def _spark_conf(value: Any, name: str) -> dict[str, str]:
     return out
 
 
-_SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
-    "input": (InputConfig, {"manifest_path": _paths}),
-    "output": (
-        OutputConfig,
-        {
-            "path": _text,
-            "mode": _choice("overwrite", "error"),
-            "format": _choice("jsonl", "parquet"),
-            "compression": _choice("none", "gzip", "zstd", "snappy", optional=True),
-            "lost_window_details": _choice("inline", "separate", "drop"),
-            "progress": _choice("auto", "on", "off"),
-        },
-    ),
-    "builder": (
-        BuilderConfig,
-        {
-            "target_window_duration": _number(positive=True),
-            "tolerance": _number(non_negative=True),
-            "min_bandwidth": _number(),
-            "min_sample_rate": _number(),
-            "min_speakers": _integer(low=0),
-            "max_speakers": _integer(low=0),
-            "truncation": _boolean,
-            "drop_fields": _names,
-            "drop_fields_top_level": _names,
-        },
-    ),
-    "overlap": (
-        OverlapConfig,
-        {"overlap_percentage": _integer(0, 100), "target_duration": _number(positive=True)},
-    ),
-    "spark": (SparkConfig, {"master": _optional_text, "app_name": _text, "conf": _spark_conf}),
+_OUTPUT_SETTINGS: dict[str, Validator] = {
+    "path": _text,
+    "mode": _choice("overwrite", "error"),
+    "format": _choice("jsonl", "parquet"),
+    "compression": _choice("none", "gzip", "zstd", "snappy", optional=True),
+    "lost_window_details": _choice(*LOST_WINDOW_MODES),
+    "progress": _choice("auto", "on", "off"),
+    "windows_table": _boolean,
+}
+_BUILDER_SETTINGS: dict[str, Validator] = {
+    "target_window_duration": _number(positive=True),
+    "tolerance": _number(non_negative=True),
+    "min_bandwidth": _number(),
+    "min_sample_rate": _number(),
+    "min_speakers": _integer(low=0),
+    "max_speakers": _integer(low=0),
+    "truncation": _boolean,
+    "drop_fields": _names,
+    "drop_fields_top_level": _names,
+}
+_OVERLAP_SETTINGS: dict[str, Validator] = {
+    "overlap_percentage": _integer(0, 100),
+    "target_duration": _number(positive=True),
+}
+_SPARK_SETTINGS: dict[str, Validator] = {
+    "master": _optional_text,
+    "app_name": _text,
+    "conf": _spark_conf,
+    "engine": _choice(*ENGINES),
+}
+
+
+def _validate(config: Any, section: str, validators: Mapping[str, Validator]) -> None:
+    """Check and normalize every field of a frozen section (``__post_init__``)."""
+    for item in fields(config):
+        value = validators[item.name](getattr(config, item.name), f"{section}.{item.name}")
+        object.__setattr__(config, item.name, value)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Where the manifests are.
+
+    Attributes:
+        manifest_path: Files, directories (searched recursively for ``.jsonl``/``.json``
+            and their ``.gz`` forms), globs or URIs. Empty means the bundled sample.
+    """
+
+    manifest_path: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _validate(self, "input", {"manifest_path": _paths})
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The manifest paths, with the bundled sample standing in for none."""
+        return self.manifest_path or (bundled_sample_path(),)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where the output goes and how it is written.
+
+    Attributes:
+        path: Output directory (local path or URI).
+        mode: ``overwrite`` replaces an earlier output; ``error`` refuses to run when
+            ``path`` exists.
+        format: ``jsonl`` (the reference's format) or ``parquet``.
+        compression: ``none``, ``gzip``, ``zstd`` (and ``snappy`` for parquet); None
+            means the format's usual default (jsonl: none, parquet: snappy).
+        lost_window_details: Where ``stats.lost_win_full_data`` goes: ``inline`` (the
+            reference's format), ``separate`` (``_lost_windows/``) or ``drop``.
+        progress: ``auto`` (on for local runs, off under spark-submit), ``on``, ``off``.
+        windows_table: Also write ``_windows/``: one Parquet row per kept window.
+    """
+
+    path: str = "./alm_output"
+    mode: str = "overwrite"
+    format: str = "jsonl"
+    compression: str | None = None
+    lost_window_details: str = "inline"
+    progress: str = "auto"
+    windows_table: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self, "output", _OUTPUT_SETTINGS)
+        if self.compression == "snappy" and self.format == "jsonl":
+            raise ConfigError("output.compression: snappy is for parquet; use none, gzip or zstd")
+
+    @property
+    def codec(self) -> str:
+        """The compression codec Spark is given."""
+        if self.compression is not None:
+            return self.compression
+        return "snappy" if self.format == "parquet" else "none"
+
+
+@dataclass(frozen=True)
+class BuilderConfig:
+    """ALMDataBuilderStage parameters (spec §1); defaults are the reference's."""
+
+    target_window_duration: float = 120.0
+    tolerance: float = 0.1
+    min_bandwidth: float = 8000
+    min_sample_rate: float = 16000
+    min_speakers: int = 2
+    max_speakers: int = 5
+    truncation: bool = True
+    drop_fields: tuple[str, ...] = ("words",)
+    drop_fields_top_level: tuple[str, ...] = ("words", "segments")
+
+    def __post_init__(self) -> None:
+        _validate(self, "builder", _BUILDER_SETTINGS)
+        if self.min_speakers > self.max_speakers:
+            raise ConfigError(
+                f"builder.min_speakers: {self.min_speakers} is greater than "
+                f"builder.max_speakers ({self.max_speakers})"
+            )
+        bad = [name for name in ("start", "end") if name in self.drop_fields]
+        if bad:
+            raise ConfigError(
+                f"builder.drop_fields: cannot drop {' or '.join(bad)}; "
+                "windows are measured with them"
+            )
+
+    @property
+    def min_duration(self) -> float:
+        """``T - T*tolerance``, computed as the reference does."""
+        return self.target_window_duration - self.target_window_duration * self.tolerance
+
+    @property
+    def max_duration(self) -> float:
+        """``T + T*tolerance``, computed as the reference does."""
+        return self.target_window_duration + self.target_window_duration * self.tolerance
+
+
+@dataclass(frozen=True)
+class OverlapConfig:
+    """ALMDataOverlapStage parameters (spec §2); the shipped default percentage is 50."""
+
+    overlap_percentage: int = 50
+    target_duration: float = 120.0
+
+    def __post_init__(self) -> None:
+        _validate(
+            self,
+            "overlap",
+            {"overlap_percentage": _integer(0, 100), "target_duration": _number(positive=True)},
+        )
+
+    @property
+    def threshold(self) -> float:
+        """``overlap_percentage / 100``."""
+        return self.overlap_percentage / 100
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """How the SparkSession is built.
+
+    Attributes:
+        master: Spark master URL; None leaves it to spark-submit (or ``local[*]``).
+        app_name: Application name shown in the Spark UI.
+        conf: Extra Spark settings, applied when the session is built.
+        engine: ``fused`` (one ``mapInArrow`` pass, the default) or ``dataframe``
+            (the DataFrame API: explode, grouped pandas UDFs, a join).
+    """
+
+    master: str | None = None
+    app_name: str = "alm_spark"
+    conf: Mapping[str, str] = field(default_factory=dict)
+    engine: str = "fused"
+
+    def __post_init__(self) -> None:
+        _validate(self, "spark", _SPARK_SETTINGS)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole job configuration."""
+
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    builder: BuilderConfig = field(default_factory=BuilderConfig)
+    overlap: OverlapConfig = field(default_factory=OverlapConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (lists, dicts, scalars), e.g. for ``_metrics.json``."""
+        out: dict[str, Any] = {}
+        for section in fields(self):
+            values = getattr(self, section.name)
+            out[section.name] = {f.name: _plain(getattr(values, f.name)) for f in fields(values)}
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "input": InputConfig,
+    "output": OutputConfig,
+    "builder": BuilderConfig,
+    "overlap": OverlapConfig,
+    "spark": SparkConfig,
 }
 
 
@@ -335,38 +386,17 @@ def build_config(raw: Mapping[str, Any] | None) -> PipelineConfig:
     for section, body in raw.items():
         if section not in _SECTIONS:
             raise ConfigError(f"{section}: unknown section (known: {', '.join(_SECTIONS)})")
-        cls, validators = _SECTIONS[section]
+        cls = _SECTIONS[section]
         if body is None:
             continue
         if not isinstance(body, Mapping):
             raise ConfigError(f"{section}: expected a mapping of settings, got {_describe(body)}")
-        values: dict[str, Any] = {}
-        for key, value in body.items():
-            if key not in validators:
-                known = ", ".join(validators)
-                raise ConfigError(f"{section}.{key}: unknown setting (known: {known})")
-            values[key] = validators[key](value, f"{section}.{key}")
-        sections[section] = cls(**values)
-    config = PipelineConfig(**sections)
-    _check_cross_field(config)
-    return config
-
-
-def _check_cross_field(config: PipelineConfig) -> None:
-    builder = config.builder
-    if builder.min_speakers > builder.max_speakers:
-        raise ConfigError(
-            f"builder.min_speakers: {builder.min_speakers} is greater than "
-            f"builder.max_speakers ({builder.max_speakers})"
-        )
-    output = config.output
-    if output.compression == "snappy" and output.format == "jsonl":
-        raise ConfigError("output.compression: snappy is for parquet; use none, gzip or zstd")
-    bad = [name for name in ("start", "end") if name in builder.drop_fields]
-    if bad:
-        raise ConfigError(
-            f"builder.drop_fields: cannot drop {' or '.join(bad)}; windows are measured with them"
-        )
+        known = [item.name for item in fields(cls)]
+        for key in body:
+            if key not in known:
+                raise ConfigError(f"{section}.{key}: unknown setting (known: {', '.join(known)})")
+        sections[section] = cls(**body)
+    return PipelineConfig(**sections)
 
 
 #: Settings whose override values are taken literally (paths may hold "#", "*", ":"),

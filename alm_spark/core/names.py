@@ -38,6 +38,7 @@ KIND_REJECTED = "rejected"  # a staged rejected-line record (JSON)
 KIND_BLOCK = "block"  # how many lines one input split held (JSON)
 KIND_LOST = "lost"  # an entry's lost_win_full_data, with lost_window_details=separate
 KIND_REPORT = "report"  # a task's summed report figures (JSON)
+KIND_WINDOW = "window"  # one windows-table row (JSON), with output.windows_table
 
 # The output directory's files and folders.
 METRICS_FILE = "_metrics.json"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from json import encoder as json_encoder
 from typing import Any
@@ -31,7 +32,12 @@ from alm_spark.core.windows import (
     compute_overlaps,
     compute_windows,
     sequential_sum,
+    speaker_totals,
 )
+
+#: Supplies an entry's builder and overlap results, given its segments; the DataFrame
+#: engine rebuilds them from its rows instead of computing them again.
+ResultsProvider = Callable[[SegmentTable], tuple[BuildResult, OverlapResult | None]]
 
 # The reference writer's form (ensure_ascii=False), with compact separators.
 # allow_nan=False: a number such as 1e999 decodes to infinity, which JSON cannot hold.
@@ -148,6 +154,8 @@ class LineOutcome:
         lost_windows: With ``lost_window_details="separate"``, the entry's
             ``_lost_windows/`` record.
         figures: Figures for the report.
+        window_rows: With ``windows_table``, one ``_windows/`` record (JSON) per
+            window of ``filtered_windows``.
     """
 
     output: bytes | None = None
@@ -157,6 +165,7 @@ class LineOutcome:
     internal: bool = False
     lost_windows: bytes | None = None
     figures: EntryFigures | None = None
+    window_rows: list[bytes] = field(default_factory=list)
 
 
 def _list(items: list[bytes]) -> bytes:
@@ -183,6 +192,21 @@ def _key(name: str) -> bytes:
     return encoded
 
 
+def rejection_reason(err: Exception) -> tuple[str, bool]:
+    """Why a line is rejected, and whether the cause is a bug here rather than the line.
+
+    Args:
+        err: What processing the line raised.
+    """
+    if isinstance(err, RejectedLine):
+        return str(err), False
+    if isinstance(err, OverflowError) or (
+        isinstance(err, ValueError) and "JSON compliant" in str(err)
+    ):
+        return "a number is out of double range", False
+    return f"internal error (please report): {type(err).__name__}: {err}", True
+
+
 class EntryRenderer:
     """Processes manifest lines with one builder and overlap configuration.
 
@@ -190,7 +214,12 @@ class EntryRenderer:
     """
 
     def __init__(
-        self, builder: BuilderConfig, overlap: OverlapConfig, lost_windows: str = "inline"
+        self,
+        builder: BuilderConfig,
+        overlap: OverlapConfig,
+        lost_windows: str = "inline",
+        *,
+        windows_table: bool = False,
     ) -> None:
         """Capture the settings.
 
@@ -200,46 +229,46 @@ class EntryRenderer:
             lost_windows: ``inline`` keeps ``stats.lost_win_full_data`` (the reference's
                 format); ``separate`` moves it to a record keyed by source and line;
                 ``drop`` leaves it out.
+            windows_table: Also render one ``_windows/`` row per filtered window
+                (:attr:`LineOutcome.window_rows`); needs the line's key.
         """
         if lost_windows not in LOST_WINDOW_MODES:
             raise ValueError(f"lost_windows must be one of {LOST_WINDOW_MODES}")
         self.lost_windows = lost_windows
+        self.windows_table = windows_table
         self.params = WindowParams.from_builder(builder)
         self.min_sample_rate = builder.min_sample_rate
         self.drop_top_level = frozenset(builder.drop_fields_top_level)
         self.threshold = overlap.threshold
         self.target_duration = overlap.target_duration
 
-    def render(self, text: str, key: tuple[str, int] | None = None) -> LineOutcome:
-        """Process one non-blank line.
+    def render(
+        self,
+        text: str,
+        key: tuple[str, int] | None = None,
+        results: ResultsProvider | None = None,
+    ) -> LineOutcome:
+        """Render one non-blank line.
 
         Args:
             text: The line.
             key: The line's file and 1-based line number; required when lost windows
-                go to a separate record, which is keyed by them.
+                go to a separate record, or windows to the windows table.
+            results: The entry's builder and overlap results; computed here when None.
 
         Returns:
             The output line and the entry's figures, or the rejection reason.
         """
         try:
             with np.errstate(all="ignore"):  # absurd numbers end in a rejection, not a warning
-                return self._render(text, key)
-        except RejectedLine as err:
-            return LineOutcome(error=str(err))
-        except (ValueError, OverflowError) as err:
-            if isinstance(err, OverflowError) or "JSON compliant" in str(err):
-                return LineOutcome(error="a number is out of double range")
-            return self._internal_error(err)
+                return self._render(text, key, results)
         except Exception as err:
-            return self._internal_error(err)
+            error, internal = rejection_reason(err)
+            return LineOutcome(error=error, internal=internal)
 
-    @staticmethod
-    def _internal_error(err: Exception) -> LineOutcome:
-        return LineOutcome(
-            error=f"internal error (please report): {type(err).__name__}: {err}", internal=True
-        )
-
-    def _render(self, text: str, key: tuple[str, int] | None) -> LineOutcome:
+    def _render(
+        self, text: str, key: tuple[str, int] | None, results: ResultsProvider | None
+    ) -> LineOutcome:
         data = decode_line(text)
         table = parse_entry(data).table
         total_dur = sequential_sum(table.end - table.start)
@@ -266,7 +295,15 @@ class EntryRenderer:
             line = self._object(data, fields)
             return LineOutcome(line, None, counts, durations, False, lost, figures)
 
-        build = compute_windows(table, self.params)
+        if results is None:
+            build = compute_windows(table, self.params)
+            overlap = None
+            if build.window_count:
+                overlap = compute_overlaps(
+                    build.window_end, build.window_start, self.threshold, self.target_duration
+                )
+        else:
+            build, overlap = results(table)
         counts.update(build.counters)
         durations.update(build.durations_lost)
         counts["truncation_events"] = build.truncation_events
@@ -283,16 +320,66 @@ class EntryRenderer:
         stats, lost = self._stats(data, table.size, total_dur, counts, durations, losses, key)
         fields["stats"] = stats
         fields["truncation_events"] = str(build.truncation_events).encode()
-        if build.window_count == 0:
+        window_rows: list[bytes] = []
+        if build.window_count == 0 or overlap is None:
             self._add_overlap_defaults(fields)
         else:
-            overlap = compute_overlaps(
-                build.window_end, build.window_start, self.threshold, self.target_duration
-            )
             self._add_overlap(fields, data, build, overlap, windows, counts, durations)
             self._add_figures(figures, table, build, overlap)
+            if self.windows_table:
+                window_rows = self._window_rows(data, table, build, overlap, key)
         line = self._object(data, fields)
-        return LineOutcome(line, None, counts, durations, False, lost, figures)
+        return LineOutcome(line, None, counts, durations, False, lost, figures, window_rows)
+
+    def _window_rows(
+        self,
+        data: dict[str, Any],
+        table: SegmentTable,
+        build: BuildResult,
+        overlap: OverlapResult,
+        key: tuple[str, int] | None,
+    ) -> list[bytes]:
+        """The ``_windows/`` rows: one per window of ``filtered_windows``.
+
+        Segments are the window's output copies (stripped), so a dropped ``text`` or
+        ``speaker`` is null here too.
+        """
+        if key is None:
+            raise ValueError("the windows table needs the line's source and number")
+        head: dict[str, Any] = {"source": key[0], "line": key[1]}
+        path = data.get("audio_filepath")
+        head["audio_filepath"] = path if isinstance(path, str) else None
+        swift = data.get("swift_audio_filepath")
+        head["swift_audio_filepath"] = swift if isinstance(swift, str) else None
+        rows = []
+        for w in overlap.filtered_windows.tolist():
+            first, stop, part = int(build.first[w]), int(build.stop[w]), build.parts[w]
+            members = [self._strip(s) for s in table.segments[first:stop]]
+            if part is not None:
+                members.append(self._strip(part))
+            segments = [
+                {
+                    "start": seg["start"],
+                    "end": seg["end"],
+                    "speaker": seg.get("speaker") if isinstance(seg.get("speaker"), str) else None,
+                    "text": seg.get("text") if isinstance(seg.get("text"), str) else None,
+                }
+                for seg in members
+            ]
+            start, end = float(build.window_start[w]), float(build.window_end[w])
+            row = {
+                **head,
+                "window": w,
+                "start": start,
+                "end": end,
+                "duration": end - start,
+                "speakers": speaker_totals(table, first, stop, part),
+                "speaker_durations": build.speaker_durations[w].tolist(),
+                "segments": segments,
+                "text": " ".join(s["text"] for s in segments if s["text"]),
+            }
+            rows.append(dumps(row))
+        return rows
 
     @staticmethod
     def _add_figures(

@@ -330,7 +330,7 @@ def truncate_segment(segment: dict[str, Any], cut: float) -> dict[str, Any]:
     return part
 
 
-class _Truncator:
+class Truncator:
     """Truncated parts for one entry, sharing work between window starts.
 
     A long segment is cut by every window start that reaches it. When its word ends
@@ -360,6 +360,7 @@ class _Truncator:
         return self.words[c]
 
     def part(self, c: int, cut: float) -> dict[str, Any]:
+        """The part of segment ``c`` that ends at or before ``cut`` (spec §1 truncation)."""
         index = self._prefix_index(c)
         if index is None:
             return truncate_segment(self.segments[c], cut)
@@ -407,7 +408,7 @@ def compute_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
     part_end = np.full(len(origins), np.nan)
     appended = np.zeros(len(origins), dtype=np.bool_)
     parts: dict[int, dict[str, Any]] = {}
-    truncator = _Truncator(table.segments)
+    truncator = Truncator(table.segments)
     truncation_events = int(truncating.sum())
     for k in np.flatnonzero(truncating).tolist():
         c = int(stop[k])
@@ -560,6 +561,27 @@ def _speaker_durations(
         out[ranked_win[top], rank[top]] = acc[order][top]
         lo = hi
     return out, n_speakers, has_nospk, speech
+
+
+def speaker_totals(
+    table: SegmentTable, first: int, stop: int, part: dict[str, Any] | None
+) -> dict[str, float]:
+    """spk() of one window: label to summed duration, in member order (spec §1).
+
+    Members are segments ``first..stop-1`` and, when not None, the truncated ``part``
+    of segment ``stop``. Sums are the same left-to-right additions as the builder's.
+    """
+    totals: dict[str, float] = {}
+    labels = table.label.tolist()
+    starts, ends = table.start.tolist(), table.end.tolist()
+    members = [(pos, ends[pos] - starts[pos]) for pos in range(first, stop)]
+    if part is not None:
+        members.append((stop, float(part["end"]) - starts[stop]))
+    for pos, duration in members:
+        if labels[pos] >= 0:
+            name = table.label_names[labels[pos]]
+            totals[name] = totals.get(name, 0.0) + duration
+    return totals
 
 
 def compute_overlaps(

@@ -19,7 +19,9 @@ from pyspark.sql.types import StructType
 
 from alm_spark.core.config import OutputConfig
 from alm_spark.core.errors import InputError, OutputError
+from alm_spark.core.names import KIND_WINDOW
 from alm_spark.spark.fs import FileSystem, has_glob, is_within, parent_and_name
+from alm_spark.spark.schemas import WINDOWS_TABLE_SCHEMA
 
 #: Files read from a directory (searched recursively); named files are read whatever
 #: their name. Spark skips names starting with "_" or "." everywhere.
@@ -209,3 +211,24 @@ def write_json_lines(df: DataFrame, path: str, compression: str = "none") -> Non
     """Write each row as one JSON object per line (nulls written, not dropped)."""
     lines = df.select(F.to_json(F.struct(*df.columns), {"ignoreNullFields": "false"}))
     lines.write.mode("overwrite").option("compression", compression).text(path)
+
+
+def write_windows_table(
+    spark: SparkSession, staged_dir: str, staged_format: str, path: str
+) -> None:
+    """Write the staged window records as the Parquet windows table.
+
+    Args:
+        spark: The session.
+        staged_dir: Where the engine's rows were written (``kind=window`` inside).
+        staged_format: ``output.format`` of the staged rows.
+        path: The table's directory.
+    """
+    try:
+        table_df = read_staged(spark, staged_dir, KIND_WINDOW, WINDOWS_TABLE_SCHEMA, staged_format)
+        table_df.schema  # noqa: B018 - resolves the path: raises when no window was staged
+    except Exception as err:
+        if "PATH_NOT_FOUND" not in str(err) and "does not exist" not in str(err):
+            raise
+        table_df = spark.createDataFrame([], WINDOWS_TABLE_SCHEMA)
+    table_df.write.mode("overwrite").parquet(path)

@@ -42,9 +42,11 @@ from alm_spark.core.names import (
     PRODUCER,
     REJECTED_DIR,
     REPORT_FILE,
+    WINDOWS_DIR,
 )
 from alm_spark.core.report import render_report
 from alm_spark.core.summary import format_bytes
+from alm_spark.spark.dataframe_engine import dataframe_results
 from alm_spark.spark.fs import FileSystem, filesystem_for, join
 from alm_spark.spark.io import (
     ManifestSources,
@@ -53,6 +55,7 @@ from alm_spark.spark.io import (
     resolve_manifest_paths,
     write_json_lines,
     write_staged_results,
+    write_windows_table,
 )
 from alm_spark.spark.progress import Progress
 from alm_spark.spark.publish import (
@@ -179,6 +182,27 @@ class _Staged:
     numbered_dir: str
 
 
+def _write_rejected(
+    spark: SparkSession, data_dir: str, numbered_dir: str, config: PipelineConfig
+) -> None:
+    """Write ``_rejected/``: the staged records with their line numbers.
+
+    The fused engine's records say "row k of the split at byte B", numbered here from
+    the split counts; the DataFrame engine's carry their line number already.
+    """
+    out_cfg = config.output
+    rejected_df = read_staged(
+        spark, data_dir, KIND_REJECTED, STAGED_REJECTED_SCHEMA, out_cfg.format
+    )
+    if config.spark.engine == "fused":
+        blocks_df = read_staged(spark, data_dir, KIND_BLOCK, STAGED_BLOCK_SCHEMA, out_cfg.format)
+        rejected_df = rejected_df.transform(with_line_numbers, blocks_df)
+    else:
+        rejected_df = rejected_df.select("source", "line", "error", "raw")
+    compression = out_cfg.codec if out_cfg.format == "jsonl" else "none"
+    write_json_lines(rejected_df, numbered_dir, compression)
+
+
 def _stage_results(
     spark: SparkSession,
     fs: FileSystem,
@@ -198,44 +222,65 @@ def _stage_results(
         progress.input_bytes = fs.total_size([*sources.files, *sources.directories])
         timings["list_inputs"] = time.time() - clock
         offsets = counted = None
-        if out_cfg.lost_window_details == "separate":
-            progress.step("counting lines, to key lost windows by line number")
+        fused = config.spark.engine == "fused"
+        keyed = out_cfg.lost_window_details == "separate" or out_cfg.windows_table
+        if keyed and fused:
+            progress.step("counting lines, to key records by line number")
             clock = time.time()
             offsets, counted = _split_offsets(lines_df)
             timings["count_lines"] = time.time() - clock
         progress.step(
-            f"processing {input_files} manifest file(s), {format_bytes(progress.input_bytes)}"
+            f"processing {input_files} manifest file(s), {format_bytes(progress.input_bytes)} "
+            f"({config.spark.engine} engine)"
         )
         clock = time.time()
         observation = Observation(f"alm_spark_{uuid.uuid4().hex}")
-        results_df = lines_df.transform(
-            map_lines_to_results,
-            config.builder,
-            config.overlap,
-            lost_windows=out_cfg.lost_window_details,
-            line_offsets=offsets,
-            progress=progress.counter,
-        ).observe(observation, *result_metrics())
-        with progress:
-            write_staged_results(results_df, data_dir, out_cfg)
-        raw = observation.get
-        if counted is not None:
+        dataframe_run = None
+        if fused:
+            results_df = lines_df.transform(
+                map_lines_to_results,
+                config.builder,
+                config.overlap,
+                lost_windows=out_cfg.lost_window_details,
+                windows_table=out_cfg.windows_table,
+                line_offsets=offsets,
+                progress=progress.counter,
+            )
+        else:
+            dataframe_run = dataframe_results(
+                lines_df,
+                config.builder,
+                config.overlap,
+                lost_windows=out_cfg.lost_window_details,
+                windows_table=out_cfg.windows_table,
+                progress=progress.counter,
+            )
+            results_df = dataframe_run.results_df
+        try:
+            with progress:
+                write_staged_results(
+                    results_df.observe(observation, *result_metrics()), data_dir, out_cfg
+                )
+        finally:
+            if dataframe_run is not None:
+                dataframe_run.release()
+        raw = dict(observation.get)
+        if dataframe_run is not None:
+            # Blank lines never reach the DataFrame engine's rows: count them from splits.
+            raw["blank_lines"] = (
+                dataframe_run.total_lines - raw["entries_written"] - raw["lines_rejected"]
+            )
+        elif counted is not None:
             _check_same_splits(spark, data_dir, config, counted)
+        if out_cfg.windows_table:
+            progress.step(f"writing the windows table ({raw['filtered_windows']:,} windows)")
+            write_windows_table(spark, data_dir, out_cfg.format, join(data_dir, WINDOWS_DIR))
         timings["process_and_write"] = time.time() - clock
         clock = time.time()
         numbered_dir = join(data_dir, "_rejected")
         if raw["lines_rejected"]:
             progress.step(f"numbering {raw['lines_rejected']:,} rejected line(s)")
-            rejected_df = read_staged(
-                spark, data_dir, KIND_REJECTED, STAGED_REJECTED_SCHEMA, out_cfg.format
-            )
-            blocks_df = read_staged(
-                spark, data_dir, KIND_BLOCK, STAGED_BLOCK_SCHEMA, out_cfg.format
-            )
-            compression = out_cfg.codec if out_cfg.format == "jsonl" else "none"
-            write_json_lines(
-                rejected_df.transform(with_line_numbers, blocks_df), numbered_dir, compression
-            )
+            _write_rejected(spark, data_dir, numbered_dir, config)
         report = _report_figures(spark, fs, data_dir, config)
         timings["rejected_and_figures"] = time.time() - clock
     return _Staged(raw, report, input_files, numbered_dir)
@@ -252,6 +297,9 @@ def _finish(
     part_files = move_parts(fs, join(data_dir, f"kind={KIND_ENTRY}"), staging)
     fs.mkdirs(join(staging, REJECTED_DIR))
     move_parts(fs, staged.numbered_dir, join(staging, REJECTED_DIR))
+    if config.output.windows_table:
+        fs.mkdirs(join(staging, WINDOWS_DIR))
+        move_parts(fs, join(data_dir, WINDOWS_DIR), join(staging, WINDOWS_DIR))
     if config.output.lost_window_details == "separate":
         fs.mkdirs(join(staging, LOST_WINDOWS_DIR))
         move_parts(fs, join(data_dir, f"kind={KIND_LOST}"), join(staging, LOST_WINDOWS_DIR))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 from pyspark.sql.types import (
+    ArrayType,
     DoubleType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -58,6 +60,7 @@ STAGED_REJECTED_SCHEMA = StructType(
         StructField("source", StringType(), True),
         StructField("block_start", LongType(), True),
         StructField("row", LongType(), True),
+        StructField("line", LongType(), True),
         StructField("error", StringType(), True),
         StructField("raw", StringType(), True),
     ]
@@ -88,5 +91,44 @@ REJECTED_SCHEMA = StructType(
         StructField("line", LongType(), True),
         StructField("error", StringType(), True),
         StructField("raw", StringType(), True),
+    ]
+)
+
+#: A row of ``_windows/`` (``output.windows_table``): one kept window (an item of its
+#: entry's ``filtered_windows``), keyed by ``source`` and ``line`` like the rest of the
+#: output. ``audio_filepath`` and ``swift_audio_filepath`` are the entry's (null when
+#: missing or not text); ``window`` is the window's index in the entry's ``windows``;
+#: ``start``/``end`` are the first segment's start and the last segment's end;
+#: ``speakers`` maps each label to its summed speech and ``speaker_durations`` is the
+#: reference's top-5 list; ``segments`` are the window's output segments (a truncated
+#: last segment as cut) and ``text`` their non-empty ``text`` values joined by spaces.
+WINDOWS_TABLE_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField("line", LongType(), False),
+        StructField("audio_filepath", StringType(), True),
+        StructField("swift_audio_filepath", StringType(), True),
+        StructField("window", LongType(), False),
+        StructField("start", DoubleType(), False),
+        StructField("end", DoubleType(), False),
+        StructField("duration", DoubleType(), False),
+        StructField("speakers", MapType(StringType(), DoubleType(), False), False),
+        StructField("speaker_durations", ArrayType(DoubleType(), False), False),
+        StructField(
+            "segments",
+            ArrayType(
+                StructType(
+                    [
+                        StructField("start", DoubleType(), False),
+                        StructField("end", DoubleType(), False),
+                        StructField("speaker", StringType(), True),
+                        StructField("text", StringType(), True),
+                    ]
+                ),
+                False,
+            ),
+            False,
+        ),
+        StructField("text", StringType(), False),
     ]
 )

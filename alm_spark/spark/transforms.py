@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 
 from alm_spark.core.config import BuilderConfig, OverlapConfig
 from alm_spark.core.names import KIND_ENTRY, KIND_REJECTED
-from alm_spark.spark.fused import Counter, map_line_batches
+from alm_spark.spark.fused import map_line_batches
+from alm_spark.spark.results import Counter
 from alm_spark.spark.schemas import (
     MANIFEST_LINES_SCHEMA,
     RESULT_COUNT_COLUMNS,
@@ -25,6 +26,7 @@ def map_lines_to_results(
     overlap: OverlapConfig,
     *,
     lost_windows: str = "inline",
+    windows_table: bool = False,
     line_offsets: Mapping[tuple[str, int], int] | None = None,
     progress: Counter | None = None,
 ) -> DataFrame:
@@ -39,8 +41,9 @@ def map_lines_to_results(
         builder: Builder settings.
         overlap: Overlap-filter settings.
         lost_windows: ``output.lost_window_details``.
+        windows_table: Also emit windows-table records (``output.windows_table``).
         line_offsets: Lines before each split (:func:`with_split_offsets`), for
-            ``lost_windows="separate"``.
+            ``lost_windows="separate"`` and the windows table.
         progress: An accumulator counting processed lines.
 
     Returns:
@@ -55,6 +58,7 @@ def map_lines_to_results(
             builder,
             overlap,
             lost_windows=lost_windows,
+            windows_table=windows_table,
             line_offsets=line_offsets,
             progress=progress,
         )
