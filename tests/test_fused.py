@@ -97,7 +97,7 @@ def test_lone_surrogates_do_not_break_the_batch() -> None:
 def test_output_batches_are_bounded(monkeypatch) -> None:
     cfg = build_config({})
     line_size = len(EntryRenderer(cfg.builder, cfg.overlap).render(GOOD).output)
-    monkeypatch.setattr("alm_spark.spark.fused.OUTPUT_BATCH_BYTES", 2 * line_size + 1)
+    monkeypatch.setattr("alm_spark.spark.results.OUTPUT_BATCH_BYTES", 2 * line_size + 1)
     batches = list(
         map_line_batches(iter([_batch([("f", 0, GOOD)] * 10)]), cfg.builder, cfg.overlap)
     )

@@ -7,23 +7,30 @@ import random
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from alm_spark.core.compare import first_difference
 from alm_spark.core.config import build_config
 from alm_spark.core.datagen import corner_entry, corner_params, generate
-from alm_spark.core.render import EntryRenderer
+from alm_spark.core.names import ENGINES
 from tests import oracle
+from tests.engines import engine_outcome
 
 CORNER_ENTRIES = 5000
 
 
-def _fast(line: str, builder: dict[str, Any], overlap: dict[str, Any]) -> dict[str, Any]:
+def _fast(
+    line: str, builder: dict[str, Any], overlap: dict[str, Any], engine: str = "fused"
+) -> dict[str, Any]:
     cfg = build_config({"builder": builder, "overlap": overlap})
-    outcome = EntryRenderer(cfg.builder, cfg.overlap).render(line)
+    outcome = engine_outcome(engine, line, cfg.builder, cfg.overlap)
     assert outcome.error is None, outcome.error
     return json.loads(outcome.output)
 
 
-def test_corner_entries_with_random_settings() -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_corner_entries_with_random_settings(engine: str) -> None:
     seen: Counter[str] = Counter()
     mismatches = []
     for index in range(CORNER_ENTRIES):
@@ -31,7 +38,7 @@ def test_corner_entries_with_random_settings() -> None:
         builder, overlap = corner_params(rng)
         line = json.dumps(corner_entry(rng, index), ensure_ascii=False)
         expected = oracle.process_entry(json.loads(line), builder, overlap)
-        diff = first_difference(_fast(line, builder, overlap), expected)
+        diff = first_difference(_fast(line, builder, overlap, engine), expected)
         if diff:
             mismatches.append(f"entry {index} {builder} {overlap}: {diff}")
         stats = expected["stats"]
@@ -68,7 +75,8 @@ def test_corner_entries_with_random_settings() -> None:
         assert seen[key] >= floor, (key, seen[key])
 
 
-def test_production_shaped_entries_with_default_settings() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_production_shaped_entries_with_default_settings(engine: str) -> None:
     builder = {"drop_fields": "words"}
     overlap = {"overlap_percentage": 50}
     windows = 0
@@ -76,5 +84,5 @@ def test_production_shaped_entries_with_default_settings() -> None:
         line = json.dumps(entry, ensure_ascii=False)
         expected = oracle.process_entry(json.loads(line), builder, overlap)
         windows += len(expected["windows"])
-        assert first_difference(_fast(line, builder, overlap), expected) is None
+        assert first_difference(_fast(line, builder, overlap, engine), expected) is None
     assert windows == 1925  # the first entry is below the sample rate, the others are not

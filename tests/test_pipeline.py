@@ -10,6 +10,7 @@ import pytest
 from alm_spark.core.compare import compare_paths, iter_jsonl
 from alm_spark.core.config import load_config
 from alm_spark.core.errors import OutputError
+from alm_spark.core.names import ENGINES
 from alm_spark.core.summary import format_summary
 from alm_spark.spark.pipeline import run_pipeline
 from alm_spark.spark.session import scoped_conf
@@ -29,10 +30,13 @@ def _run(spark, source: Path | str, out: Path, *overrides: str):
     return run_pipeline(spark, cfg)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize(("source", "overrides", "expected"), GOLDEN_CASES, ids=GOLDEN_IDS)
-def test_job_output_equals_golden(spark, tmp_path: Path, source, overrides, expected) -> None:
+def test_job_output_equals_golden(
+    spark, tmp_path: Path, source, overrides, expected, engine
+) -> None:
     root = fixtures_dir()
-    result = _run(spark, root / source, tmp_path / "out", *overrides)
+    result = _run(spark, root / source, tmp_path / "out", *overrides, f"spark.engine={engine}")
     comparison = compare_paths(tmp_path / "out", root / "expected" / expected)
     assert comparison.problems == []
     assert comparison.equal
@@ -57,7 +61,8 @@ def test_reference_figures_and_layout(spark, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".out.*"))  # no staging left behind
 
 
-def test_every_line_ends_as_output_or_rejected(spark, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_line_ends_as_output_or_rejected(spark, tmp_path: Path, engine) -> None:
     lines = [
         json.dumps(GOOD),
         "",
@@ -69,7 +74,7 @@ def test_every_line_ends_as_output_or_rejected(spark, tmp_path: Path) -> None:
         "{",
     ]
     src = write_jsonl(tmp_path / "in.jsonl", lines)
-    result = _run(spark, src, tmp_path / "out")
+    result = _run(spark, src, tmp_path / "out", f"spark.engine={engine}")
     m = result.metrics
     assert (m["input_lines"], m["blank_lines"]) == (6, 2)
     assert (m["entries_written"], m["lines_rejected"]) == (2, 4)
@@ -85,7 +90,8 @@ def test_every_line_ends_as_output_or_rejected(spark, tmp_path: Path) -> None:
     assert len(list(iter_jsonl(tmp_path / "out"))) == 2
 
 
-def test_line_numbers_survive_file_splits(spark, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_line_numbers_survive_file_splits(spark, tmp_path: Path, engine) -> None:
     lines = [
         json.dumps({**GOOD, "pad": "x" * 300}) if k % 7 else f"bad line {k}" for k in range(60)
     ]
@@ -93,9 +99,10 @@ def test_line_numbers_survive_file_splits(spark, tmp_path: Path) -> None:
     with scoped_conf(
         spark, {"spark.sql.files.maxPartitionBytes": "2048", "spark.sql.files.openCostInBytes": "0"}
     ):
-        _run(spark, src, tmp_path / "out")
+        result = _run(spark, src, tmp_path / "out", f"spark.engine={engine}")
     rejected = sorted((r["line"], r["raw"]) for r in iter_jsonl(tmp_path / "out" / "_rejected"))
     assert rejected == [(k + 1, f"bad line {k}") for k in range(0, 60, 7)]
+    assert (result.metrics["entries_written"], result.metrics["blank_lines"]) == (51, 0)
 
 
 def test_rerun_replaces_the_output(spark, tmp_path: Path) -> None:
@@ -141,13 +148,14 @@ def test_failed_run_leaves_old_output_and_no_staging(spark, tmp_path: Path, monk
     assert not list(tmp_path.glob(".out.*"))
 
 
-def test_empty_and_undecodable_inputs(spark, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_empty_and_undecodable_inputs(spark, tmp_path: Path, engine) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "empty.jsonl").write_bytes(b"")
     (tmp_path / "in" / "latin1.jsonl").write_bytes(
         json.dumps(GOOD).encode() + b"\n" + b'{"audio_filepath": "caf\xe9.wav"}\n'
     )
-    result = _run(spark, tmp_path / "in", tmp_path / "out")
+    result = _run(spark, tmp_path / "in", tmp_path / "out", f"spark.engine={engine}")
     assert (result.metrics["entries_written"], result.metrics["lines_rejected"]) == (1, 1)
     (rejected,) = iter_jsonl(tmp_path / "out" / "_rejected")
     assert rejected["line"] == 2
@@ -155,7 +163,7 @@ def test_empty_and_undecodable_inputs(spark, tmp_path: Path) -> None:
     assert rejected["raw"] == '{"audio_filepath": "caf\ufffd.wav"}'
     (tmp_path / "only_empty").mkdir()
     (tmp_path / "only_empty" / "empty.jsonl").write_bytes(b"")
-    result = _run(spark, tmp_path / "only_empty", tmp_path / "out2")
+    result = _run(spark, tmp_path / "only_empty", tmp_path / "out2", f"spark.engine={engine}")
     assert (result.metrics["input_lines"], result.metrics["entries_written"]) == (0, 0)
 
 

@@ -70,7 +70,11 @@ def test_result_metrics_total_the_figures(spark) -> None:
 
 def test_with_line_numbers_counts_earlier_splits(spark) -> None:
     rejected_df = spark.createDataFrame(
-        [("f", 0, 2, "e1", "r1"), ("f", 300, 0, "e2", "r2"), ("g", 0, 0, "e3", "r3")],
+        [
+            ("f", 0, 2, None, "e1", "r1"),
+            ("f", 300, 0, None, "e2", "r2"),
+            ("g", 0, 0, None, "e3", "r3"),
+        ],
         STAGED_REJECTED_SCHEMA,
     )
     blocks_df = spark.createDataFrame(

@@ -26,6 +26,7 @@ import pandas as pd
 from alm_spark.core.config import BuilderConfig, OverlapConfig
 from alm_spark.core.names import LOSS_COUNTERS
 from alm_spark.core.windows import (
+    SPEAKER_DURATION_SLOTS,
     BuildResult,
     LossRecord,
     OverlapResult,
@@ -295,7 +296,9 @@ def rebuild_results(
         first=np.asarray(first, dtype=np.int64),
         stop=np.asarray(stop, dtype=np.int64),
         parts=parts,
-        speaker_durations=np.asarray(durations, dtype=np.float64).reshape(len(ordered), -1),
+        speaker_durations=np.asarray(durations, dtype=np.float64).reshape(
+            len(ordered), SPEAKER_DURATION_SLOTS
+        ),
         speakers=np.asarray([len(w["speakers"]) for w in ordered], dtype=np.int64),
         speech=np.asarray([w["speech"] for w in ordered], dtype=np.float64),
         window_start=np.asarray([w["start"] for w in ordered], dtype=np.float64),
