@@ -38,6 +38,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert "| smoke_sample |" in (run / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_window_logic_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "w.json"
     subprocess.run(

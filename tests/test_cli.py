@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from alm_spark import cli
 from alm_spark.core.compare import compare_paths
 from alm_spark.core.config import build_config, bundled_sample_path
+from alm_spark.core.names import ENGINES
 from alm_spark.core.render import EntryRenderer
 from tests.conftest import FIXTURES, REPO, read_lines
 
@@ -105,18 +107,24 @@ def _check_output(out: Path, source: Path, golden: Path | None, tmp_path: Path) 
     assert metrics["lines_rejected"] == 0
 
 
-def _run_job(launcher: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run_job(
+    launcher: list[str], tmp_path: Path, *overrides: str
+) -> subprocess.CompletedProcess[str]:
     """Run the job on the sample through ``launcher``; check its output; return the process."""
     source, golden = _case()
     out = tmp_path / "out"
     args = ["--config", str(REPO / "conf" / "alm_pipeline.yaml")]
-    args += [f"input.manifest_path={source}", f"output.path={out}"]
+    args += [f"input.manifest_path={source}", f"output.path={out}", *overrides]
     proc = subprocess.run(
         [*launcher, *args], env=_env(), capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ALM PIPELINE COMPLETE" in proc.stdout
     _check_output(out, source, golden, tmp_path)
+    if "output.windows_table=true" in overrides:
+        metrics = json.loads((out / "_metrics.json").read_text())
+        table = pq.read_table(out / "_windows")
+        assert table.num_rows == metrics["filtered_windows"] > 0
     return proc
 
 
@@ -128,9 +136,27 @@ def test_console_script_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_spark_submit_run(tmp_path: Path) -> None:
+def test_console_script_runs_the_dataframe_engine(tmp_path: Path) -> None:
+    proc = _run_job(
+        [str(BIN / "alm-spark"), "run", "--progress", "on"],
+        tmp_path,
+        "spark.engine=dataframe",
+        "output.windows_table=true",
+    )
+    assert "(dataframe engine)" in proc.stderr
+    assert "] writing the windows table" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_spark_submit_run(tmp_path: Path, engine: str) -> None:
     spark_submit = [str(BIN / "spark-submit"), "--master", "local[2]"]
-    _run_job([*spark_submit, str(REPO / "jobs" / "alm_pipeline.py")], tmp_path)
+    _run_job(
+        [*spark_submit, str(REPO / "jobs" / "alm_pipeline.py")],
+        tmp_path,
+        f"spark.engine={engine}",
+        "output.windows_table=true",
+    )
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ def test_processor_matches_golden(source: str, overrides: list[str], expected: s
     assert result.equal
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("source", "overrides", "expected"), GOLDEN_CASES, ids=GOLDEN_IDS)
 def test_oracle_matches_golden(source: str, overrides: list[str], expected: str) -> None:
     root = fixtures_dir()

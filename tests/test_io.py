@@ -84,7 +84,7 @@ def test_check_local_inputs(tmp_path: Path) -> None:
         check_local_inputs([str(tmp_path / "b.jsonl")])
 
 
-@pytest.mark.parametrize("kind", ["hadoop", "fsspec"])
+@pytest.mark.parametrize("kind", [pytest.param("hadoop", marks=pytest.mark.spark), "fsspec"])
 def test_file_systems(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     fs = (
         HadoopFileSystem(request.getfixturevalue("spark"))

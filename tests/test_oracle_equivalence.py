@@ -75,6 +75,7 @@ def test_corner_entries_with_random_settings(engine: str) -> None:
         assert seen[key] >= floor, (key, seen[key])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_production_shaped_entries_with_default_settings(engine: str) -> None:
     builder = {"drop_fields": "words"}
