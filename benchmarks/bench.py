@@ -5,7 +5,8 @@ invocation, and is measured from outside: wall time and the peak resident memory
 its whole process tree (driver, JVM and Python workers together).
 
 Variants:
-  job         alm-spark run, local[2]
+  job         alm-spark run, local[2] (the default fused engine)
+  job_df      the same with spark.engine=dataframe (the DataFrame API's shape)
   plain       one Python process, json.loads per line, the literal spec transcription
               (the reference's algorithmic cost), json.dumps
   plain_fast  the same script with alm_spark's window logic
@@ -47,7 +48,7 @@ class Dataset:
     lines: int
     seed: int = 1
     repeat: int = 1  # the file is the base data concatenated this many times
-    variants: tuple[str, ...] = ("job", "plain", "plain_fast", "floor")
+    variants: tuple[str, ...] = ("job", "job_df", "plain", "plain_fast", "floor")
     job_conf: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -58,7 +59,7 @@ class Dataset:
 
 LOW_MEMORY = {"spark.driver.memory": "1g"}
 FULL = [
-    Dataset("sample", "sample", 10_000),
+    Dataset("sample", "sample", 10_000, variants=("job", "plain", "plain_fast", "floor")),
     Dataset("production", "production", 300, job_conf=LOW_MEMORY),
     Dataset(
         "production_8x",
@@ -68,11 +69,11 @@ FULL = [
         variants=("job", "plain_fast", "floor"),
         job_conf=LOW_MEMORY,
     ),
-    Dataset("podcast", "podcast", 1, seed=0, variants=("job", "plain", "plain_fast")),
+    Dataset("podcast", "podcast", 1, seed=0, variants=("job", "job_df", "plain", "plain_fast")),
 ]
 SMOKE = [
     Dataset("smoke_sample", "sample", 40),
-    Dataset("smoke_production", "production", 2, variants=("job", "plain", "plain_fast")),
+    Dataset("smoke_production", "production", 2, variants=("job", "job_df", "plain", "plain_fast")),
 ]
 
 
@@ -149,11 +150,12 @@ def measure(command: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def command_for(variant: str, dataset: Dataset, source: Path, out: Path) -> list[str]:
-    if variant == "job":
+    if variant in ("job", "job_df"):
         conf = [f"spark.conf.{k}={v}" for k, v in dataset.job_conf.items()]
+        engine = "dataframe" if variant == "job_df" else "fused"
         return [
             str(BIN / "alm-spark"), "run", "--quiet", f"input.manifest_path={source}",
-            f"output.path={out}", f"spark.master={MASTER}", *conf,
+            f"output.path={out}", f"spark.master={MASTER}", f"spark.engine={engine}", *conf,
         ]  # fmt: skip
     if variant in ("plain", "plain_fast"):
         impl = "oracle" if variant == "plain" else "fast"
@@ -169,7 +171,7 @@ def command_for(variant: str, dataset: Dataset, source: Path, out: Path) -> list
 
 
 def counts_for(variant: str, run: dict[str, Any], out: Path) -> dict[str, Any]:
-    if variant == "job":
+    if variant in ("job", "job_df"):
         metrics = json.loads((out / "_metrics.json").read_text())
         return {"entries": metrics["entries_written"], "windows": metrics["builder_windows"]}
     lines = [line for line in run["stdout"].splitlines() if line.startswith("{")]
@@ -254,22 +256,24 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
 
 def summary_table(all_rows: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = [
-        "| dataset | input MB | job s | plain s | plain_fast s | floor s | job/plain | "
-        "job/plain_fast | job/floor | job MB/s | job peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | input MB | job s | job_df s | plain s | plain_fast s | floor s | job/plain | "
+        "job/plain_fast | job/floor | job_df/job | job MB/s | job peak MB | job_df peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in all_rows.items():
-        job = rows.get("job")
+        job, job_df = rows.get("job"), rows.get("job_df")
         cells = {
             v: f"{r['wall_seconds']:.1f}" if (r := rows.get(v)) and r["success"] else "-"
-            for v in ("job", "plain", "plain_fast", "floor")
+            for v in ("job", "job_df", "plain", "plain_fast", "floor")
         }
         size = next(iter(rows.values()))["input_mb"]
         lines.append(
-            f"| {name} | {size:.0f} | {cells['job']} | {cells['plain']} | {cells['plain_fast']} | "
-            f"{cells['floor']} | {_ratio(job, rows.get('plain'))} | "
+            f"| {name} | {size:.0f} | {cells['job']} | {cells['job_df']} | {cells['plain']} | "
+            f"{cells['plain_fast']} | {cells['floor']} | {_ratio(job, rows.get('plain'))} | "
             f"{_ratio(job, rows.get('plain_fast'))} | {_ratio(job, rows.get('floor'))} | "
-            f"{job['mb_per_s'] if job else '-'} | {job['peak_rss_mb'] if job else '-'} |"
+            f"{_ratio(job_df, job)} | {job['mb_per_s'] if job else '-'} | "
+            f"{job['peak_rss_mb'] if job else '-'} | "
+            f"{job_df['peak_rss_mb'] if job_df else '-'} |"
         )
     return "\n".join(lines)
 

@@ -32,6 +32,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert plain["success"]
     assert job["entries"] == plain["entries"] == 40
     assert job["windows"] == plain["windows"] > 0
+    frames = summary["smoke_production"]["job_df"]
+    assert frames["success"]
+    assert frames["windows"] == summary["smoke_production"]["plain"]["windows"] > 0
     params = json.loads((run / "smoke_sample" / "job" / "params.json").read_text())
     assert params["lines"] == 40
     assert params["machine"]["cpus"] >= 1
