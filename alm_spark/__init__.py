@@ -1,11 +1,15 @@
 """alm_spark: ALM training windows from diarized long-form audio manifests, on Spark.
 
-The window logic (:mod:`alm_spark.core.windows`, :mod:`alm_spark.core.render`) is pure
-Python/NumPy; the Spark layer (:mod:`alm_spark.spark.pipeline`) takes a session you build.
-Importing this package has no side effects and does not import pyspark.
+Two layers: :mod:`alm_spark.core` (window logic, validation, rendering, figures; no
+pyspark) and :mod:`alm_spark.spark` (schemas, I/O, both engines, publishing, the job),
+which takes a session you build. Importing this package has no side effects and does
+not import pyspark; the Spark functions listed here are imported on first use.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from alm_spark.core.config import (
     BuilderConfig,
@@ -19,9 +23,45 @@ from alm_spark.core.config import (
 from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
 from alm_spark.core.render import EntryRenderer, LineOutcome
 
+if TYPE_CHECKING:
+    from alm_spark.spark.frames import (
+        MANIFEST_SCHEMA,
+        build_windows,
+        entry_stats,
+        explode_segments,
+        filter_overlaps,
+        parse_manifests,
+        read_manifests,
+    )
+    from alm_spark.spark.pipeline import run_pipeline
+    from alm_spark.spark.schemas import WINDOWS_TABLE_SCHEMA
+
 __version__ = "0.1.0"
 
+#: The Spark layer's public names, imported when first used (they need pyspark).
+_SPARK_API = {
+    "MANIFEST_SCHEMA": "alm_spark.spark.frames",
+    "build_windows": "alm_spark.spark.frames",
+    "entry_stats": "alm_spark.spark.frames",
+    "explode_segments": "alm_spark.spark.frames",
+    "filter_overlaps": "alm_spark.spark.frames",
+    "parse_manifests": "alm_spark.spark.frames",
+    "read_manifests": "alm_spark.spark.frames",
+    "run_pipeline": "alm_spark.spark.pipeline",
+    "WINDOWS_TABLE_SCHEMA": "alm_spark.spark.schemas",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _SPARK_API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alm_spark' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
+    "MANIFEST_SCHEMA",
+    "WINDOWS_TABLE_SCHEMA",
     "AlmSparkError",
     "BuilderConfig",
     "ConfigError",
@@ -35,5 +75,12 @@ __all__ = [
     "PipelineConfig",
     "SparkConfig",
     "__version__",
+    "build_windows",
+    "entry_stats",
+    "explode_segments",
+    "filter_overlaps",
     "load_config",
+    "parse_manifests",
+    "read_manifests",
+    "run_pipeline",
 ]
