@@ -8,7 +8,11 @@ import pytest
 
 from alm_spark.core.config import (
     BuilderConfig,
+    InputConfig,
+    OutputConfig,
+    OverlapConfig,
     PipelineConfig,
+    SparkConfig,
     apply_overrides,
     build_config,
     bundled_sample_path,
@@ -216,3 +220,48 @@ def test_window_params_mirror_builder() -> None:
     assert (wp.min_duration, wp.max_duration) == (60 - 60 * 0.15, 60 + 60 * 0.15)
     assert wp.strips_speaker
     assert not wp.strips_metrics
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: BuilderConfig(min_speakers=9, max_speakers=2),
+            "builder.min_speakers: 9 is greater than builder.max_speakers (2)",
+        ),
+        (
+            lambda: OverlapConfig(overlap_percentage=101),
+            "overlap.overlap_percentage: must be between 0 and 100, got 101",
+        ),
+        (
+            lambda: OutputConfig(mode="apend"),
+            "output.mode: expected one of overwrite, error, got text 'apend'",
+        ),
+        (
+            lambda: SparkConfig(engine="pandas"),
+            "spark.engine: expected one of fused, dataframe, got text 'pandas'",
+        ),
+        (
+            lambda: BuilderConfig(drop_fields=("start",)),
+            "builder.drop_fields: cannot drop start; windows are measured with them",
+        ),
+    ],
+)
+def test_api_users_get_the_yaml_errors(build, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build()
+    assert str(caught.value) == message
+
+
+def test_api_values_are_normalized_like_yaml_ones() -> None:
+    builder = BuilderConfig(drop_fields="words, text ,", drop_fields_top_level=["segments"])
+    assert (builder.drop_fields, builder.drop_fields_top_level) == (
+        ("words", "text"),
+        ("segments",),
+    )
+    assert OutputConfig(mode=" Error ").mode == "error"
+    assert InputConfig(manifest_path="a.jsonl").manifest_path == ("a.jsonl",)
+    assert build_config({"spark": {"engine": "dataframe"}}).spark.engine == "dataframe"
+    assert build_config({"output": {"windows_table": True}}).output.windows_table is True
+    with pytest.raises(ConfigError, match=r"^output.windows_table: expected true or false"):
+        build_config({"output": {"windows_table": "yes please"}})
