@@ -36,7 +36,7 @@ from alm_spark.core.windows import (
     compute_overlaps,
     compute_windows,
     sequential_sum,
-    speaker_totals,
+    window_summary,
 )
 
 #: The typed fields of one segment, as :func:`segment_fields` extracts them.
@@ -191,18 +191,13 @@ def build_entry(
             for loss in build.losses
         ]
         for w in range(build.window_count):
-            first, stop, part = int(build.first[w]), int(build.stop[w]), build.parts[w]
-            start, end = float(build.window_start[w]), float(build.window_end[w])
+            part = build.parts[w]
+            stop = int(build.stop[w])
             rows.append(
                 {
                     "kind": ROW_WINDOW,
-                    "window": w,
-                    "start": start,
-                    "end": end,
-                    "duration": end - start,
-                    "speakers": speaker_totals(table, first, stop, part),
-                    "speaker_durations": build.speaker_durations[w].tolist(),
-                    "first_segment": first,
+                    **window_summary(table, build, w),
+                    "first_segment": int(build.first[w]),
                     "last_segment": stop if part is not None else stop - 1,
                     "truncated": part is not None,
                     "speech": float(build.speech[w]),

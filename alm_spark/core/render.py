@@ -32,7 +32,7 @@ from alm_spark.core.windows import (
     compute_overlaps,
     compute_windows,
     sequential_sum,
-    speaker_totals,
+    window_summary,
 )
 
 #: Supplies an entry's builder and overlap results, given its segments; the DataFrame
@@ -366,15 +366,9 @@ class EntryRenderer:
                 }
                 for seg in members
             ]
-            start, end = float(build.window_start[w]), float(build.window_end[w])
             row = {
                 **head,
-                "window": w,
-                "start": start,
-                "end": end,
-                "duration": end - start,
-                "speakers": speaker_totals(table, first, stop, part),
-                "speaker_durations": build.speaker_durations[w].tolist(),
+                **window_summary(table, build, w),
                 "segments": segments,
                 "text": " ".join(s["text"] for s in segments if s["text"]),
             }

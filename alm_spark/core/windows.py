@@ -584,6 +584,24 @@ def speaker_totals(
     return totals
 
 
+def window_summary(table: SegmentTable, build: BuildResult, w: int) -> dict[str, Any]:
+    """What describes kept window ``w`` of an entry, as plain values.
+
+    ``window``, ``start``, ``end`` (the truncated end when its last segment was cut),
+    ``duration``, ``speakers`` (:func:`speaker_totals`) and ``speaker_durations`` (the
+    reference's top-5 list).
+    """
+    start, end = float(build.window_start[w]), float(build.window_end[w])
+    return {
+        "window": w,
+        "start": start,
+        "end": end,
+        "duration": end - start,
+        "speakers": speaker_totals(table, int(build.first[w]), int(build.stop[w]), build.parts[w]),
+        "speaker_durations": build.speaker_durations[w].tolist(),
+    }
+
+
 def compute_overlaps(
     window_end: FloatArray, window_start: FloatArray, threshold: float, target_duration: float
 ) -> OverlapResult:
