@@ -6,12 +6,14 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 CONFIG ?= conf/alm_pipeline.yaml
 SRC    := $(wildcard alm_spark jobs tests benchmarks)
 
-.PHONY: help install run test unit lint format bench bench-smoke clean java-check
+.PHONY: help install run test test-slow test-all unit lint format bench bench-smoke clean java-check
 
 help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
-	@echo "make test   - lint, type-check and run the test suite (PYTEST_ARGS='-k ...')"
-	@echo "make unit   - only the tests that need no Spark"
+	@echo "make test   - lint, type-check and run the test suite but the slow tests (PYTEST_ARGS='-k ...')"
+	@echo "make test-slow - the slow tests: oracle sweeps, spark-submit, SIGKILL, benchmark runs"
+	@echo "make test-all  - both (what CI runs)"
+	@echo "make unit   - only the fast tests that need no Spark"
 	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor (docs/PERFORMANCE.md)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -32,7 +34,12 @@ run: $(STAMP) java-check
 	$(BIN)/alm-spark run --config $(CONFIG) $(ARGS)
 
 test: $(STAMP) java-check lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP) java-check
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: test test-slow
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
