@@ -12,7 +12,7 @@ Variants:
   plain_fast  the same script with alm_spark's window logic
   floor       Spark reading the input as text and writing it back, local[2]
 
-Usage: python benchmarks/bench.py [--smoke] [--datasets a,b] [--update-docs]
+Usage: python benchmarks/bench.py [--smoke] [--datasets a,b] [--variants job,job_df]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -284,12 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny datasets (CI)")
     parser.add_argument("--datasets", help="comma-separated subset of dataset names")
+    parser.add_argument("--variants", help="comma-separated subset of variants (e.g. job,job_df)")
     parser.add_argument("--results", default=str(HERE / "results"), help="results folder")
     args = parser.parse_args(argv)
     datasets = SMOKE if args.smoke else FULL
     if args.datasets:
         wanted = set(args.datasets.split(","))
         datasets = [d for d in datasets if d.name in wanted]
+    if args.variants:
+        keep = set(args.variants.split(","))
+        datasets = [
+            replace(d, variants=tuple(v for v in d.variants if v in keep)) for d in datasets
+        ]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     results = Path(args.results) / stamp
     results.mkdir(parents=True, exist_ok=True)
