@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,8 @@ _ROOMY_LEVELS = MAX_NESTING + 200
 
 
 def _stack_depth() -> int:
-    depth, frame = 0, sys._getframe(1)
+    depth = 0
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
     return depth
