@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from alm_spark.core.config import BuilderConfig, OverlapConfig
-from alm_spark.core.figures import FigureAccumulator
+from alm_spark.core.figures import FigureAccumulator, figure_record
 from alm_spark.core.names import KIND_BLOCK, KIND_ENTRY, KIND_LOST, KIND_REJECTED, KIND_REPORT
 from alm_spark.core.render import EntryRenderer, dumps
 from alm_spark.spark.schemas import (
@@ -195,8 +195,7 @@ class _Task:
             record = {"source": unquote(source), "block_start": block_start, "lines": lines}
             self.out.add(KIND_BLOCK, dumps(record), {"lines": lines, "blank_lines": blank})
         for figure in self.figures.rows() if self.blocks else ():
-            sums = {f"v{i}": v for i, v in enumerate(figure.values)}
-            self.out.add(KIND_REPORT, dumps({"metric": figure.metric, "key": figure.key, **sums}))
+            self.out.add(KIND_REPORT, figure_record(figure))
         if self.out.kind:
             yield self.out.build()
 

@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 
 from alm_spark.core.config import PipelineConfig
 from alm_spark.core.errors import AlmSparkError
-from alm_spark.core.figures import assemble_report
+from alm_spark.core.figures import assemble_report, mark_overflows
 from alm_spark.core.names import (
     KIND_BLOCK,
     KIND_ENTRY,
@@ -318,7 +318,9 @@ def run_pipeline(
         }
         metrics["config"] = config.to_dict()
         metrics["report"] = staged.report
-        fs.write_text(join(staging, METRICS_FILE), json.dumps(metrics, indent=2) + "\n")
+        metrics = mark_overflows(metrics)  # a sum beyond the largest double: null, named
+        text = json.dumps(metrics, indent=2, allow_nan=False)
+        fs.write_text(join(staging, METRICS_FILE), text + "\n")
         fs.write_text(join(staging, REPORT_FILE), render_report(metrics))
         publish(fs, staging, output, run_id)
     except BaseException:
