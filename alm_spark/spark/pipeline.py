@@ -48,6 +48,7 @@ from alm_spark.core.summary import format_bytes
 from alm_spark.spark.fs import FileSystem, filesystem_for, join
 from alm_spark.spark.io import (
     ManifestSources,
+    input_size,
     read_manifest_lines,
     read_staged,
     resolve_manifest_paths,
@@ -195,7 +196,7 @@ def _stage_results(
     with scoped_conf(spark, settings):
         lines_df = read_manifest_lines(spark, sources)
         input_files = len(lines_df.inputFiles())
-        progress.input_bytes = fs.total_size([*sources.files, *sources.directories])
+        progress.input_bytes = input_size(fs, sources)
         timings["list_inputs"] = time.time() - clock
         offsets = counted = None
         if out_cfg.lost_window_details == "separate":
@@ -312,6 +313,7 @@ def run_pipeline(
             "spark_version": spark.version,
             "input_paths": list(config.input.paths),
             "input_files": staged.input_files,
+            "inputs_skipped": list(sources.skipped[:100]),
             "input_bytes": progress.input_bytes,
             "output_path": output,
             "part_files": part_files,
