@@ -173,3 +173,29 @@ def test_spark_submit_run(tmp_path: Path, engine: str) -> None:
 def test_progress_setting(setting: str, quiet: bool, master: str, shown: bool) -> None:
     config = build_config({"output": {"progress": setting}})
     assert cli._progress_enabled(config, quiet, master) is shown
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["builder.min_bandwidth=" + "1" * 400],
+            "builder.min_bandwidth: out of range (larger than a double), got a 400-digit integer",
+        ),
+        (["spark.master=5"], "spark.master: expected local, local[N], local[*], spark://"),
+        (["--config", "{dup}"], "builder: given twice in {dup} (lines 1 and 3); keep one"),
+    ],
+)
+def test_hostile_settings_exit_2_before_spark_starts(
+    args: list[str], message: str, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("builder:\n  min_speakers: 1\nbuilder:\n  max_speakers: 3\n")
+    monkeypatch.setattr(cli, "build_session", lambda *a, **k: pytest.fail("Spark was started"))
+    out = tmp_path / "out"
+    code = cli.main(["run", *(a.format(dup=dup) for a in args), f"output.path={out}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"alm-spark: error: {message.format(dup=dup)}")
+    assert err.count("\n") == 1
+    assert not out.exists()

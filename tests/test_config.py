@@ -265,3 +265,124 @@ def test_api_values_are_normalized_like_yaml_ones() -> None:
     assert build_config({"output": {"windows_table": True}}).output.windows_table is True
     with pytest.raises(ConfigError, match=r"^output.windows_table: expected true or false"):
         build_config({"output": {"windows_table": "yes please"}})
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "builder.min_bandwidth=" + "1" * 400,
+            "builder.min_bandwidth: out of range (larger than a double), got a 400-digit integer",
+        ),
+        (
+            "builder.max_speakers=" + "9" * 400,
+            "builder.max_speakers: must be at most 9223372036854775807, got a 400-digit integer",
+        ),
+        (
+            "overlap.overlap_percentage=" + "1" * 400,
+            "overlap.overlap_percentage: must be between 0 and 100, got a 400-digit integer",
+        ),
+        ("builder.min_bandwidth=" + "1" * 5000, "builder.min_bandwidth: cannot parse the value"),
+        ("builder.tolerance=1e400", "builder.tolerance: expected a finite number, got inf"),
+        (
+            "overlap.overlap_percentage=5.55e1",
+            "overlap.overlap_percentage: expected a whole number",
+        ),
+        (
+            "spark.master=5",
+            "spark.master: expected local, local[N], local[*], spark://HOST:PORT, yarn or "
+            "k8s://URL, got text '5'",
+        ),
+        ("spark.master=local[0]", "spark.master: expected local, local[N]"),
+        ("spark.master=locale", "spark.master: expected local, local[N]"),
+    ],
+)
+def test_out_of_range_numbers_and_bad_masters_name_the_setting(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert str(err.value).startswith(message)
+    assert len(str(err.value)) < 200  # no 400-digit number in the message
+
+
+def test_numbers_with_a_bare_exponent_are_numbers() -> None:
+    cfg = load_config(
+        None,
+        [
+            "builder.min_bandwidth=8e3",
+            "builder.min_sample_rate=1e308",
+            "builder.target_window_duration=1.2e2",
+            "overlap.overlap_percentage=5e1",
+            "builder.max_speakers=6.0",
+            "overlap.target_duration=1.2E+2",
+        ],
+    )
+    assert cfg.builder.min_bandwidth == 8000.0
+    assert cfg.builder.min_sample_rate == 1e308
+    assert cfg.builder.target_window_duration == 120.0
+    assert cfg.overlap.overlap_percentage == 50
+    assert type(cfg.overlap.overlap_percentage) is int
+    assert cfg.builder.max_speakers == 6
+    assert type(cfg.builder.max_speakers) is int
+    assert cfg.overlap.target_duration == 120.0
+    same = ["builder.min_bandwidth=8000.0", "builder.min_sample_rate=1e+308",
+            "builder.target_window_duration=120.0", "overlap.overlap_percentage=50",
+            "builder.max_speakers=6", "overlap.target_duration=120.0"]  # fmt: skip
+    assert cfg == load_config(None, same)
+
+
+def test_numbers_with_an_exponent_stay_text_where_text_is_meant(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "output:\n  path: 8e3\ninput:\n  manifest_path: [1e5, a.jsonl]\n"
+        "builder:\n  drop_fields: [1E3]\n  tolerance: 1e-1\n"
+        "spark:\n  app_name: 2e2\n  conf:\n    spark.x: 5e1\n"
+    )
+    cfg = load_config(str(path))
+    assert cfg.output.path == "8e3"
+    assert cfg.input.manifest_path == ("1e5", "a.jsonl")
+    assert cfg.builder.drop_fields == ("1E3",)
+    assert cfg.builder.tolerance == 0.1
+    assert cfg.spark.app_name == "2e2"
+    assert cfg.spark.conf == {"spark.x": "5e1"}
+    # Quoted, it is text, as "0.1" is.
+    with pytest.raises(
+        ConfigError, match=r"^builder\.tolerance: expected a number, got text '1e-1'"
+    ):
+        build_config({"builder": {"tolerance": "1e-1"}})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "builder:\n  min_speakers: 1\noverlap:\n  overlap_percentage: 10\n"
+            "builder:\n  max_speakers: 3\n",
+            "builder: given twice in {path} (lines 1 and 5); keep one",
+        ),
+        (
+            "builder:\n  min_speakers: 1\n  truncation: false\n  min_speakers: 2\n",
+            "builder.min_speakers: given twice in {path} (lines 2 and 4); keep one",
+        ),
+        (
+            "spark:\n  conf:\n    spark.a: 1\n    'spark.a': 2\n",
+            "spark.conf.spark.a: given twice in {path} (lines 3 and 4); keep one",
+        ),
+    ],
+)
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert str(err.value) == message.format(path=path)
+
+
+def test_yaml_merge_keys_and_aliases_are_not_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "builder: &b\n  min_speakers: 1\n  max_speakers: 3\n"
+        "spark:\n  conf:\n    <<: {spark.a: '1', spark.b: '2'}\n    spark.a: '3'\n"
+    )
+    cfg = load_config(str(path))
+    assert (cfg.builder.min_speakers, cfg.builder.max_speakers) == (1, 3)
+    assert cfg.spark.conf == {"spark.a": "3", "spark.b": "2"}

@@ -49,7 +49,7 @@ def test_globs_expand_to_files_and_directories(spark, tmp_path: Path) -> None:
     root = _tree(tmp_path)
     fs = HadoopFileSystem(spark)
     sources = resolve_manifest_paths(fs, [str(root / "d" / "s*")])
-    assert [p.rsplit("/", 1)[1] for p in sources.directories] == ["sub"]
+    assert [p.rsplit("/", 1)[1] for p in sources.local_directories] == ["sub"]
     assert _values(read_manifest_lines(spark, sources)) == ['{"n": 3}', '{"n": 4}']
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -31,11 +32,24 @@ def bundled_sample_path() -> str:
 # --- value validators -------------------------------------------------------------
 
 
+#: Integer settings hold at most a signed 64-bit value (NumPy and the JVM compute with them).
+MAX_INTEGER = 2**63 - 1
+
+
+def _digits(value: int) -> int:
+    """Decimal digits of an integer, without ``str()`` (which refuses 4,300+ digits)."""
+    size = abs(value)
+    digits = max(1, math.floor((size.bit_length() - 1) * math.log10(2)) + 1)
+    return digits + 1 if size >= 10**digits else digits
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"a {_digits(value)}-digit integer"
     if isinstance(value, (int, float)):
         return f"number {value!r}"
     if isinstance(value, str):
@@ -49,24 +63,36 @@ def _number(*, positive: bool = False, non_negative: bool = False) -> Validator:
     def check(value: Any, name: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}: expected a number, got {_describe(value)}")
+        if isinstance(value, int) and abs(value) > MAX_INTEGER:
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ConfigError(
+                    f"{name}: out of range (larger than a double), got {_describe(value)}"
+                ) from None
         if not math.isfinite(value):
             raise ConfigError(f"{name}: expected a finite number, got {value!r}")
         if positive and value <= 0:
             raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
         if non_negative and value < 0:
             raise ConfigError(f"{name}: must not be negative, got {value!r}")
-        return value
+        return float(value) if isinstance(value, float) else value
 
     return check
 
 
 def _integer(low: int | None = None, high: int | None = None) -> Validator:
     def check(value: Any, name: str) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 5e1 or 50.0: an exact whole number
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name}: expected a whole number, got {_describe(value)}")
+        shown = _describe(value) if abs(value) >= 10**30 else str(value)
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise ConfigError(f"{name}: must be {bounds}, got {value}")
+            raise ConfigError(f"{name}: must be {bounds}, got {shown}")
+        if abs(value) > MAX_INTEGER:
+            raise ConfigError(f"{name}: must be at most {MAX_INTEGER}, got {shown}")
         return value
 
     return check
@@ -78,8 +104,14 @@ def _boolean(value: Any, name: str) -> bool:
     return value
 
 
+def _spelled(value: Any) -> Any:
+    """A number YAML read from a text setting, as it was written (``8e3`` stays ``8e3``)."""
+    return value.text if isinstance(value, SpelledFloat) else value
+
+
 def _names(value: Any, name: str) -> tuple[str, ...]:
     """Comma-separated names or a list of names; items trimmed, blanks dropped."""
+    value = _spelled(value)
     if value is None:
         return ()
     if isinstance(value, str):
@@ -91,7 +123,7 @@ def _names(value: Any, name: str) -> tuple[str, ...]:
             f"{name}: expected comma-separated names or a list, got {_describe(value)}"
         )
     out: list[str] = []
-    for item in items:
+    for item in map(_spelled, items):
         if not isinstance(item, str):
             raise ConfigError(f"{name}: every name must be text, got {_describe(item)}")
         if item.strip() and item.strip() not in out:
@@ -104,7 +136,7 @@ def _paths(value: Any, name: str) -> tuple[str, ...]:
         return ()
     items = value if isinstance(value, (list, tuple)) else [value]
     out: list[str] = []
-    for item in items:
+    for item in map(_spelled, items):
         if not isinstance(item, str) or not item.strip():
             raise ConfigError(f"{name}: expected a path or a list of paths, got {_describe(item)}")
         out.append(item.strip())
@@ -127,6 +159,7 @@ def _choice(*allowed: str, optional: bool = False) -> Validator:
 
 
 def _text(value: Any, name: str) -> str:
+    value = _spelled(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{name}: expected non-empty text, got {_describe(value)}")
     return value.strip()
@@ -136,13 +169,33 @@ def _optional_text(value: Any, name: str) -> str | None:
     return None if value is None else _text(value, name)
 
 
+#: Master URLs Spark accepts (``sc://`` is Spark Connect's, not a master).
+_MASTER_URL = re.compile(
+    r"local(\[([1-9][0-9]*|\*)(,\s*[0-9]+)?\])?"
+    r"|local-cluster\[\s*[1-9][0-9]*\s*,\s*[1-9][0-9]*\s*,\s*[1-9][0-9]*\s*\]"
+    r"|yarn|(spark|k8s|mesos)://\S+"
+)
+
+
+def _master(value: Any, name: str) -> str | None:
+    """A Spark master URL, checked here: Spark would fail deep inside its start-up."""
+    master = _optional_text(value, name)
+    if master is not None and not _MASTER_URL.fullmatch(master):
+        raise ConfigError(
+            f"{name}: expected local, local[N], local[*], spark://HOST:PORT, yarn or "
+            f"k8s://URL, got {_describe(master)}"
+        )
+    return master
+
+
 def _spark_conf(value: Any, name: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{name}: expected a mapping of Spark settings, got {_describe(value)}")
     out: dict[str, str] = {}
-    for key, item in value.items():
+    for spelled_key, spelled_item in value.items():
+        key, item = _spelled(spelled_key), _spelled(spelled_item)
         if not isinstance(key, str) or not key.strip():
             raise ConfigError(f"{name}: setting names must be text, got {_describe(key)}")
         if isinstance(item, bool):
@@ -179,7 +232,7 @@ _OVERLAP_SETTINGS: dict[str, Validator] = {
     "target_duration": _number(positive=True),
 }
 _SPARK_SETTINGS: dict[str, Validator] = {
-    "master": _optional_text,
+    "master": _master,
     "app_name": _text,
     "conf": _spark_conf,
     "engine": _choice(*ENGINES),
@@ -298,11 +351,7 @@ class OverlapConfig:
     target_duration: float = 120.0
 
     def __post_init__(self) -> None:
-        _validate(
-            self,
-            "overlap",
-            {"overlap_percentage": _integer(0, 100), "target_duration": _number(positive=True)},
-        )
+        _validate(self, "overlap", _OVERLAP_SETTINGS)
 
     @property
     def threshold(self) -> float:
@@ -413,12 +462,82 @@ _TEXT_SETTINGS = frozenset(
 )
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one YAML mapping (YAML would silently keep the last one)."""
+
+    def __init__(self, name: str, first_line: int, line: int) -> None:
+        """Name the setting (``builder.truncation``) and the two lines holding it."""
+        super().__init__(f"{name} is given twice (lines {first_line} and {line})")
+        self.name = name
+        self.lines = (first_line, line)
+
+
+class SpelledFloat(float):
+    """A number written with an exponent but no dot (``8e3``), with its spelling."""
+
+    text: str
+
+
+#: ``8e3``, ``1e308``, ``1.5e3``: YAML 1.1 wants a dot and a signed exponent and reads
+#: these as text; a user means a number (YAML 1.2 agrees).
+_EXPONENT_NUMBER = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+_EXPONENT_TAG = "tag:alm_spark,2026:exponent-number"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, but refusing a key given twice; ``8e3`` is a number."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_duplicate_keys(node, (), set())
+        return super().construct_document(node)
+
+
+def _construct_exponent_number(loader: yaml.SafeLoader, node: yaml.Node) -> SpelledFloat:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    number = SpelledFloat(text)
+    number.text = text
+    return number
+
+
+_StrictLoader.add_implicit_resolver(_EXPONENT_TAG, _EXPONENT_NUMBER, list("-+0123456789."))
+_StrictLoader.add_constructor(_EXPONENT_TAG, _construct_exponent_number)
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: tuple[str, ...], seen: set[int]) -> None:
+    if id(node) in seen:  # an alias of a node already checked (or a recursive one)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, path, seen)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            child = path
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                child = (*path, str(key_node.value))
+                key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+                if key in lines:
+                    raise DuplicateKeyError(".".join(child), lines[key], line)
+                lines[key] = line
+            _refuse_duplicate_keys(value_node, child, seen)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML as ``yaml.safe_load`` does, refusing duplicate keys.
+
+    Raises:
+        yaml.YAMLError: Invalid YAML, or :class:`DuplicateKeyError`.
+    """
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
+
+
 def _override_value(path: list[str], value: str) -> Any:
     text = value.strip()
     literal = tuple(path[:2]) in _TEXT_SETTINGS or path[:2] == ["spark", "conf"]
     if literal and not (text.startswith("[") and path[1] != "conf"):
         return None if text in ("", "null", "~") else text
-    return yaml.safe_load(value) if text else None
+    return parse_yaml(value) if text else None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -441,10 +560,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"{text}: overrides look like section.key=value")
     try:
         parsed = _override_value(path, value)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{key}: {err.name} is given twice in the value; keep one") from None
     except yaml.YAMLError as err:
         raise ConfigError(
             f"{key}: cannot parse value {value!r} ({err.__class__.__name__})"
         ) from None
+    except ValueError as err:  # e.g. an integer of more than 4,300 digits
+        raise ConfigError(f"{key}: cannot parse the value ({str(err).split(';')[0]})") from None
     return path, parsed
 
 
@@ -477,9 +600,18 @@ def read_yaml(path: str) -> dict[str, Any]:
     except (OSError, ImportError, ValueError) as err:
         raise ConfigError(f"--config: cannot read {path}: {err}") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
+    except DuplicateKeyError as err:
+        first, second = err.lines
+        raise ConfigError(
+            f"{err.name}: given twice in {path} (lines {first} and {second}); keep one"
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"--config: {path} is not valid YAML: {err}".replace("\n", " ")) from None
+    except ValueError as err:  # e.g. an integer of more than 4,300 digits
+        raise ConfigError(
+            f"--config: {path}: cannot read a value ({str(err).split(';')[0]})"
+        ) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"--config: {path} must hold a mapping of sections")
     return data or {}

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -28,6 +32,72 @@ def _reject_constant(token: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+#: The deepest nesting a line may hold, counting the line's object as level 1: Python's
+#: json (the reference's reader) stops near 1,000 levels, depending on its stack.
+MAX_NESTING = 1000
+# The C decoder and encoder take one interpreter recursion level per nesting level; a
+# few more go to their own frames. The fast path allows a little less than MAX_NESTING,
+# so that only lines close to the limit take the slow path, which measures exactly.
+_OWN_FRAMES = 10
+_FAST_PATH_LEVELS = MAX_NESTING - 100
+_ROOMY_LEVELS = MAX_NESTING + 200
+
+
+def _stack_depth() -> int:
+    depth = 0
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    return depth
+
+
+@contextmanager
+def nesting_room(levels: int = _ROOMY_LEVELS) -> Iterator[None]:
+    """Let JSON decoding and encoding nest ``levels`` deep, whatever the stack holds.
+
+    The interpreter's recursion limit counts the frames already on the stack (a Spark
+    worker's are many), so it is set relative to the current depth, then restored.
+    """
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(_stack_depth() + levels + _OWN_FRAMES)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+def nesting_depth(value: Any) -> int:
+    """Levels of arrays and objects in a decoded value (0 for a scalar); no recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list:
+            deepest = max(deepest, level)
+            children = item.values() if kind is dict else item
+            stack.extend((child, level + 1) for child in children if type(child) in _CONTAINERS)
+    return deepest
+
+
+_CONTAINERS = frozenset({dict, list})
+
+
+def _decode(text: str) -> Any:
+    """Decode JSON nested up to :data:`MAX_NESTING` levels; refuse deeper values."""
+    try:
+        with nesting_room(_FAST_PATH_LEVELS):
+            return _DECODER.decode(text)
+    except RecursionError:
+        pass
+    try:  # close to the limit or beyond: decode with room to spare, then measure
+        with nesting_room(_ROOMY_LEVELS):
+            value = _DECODER.decode(text)
+    except RecursionError:
+        value = None
+    if value is None or nesting_depth(value) > MAX_NESTING:
+        raise RejectedLine(f"invalid JSON: nested deeper than {MAX_NESTING} levels")
+    return value
 
 
 def _type_name(value: Any) -> str:
@@ -62,12 +132,13 @@ def decode_line(text: str) -> dict[str, Any]:
     """Decode one line into a JSON object, or raise :class:`RejectedLine`.
 
     The line is stripped first (as the reference's reader does). ``NaN`` and
-    ``Infinity`` tokens are refused; a duplicated key keeps its last value.
+    ``Infinity`` tokens are refused; a duplicated key keeps its last value; values
+    nested deeper than :data:`MAX_NESTING` levels are refused.
     """
     try:
-        value = _DECODER.decode(text.strip())
-    except RecursionError:
-        raise RejectedLine("invalid JSON: nested too deeply") from None
+        value = _decode(text.strip())
+    except RejectedLine:
+        raise
     except ValueError as err:
         raise RejectedLine(f"invalid JSON: {err}") from None
     if type(value) is not dict:

@@ -9,6 +9,7 @@ Spark sums those rows by ``(metric, key)``; the driver only ever sees the sums
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from alm_spark.core.config import BuilderConfig
-from alm_spark.core.render import LineOutcome
+from alm_spark.core.render import LineOutcome, escape_lone_surrogates
 
 VALUES = 5
 DURATION_BINS = 40
@@ -83,9 +84,8 @@ class FigureAccumulator:
             np.add.at(self.durations, np.clip(bins, 0, DURATION_BINS - 1), 1)
             speakers = np.minimum(figures.window_speakers, MAX_SPEAKERS_SHOWN)
             np.add.at(self.speakers, speakers, 1)
-            shares = np.minimum(
-                (np.asarray(figures.dominant_share) * SHARE_BINS).astype(int), SHARE_BINS - 1
-            )
+            share = np.nan_to_num(np.asarray(figures.dominant_share, dtype=float) * SHARE_BINS)
+            shares = np.clip(share, 0, SHARE_BINS - 1).astype(int)
             np.add.at(self.shares, shares, 1)
         key = _rate_key(figures.sample_rate)
         if key not in self.rates and len(self.rates) >= MAX_KEYS:
@@ -130,6 +130,54 @@ class FigureAccumulator:
         return out
 
 
+# A task's sums may overflow a double (durations each finite, their sum not), so the
+# staged figure records allow Infinity and NaN, which Spark's JSON reader reads back.
+_FIGURE_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=True, separators=(",", ":"))
+
+
+def figure_record(row: FigureRow) -> bytes:
+    """A task's figure as the JSON record Spark sums (``metric, key, v0..``), as UTF-8."""
+    values = {f"v{i}": v for i, v in enumerate(row.values)}
+    text = _FIGURE_ENCODER.encode({"metric": row.metric, "key": row.key, **values})
+    return escape_lone_surrogates(text).encode("utf-8")
+
+
+def _count(value: float) -> int:
+    """A summed count (a double in Spark); never infinite in practice, but never fatal."""
+    return int(value) if math.isfinite(value) else 0
+
+
+def mark_overflows(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Replace totals that overflowed a double with None, and name them.
+
+    Every input line is finite, but a sum of finite durations can exceed the largest
+    double: Spark and NumPy then give infinity (or NaN, when infinities of both signs
+    meet), which JSON cannot hold.
+
+    Args:
+        metrics: The content of ``_metrics.json``.
+
+    Returns:
+        A copy where each non-finite float is None, with a top-level ``overflowed`` list
+        of their dotted names (``audio_duration``, ``losses.dur_lost_win``, ...).
+    """
+    overflowed: list[str] = []
+
+    def clean(value: Any, path: tuple[str, ...]) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            overflowed.append(".".join(path))
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item, (*path, str(key))) for key, item in value.items()}
+        if isinstance(value, list):
+            return [clean(item, (*path, str(i))) for i, item in enumerate(value)]
+        return value
+
+    cleaned: dict[str, Any] = clean(metrics, ())
+    cleaned["overflowed"] = overflowed
+    return cleaned
+
+
 def assemble_report(rows: Iterable[dict[str, Any]], builder: BuilderConfig) -> dict[str, Any]:
     """The report section of ``_metrics.json`` from summed rows.
 
@@ -145,23 +193,23 @@ def assemble_report(rows: Iterable[dict[str, Any]], builder: BuilderConfig) -> d
     coverage = {"builder": 0.0, "filtered": 0.0}
     for row in rows:
         metric, key = row["metric"], row["key"]
-        values = [row.get(f"v{i}") or 0.0 for i in range(VALUES)]
+        values = [float(row.get(f"v{i}") or 0.0) for i in range(VALUES)]
         if metric == "window_duration":
-            durations[int(key)] = int(values[0])
+            durations[int(key)] = _count(values[0])
         elif metric == "window_speakers":
-            speakers[int(key)] = int(values[0])
+            speakers[int(key)] = _count(values[0])
         elif metric == "dominant_share":
-            shares[int(key)] = int(values[0])
+            shares[int(key)] = _count(values[0])
         elif metric == "sample_rate":
             rates[key] = {
-                "entries": int(values[0]),
+                "entries": _count(values[0]),
                 "speech_seconds": values[1],
                 "speech_in_filtered_seconds": values[2],
                 "filtered_dur": values[3],
-                "filtered_windows": int(values[4]),
+                "filtered_windows": _count(values[4]),
             }
         elif metric == "rejected":
-            reasons[key] = int(values[0])
+            reasons[key] = _count(values[0])
         elif metric == "coverage":
             coverage[key] = values[0]
 

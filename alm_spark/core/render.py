@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from alm_spark.core.config import BuilderConfig, OverlapConfig
-from alm_spark.core.entry import RejectedLine, decode_line, parse_entry
+from alm_spark.core.entry import RejectedLine, decode_line, nesting_room, parse_entry
 from alm_spark.core.names import LOSS_COUNTERS, LOST_WINDOW_MODES, METRIC_COUNTS, METRIC_DURATIONS
 from alm_spark.core.windows import (
     BuildResult,
@@ -260,7 +260,9 @@ class EntryRenderer:
             The output line and the entry's figures, or the rejection reason.
         """
         try:
-            with np.errstate(all="ignore"):  # absurd numbers end in a rejection, not a warning
+            # Absurd numbers end in a rejection, not a warning; values nested as deep as
+            # decoding allows must encode again, however deep the caller's stack is.
+            with np.errstate(all="ignore"), nesting_room():
                 return self._render(text, key, results)
         except Exception as err:
             error, internal = rejection_reason(err)

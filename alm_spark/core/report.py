@@ -13,6 +13,8 @@ from html import escape
 from itertools import pairwise
 from typing import Any
 
+from alm_spark.core.summary import LARGE_FIGURE, OVERFLOW
+
 BLUE = "#2f6db5"
 TEAL = "#2a9d8f"
 ORANGE = "#e07a2f"
@@ -49,24 +51,46 @@ svg text{font-family:inherit}
 """
 
 
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:,.2f} h"
+def _hours(seconds: float | None) -> str:
+    """Readable hours; ``overflow`` for a total beyond the largest double (null)."""
+    if seconds is None:
+        return OVERFLOW
+    hours = seconds / 3600
+    return f"{hours:.3g} h" if abs(hours) >= LARGE_FIGURE else f"{hours:,.2f} h"
 
 
-def _num(value: float) -> str:
+def _num(value: float | None) -> str:
+    if value is None:
+        return OVERFLOW
+    if abs(value) >= LARGE_FIGURE:
+        return f"{value:.3g}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
 
-def hbar_chart(rows: Sequence[tuple[str, float, str]], color: str = BLUE, width: int = 760) -> str:
+def _value(value: float | None) -> float:
+    """A figure as a bar length: an overflowed total (None) draws no bar."""
+    return 0.0 if value is None else float(value)
+
+
+def _ratio(part: float | None, whole: float | None) -> float | None:
+    """``part / whole``, None when either overflowed or ``whole`` is 0."""
+    if part is None or whole is None or not whole:
+        return None
+    return part / whole
+
+
+def hbar_chart(
+    rows: Sequence[tuple[str, float | None, str]], color: str = BLUE, width: int = 760
+) -> str:
     """Horizontal bars: (label, value, text shown at the bar's end)."""
     label_w, bar_h, gap = 290, 22, 8
     height = len(rows) * (bar_h + gap) + 8
-    top = max((v for _, v, _ in rows), default=0) or 1
+    top = max((_value(v) for _, v, _ in rows if _value(v) > 0), default=0) or 1
     room = width - label_w - 210  # leaves space for the value text after the longest bar
     parts = [f'<svg width="{width}" height="{height}" role="img">']
     for i, (label, value, text) in enumerate(rows):
         y = 4 + i * (bar_h + gap)
-        w = max(value / top * room, 1 if value else 0)
+        w = min(max(_value(value) / top * room, 1 if value else 0), room)
         parts.append(
             f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" font-size="13">'
             f"{escape(label)}</text>"
@@ -122,12 +146,14 @@ def column_chart(
 
 
 def grouped_bars(
-    categories: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]], width: int = 760
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None], str]],
+    width: int = 760,
 ) -> str:
     """Bars per category, one colour per series, with a legend."""
     height, left, bottom, top_pad = 240, 60, 46, 28
     plot_w, plot_h = width - left - 10, height - bottom - top_pad
-    peak = max((v for _, values, _ in series for v in values), default=0) or 1
+    peak = max((max(_value(v), 0) for _, values, _ in series for v in values), default=0) or 1
     group = plot_w / max(len(categories), 1)
     bar = min(group * 0.8 / max(len(series), 1), 60)
     parts = [f'<svg width="{width}" height="{height}" role="img">']
@@ -143,8 +169,8 @@ def grouped_bars(
     for i, category in enumerate(categories):
         x0 = left + i * group + (group - bar * len(series)) / 2
         for k, (name, values, color) in enumerate(series):
-            h = values[i] / peak * plot_h
-            tip = f"<title>{escape(name)} {escape(category)}: {values[i]:,.2f}</title>"
+            h = min(max(_value(values[i]), 0) / peak * plot_h, plot_h)
+            tip = f"<title>{escape(name)} {escape(category)}: {_num(values[i])}</title>"
             parts.append(
                 f'<rect x="{x0 + k * bar:.1f}" y="{top_pad + plot_h - h:.1f}" '
                 f'width="{bar - 2:.1f}" height="{h:.1f}" fill="{color}">{tip}</rect>'
@@ -176,6 +202,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: i
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
 def _tile(value: str, label: str) -> str:
     return f'<div class="tile"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
 
@@ -200,11 +230,12 @@ def _overview(m: dict[str, Any], report: dict[str, Any]) -> str:
             _tile(f"{m['truncation_events']:,}", "truncation events"),
         ]
     )
-    share = inside_filtered / speech if speech else 0.0
+    share = _ratio(inside_filtered, speech)
+    share_text = _percent(share)
     return (
         "<section id='overview'><h2>From audio to training windows</h2>"
         f"<div class='tiles'>{tiles}</div>{hbar_chart(bars)}"
-        f"<p class='note'>{share:.0%} of the input speech (the segments' summed durations) "
+        f"<p class='note'>{share_text} of the input speech (the segments' summed durations) "
         "lies inside at least one filtered window. Windows overlap and include silences, so "
         f"their summed durations (builder {_hours(m['builder_windows_duration'])}, filtered "
         f"{_hours(m['filtered_dur'])}) can exceed the speech they hold.</p></section>"
@@ -281,8 +312,8 @@ def _rates(report: dict[str, Any]) -> str:
     if not rates:
         return ""
     names = [f"{k} Hz" if k != "other" else k for k in rates]
-    speech = [v["speech_seconds"] / 3600 for v in rates.values()]
-    kept = [v["speech_in_filtered_seconds"] / 3600 for v in rates.values()]
+    speech = [_ratio(v["speech_seconds"], 3600) for v in rates.values()]
+    kept = [_ratio(v["speech_in_filtered_seconds"], 3600) for v in rates.values()]
     chart = grouped_bars(
         names, [("speech in (h)", speech, GREY), ("inside filtered windows (h)", kept, TEAL)]
     )
@@ -292,9 +323,7 @@ def _rates(report: dict[str, Any]) -> str:
             f"{v['entries']:,}",
             _hours(v["speech_seconds"]),
             _hours(v["speech_in_filtered_seconds"]),
-            f"{v['speech_in_filtered_seconds'] / v['speech_seconds']:.0%}"
-            if v["speech_seconds"]
-            else "-",
+            _percent(_ratio(v["speech_in_filtered_seconds"], v["speech_seconds"])),
             f"{v['filtered_windows']:,}",
             _hours(v["filtered_dur"]),
         )

@@ -16,10 +16,35 @@ def format_bytes(size: float) -> str:
     return f"{size:.1f} TB"
 
 
+#: From here on a figure is shown with three significant digits (``4.72e+304``).
+LARGE_FIGURE = 1e12
+#: What a total that overflowed a double (null in ``_metrics.json``) is shown as.
+OVERFLOW = "overflow"
+
+
+def format_figure(value: float | None, decimals: int = 2) -> str:
+    """A figure a person can read: fixed decimals, three significant digits when huge.
+
+    None is a total that overflowed a double (see :func:`~alm_spark.core.figures.mark_overflows`).
+    """
+    if value is None:
+        return OVERFLOW
+    if abs(value) >= LARGE_FIGURE:
+        return f"{value:.3g}"
+    return f"{value:.{decimals}f}"
+
+
+def format_hours(seconds: float | None) -> str:
+    """Seconds as readable hours (``2.08 h``), or ``overflow``."""
+    return OVERFLOW if seconds is None else f"{format_figure(seconds / 3600)} h"
+
+
 def format_summary(metrics: dict[str, Any], output_path: str) -> str:
     """The end-of-run block the CLI prints, from a run's ``_metrics.json`` content."""
     m = metrics
     losses = m["losses"]
+    audio, filtered = m["audio_duration"], m["filtered_dur"]
+    audio_text = f"{format_hours(audio)} of audio" if audio is not None else "audio: overflow"
     loss_text = "  ".join(f"{name.removeprefix('lost_')}={losses[name]}" for name in LOSS_COUNTERS)
     run = m["run"]
     rule = "=" * 64
@@ -32,10 +57,10 @@ def format_summary(metrics: dict[str, Any], output_path: str) -> str:
         f"Entries written:     {m['entries_written']:>10}",
         f"Lines rejected:      {m['lines_rejected']:>10}"
         + (f"   see {output_path}/{REJECTED_DIR}/" if m["lines_rejected"] else ""),
-        f"Segments:            {m['segments']:>10}   ({m['audio_duration'] / 3600:.2f} h of audio)",
+        f"Segments:            {m['segments']:>10}   ({audio_text})",
         f"Builder windows:     {m['builder_windows']:>10}",
         f"Filtered windows:    {m['filtered_windows']:>10}",
-        f"Filtered duration:   {m['filtered_dur']:>10.1f} s ({m['filtered_dur'] / 3600:.2f} h)",
+        f"Filtered duration:   {format_figure(filtered, 1):>10} s ({format_hours(filtered)})",
         f"Truncation events:   {m['truncation_events']:>10}",
         f"Losses (segments):   {loss_text}",
         f"Output:              {output_path}",
@@ -45,5 +70,15 @@ def format_summary(metrics: dict[str, Any], output_path: str) -> str:
     if m["internal_errors"]:
         lines.insert(
             -1, f"WARNING: {m['internal_errors']} line(s) hit an internal error; see _rejected/"
+        )
+    overflowed = m.get("overflowed") or []
+    if overflowed:
+        shown = ", ".join(overflowed[:5]) + (
+            f" and {len(overflowed) - 5} more" if len(overflowed) > 5 else ""
+        )
+        lines.insert(
+            -1,
+            f"NOTE: {len(overflowed)} total(s) exceed the largest double, shown as "
+            f"{OVERFLOW} (null in _metrics.json): {shown}",
         )
     return "\n".join(lines)

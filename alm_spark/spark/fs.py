@@ -14,6 +14,7 @@ data is always read and written by Spark.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -98,6 +99,29 @@ def is_within(path: str, root: str) -> bool:
     """Whether qualified ``path`` equals ``root`` or lies under it."""
     path, root = path.rstrip("/"), root.rstrip("/")
     return path == root or path.startswith(root + "/")
+
+
+def local_path(path: str) -> str | None:
+    """The local file-system path of a qualified ``file:`` URI; None for other schemes."""
+    if not path.startswith("file:"):
+        return None
+    rest = path[len("file:") :]
+    if rest.startswith("//"):  # file:///x or file://localhost/x
+        host, _, tail = rest[2:].partition("/")
+        if host not in ("", "localhost"):
+            return None
+        rest = "/" + tail
+    return rest or "/"
+
+
+def real_location(path: str) -> str:
+    """A qualified path with symlinks resolved for local paths; remote URIs unchanged.
+
+    Two spellings of one local file or directory (through a symlink, ``..``) give the
+    same real location, so containment is checked on what is stored, not on names.
+    """
+    local = local_path(path)
+    return path if local is None else "file:" + os.path.realpath(local)
 
 
 class HadoopFileSystem:

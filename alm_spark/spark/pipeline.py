@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 
 from alm_spark.core.config import PipelineConfig
 from alm_spark.core.errors import AlmSparkError
-from alm_spark.core.figures import assemble_report
+from alm_spark.core.figures import assemble_report, mark_overflows
 from alm_spark.core.names import (
     KIND_BLOCK,
     KIND_ENTRY,
@@ -50,6 +50,7 @@ from alm_spark.spark.dataframe_engine import dataframe_results
 from alm_spark.spark.fs import FileSystem, filesystem_for, join
 from alm_spark.spark.io import (
     ManifestSources,
+    input_size,
     read_manifest_lines,
     read_staged,
     resolve_manifest_paths,
@@ -219,7 +220,7 @@ def _stage_results(
     with scoped_conf(spark, settings):
         lines_df = read_manifest_lines(spark, sources)
         input_files = len(lines_df.inputFiles())
-        progress.input_bytes = fs.total_size([*sources.files, *sources.directories])
+        progress.input_bytes = input_size(fs, sources)
         timings["list_inputs"] = time.time() - clock
         offsets = counted = None
         fused = config.spark.engine == "fused"
@@ -360,13 +361,16 @@ def run_pipeline(
             "spark_version": spark.version,
             "input_paths": list(config.input.paths),
             "input_files": staged.input_files,
+            "inputs_skipped": list(sources.skipped[:100]),
             "input_bytes": progress.input_bytes,
             "output_path": output,
             "part_files": part_files,
         }
         metrics["config"] = config.to_dict()
         metrics["report"] = staged.report
-        fs.write_text(join(staging, METRICS_FILE), json.dumps(metrics, indent=2) + "\n")
+        metrics = mark_overflows(metrics)  # a sum beyond the largest double: null, named
+        text = json.dumps(metrics, indent=2, allow_nan=False)
+        fs.write_text(join(staging, METRICS_FILE), text + "\n")
         fs.write_text(join(staging, REPORT_FILE), render_report(metrics))
         publish(fs, staging, output, run_id)
     except BaseException:

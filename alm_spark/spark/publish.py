@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from alm_spark.core.errors import OutputError
 from alm_spark.core.names import METRICS_FILE, PRODUCER, SUCCESS_FILE
-from alm_spark.spark.fs import FileSystem, is_within, join, parent_and_name
+from alm_spark.spark.fs import FileSystem, is_within, join, parent_and_name, real_location
 from alm_spark.spark.io import ManifestSources, escape_glob
 
 log = logging.getLogger(__name__)
@@ -40,16 +40,22 @@ def check_output_location(
 ) -> None:
     """Refuse an output path that would lose data or be read back as input.
 
+    Local locations are compared with symlinks resolved: an output reached through a
+    symlink into an input directory is inside it.
+
     Raises:
         OutputError: Naming ``output.path`` and the reason.
     """
-    for path in (*sources.files, *sources.directories):
-        qualified = fs.qualify(path)
-        if is_within(qualified, output):
-            raise OutputError(f"output.path: {output} contains the input {qualified}")
-        if qualified in sources.directories and is_within(output, qualified):
+    real_output = real_location(output)
+    directories = {*sources.directories, *sources.local_directories}
+    for path in (*sources.files, *sources.directories, *sources.local_directories):
+        real = real_location(path)
+        if is_within(real, real_output):
+            raise OutputError(f"output.path: {output} contains the input {real}")
+        if path in directories and is_within(real_output, real):
+            via = "" if real_output == output else f" (it is {real_output})"
             raise OutputError(
-                f"output.path: {output} is inside the input directory {qualified}; "
+                f"output.path: {output} is inside the input directory {real}{via}; "
                 "a later run would read the output as input"
             )
     if not fs.exists(output):

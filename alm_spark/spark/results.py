@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from alm_spark.core.config import BuilderConfig, OverlapConfig
-from alm_spark.core.figures import FigureAccumulator
+from alm_spark.core.figures import FigureAccumulator, figure_record
 from alm_spark.core.names import KIND_ENTRY, KIND_LOST, KIND_REJECTED, KIND_REPORT, KIND_WINDOW
 from alm_spark.core.render import EntryRenderer, ResultsProvider, dumps
 from alm_spark.spark.schemas import (
@@ -199,7 +199,6 @@ class LineTask:
     def finish(self, seen_input: bool) -> Iterator[pa.RecordBatch]:
         """The task's report figures (when it saw any input), then the pending rows."""
         for figure in self.figures.rows() if seen_input else ():
-            sums = {f"v{i}": v for i, v in enumerate(figure.values)}
-            self.out.add(KIND_REPORT, dumps({"metric": figure.metric, "key": figure.key, **sums}))
+            self.out.add(KIND_REPORT, figure_record(figure))
         if self.out.kind:
             yield self.out.build()
