@@ -87,48 +87,70 @@ def _check_java() -> None:
     )
 
 
-def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
-    """Build (or join) the SparkSession for a run, with the job's settings."""
-    from importlib import resources
+def build_session(config: PipelineConfig) -> Any:
+    """Build (or join) the SparkSession for a run, with the job's settings.
+
+    Under spark-submit, spark-submit's master wins over the config's ``spark.master``
+    (one line says so when they differ). Started directly, executors run this
+    interpreter unless ``spark.conf.spark.pyspark.python`` or ``PYSPARK_PYTHON`` names
+    another; on a cluster that path must exist on the workers.
+    """
+    from dataclasses import replace
 
     from pyspark.sql import SparkSession
 
-    from alm_spark.spark.session import LOCAL_JAVA_OPTIONS, LOCAL_SESSION_CONF, configure_builder
+    from alm_spark.spark.session import (
+        NO_CRC_CONF,
+        configure_builder,
+        console_conf,
+        driver_java_options,
+        is_local_path,
+    )
 
+    spark_config = config.spark
     builder = SparkSession.builder
-    local = not config.spark.master or config.spark.master.startswith("local")
-    if local and not _under_spark_submit():
-        # Workers must run this interpreter, or they import a Python without our packages.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-        for key, value in LOCAL_SESSION_CONF.items():
-            builder = builder.config(key, value)
-        if "spark.driver.extraJavaOptions" not in config.spark.conf:
-            log4j = resources.files("alm_spark").joinpath("data", "log4j2.properties")
-            builder = builder.config(
-                "spark.driver.extraJavaOptions",
-                f"{LOCAL_JAVA_OPTIONS} -Dlog4j2.configurationFile=file:{log4j}",
+    settings: dict[str, str] = {}
+    if _under_spark_submit():
+        submit_master = _submit_master()
+        if spark_config.master and spark_config.master != submit_master:
+            print(
+                f"alm-spark: spark.master={spark_config.master} from the config was not used: "
+                f"spark-submit's master {submit_master} wins",
+                file=sys.stderr,
             )
-    if quiet or _progress_enabled(config, quiet, _expected_master(config)):
-        # Our status line replaces Spark's progress bar (which counts tasks only).
-        builder = builder.config("spark.ui.showConsoleProgress", "false")
-    spark = configure_builder(builder, config.spark).getOrCreate()
-    try:
-        spark.sparkContext.setLogLevel("ERROR")
+        spark_config = replace(spark_config, master=None)
+    else:
+        master = spark_config.master or "local[*]"
+        local = master.startswith("local")
+        # Workers must run a Python with our packages: the user's choice, else this one.
+        python = spark_config.conf.get("spark.pyspark.python") or os.environ.get(
+            "PYSPARK_PYTHON", sys.executable
+        )
+        os.environ["PYSPARK_PYTHON"] = python
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        if not local:
+            log.info("executors run %s (set spark.conf.spark.pyspark.python to change)", python)
+        settings["spark.driver.extraJavaOptions"] = driver_java_options(spark_config, local=local)
+    settings.update(console_conf(spark_config))
+    if is_local_path(config.output.path):
+        settings.update(NO_CRC_CONF)
+    for key, value in settings.items():
+        if key not in spark_config.conf:
+            builder = builder.config(key, value)
+    spark = configure_builder(builder, spark_config).getOrCreate()
+    try:  # a session that already existed (a notebook, a Databricks job) keeps its own
+        spark.sparkContext.setLogLevel(spark_config.log_level)
     except Exception:
         log.debug("could not set the Spark log level")
     return spark
 
 
-def _expected_master(config: PipelineConfig) -> str:
-    """The master the session will get: the config's, spark-submit's, or local."""
-    if config.spark.master:
-        return config.spark.master
-    if _under_spark_submit():
-        from pyspark import SparkConf
+def _submit_master() -> str:
+    """The master spark-submit was given (its default is ``local[*]``)."""
+    from pyspark import SparkConf, SparkContext
 
-        return str(SparkConf().get("spark.master", "local[*]"))
-    return "local[*]"
+    SparkContext._ensure_initialized()  # joins spark-submit's JVM, whose properties hold it
+    return str(SparkConf().get("spark.master", "local[*]"))
 
 
 def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
@@ -152,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     from alm_spark.spark.pipeline import run_pipeline
     from alm_spark.spark.progress import Progress
 
-    spark = build_session(config, quiet=args.quiet)
+    spark = build_session(config)
     master = str(spark.conf.get("spark.master", "local[*]"))
     progress = Progress(spark, enabled=_progress_enabled(config, args.quiet, master))
     try:

@@ -121,11 +121,13 @@ class SparkConfig:
         master: Spark master URL; None leaves it to spark-submit (or ``local[*]``).
         app_name: Application name shown in the Spark UI.
         conf: Extra Spark settings, applied when the session is built.
+        log_level: Spark's console log level (``WARN``: warnings and errors only).
     """
 
     master: str | None = None
     app_name: str = "alm_spark"
     conf: Mapping[str, str] = field(default_factory=dict)
+    log_level: str = "WARN"
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,20 @@ def _optional_text(value: Any, name: str) -> str | None:
     return None if value is None else _text(value, name)
 
 
+#: Levels ``spark.log_level`` accepts (log4j's, as ``SparkContext.setLogLevel`` takes them).
+LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+
+
+def _log_level(value: Any, name: str) -> str:
+    if value is False:
+        value = "OFF"  # YAML reads a bare off as a boolean
+    if not isinstance(value, str) or value.strip().upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"{name}: expected one of {', '.join(LOG_LEVELS)}, got {_describe(value)}"
+        )
+    return value.strip().upper()
+
+
 def _spark_conf(value: Any, name: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -312,7 +328,15 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
         OverlapConfig,
         {"overlap_percentage": _integer(0, 100), "target_duration": _number(positive=True)},
     ),
-    "spark": (SparkConfig, {"master": _optional_text, "app_name": _text, "conf": _spark_conf}),
+    "spark": (
+        SparkConfig,
+        {
+            "master": _optional_text,
+            "app_name": _text,
+            "conf": _spark_conf,
+            "log_level": _log_level,
+        },
+    ),
 }
 
 
