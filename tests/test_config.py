@@ -71,7 +71,7 @@ def test_log_level_is_checked_and_upper_cased() -> None:
     with pytest.raises(ConfigError, match=r"^spark.log_level: expected one of ALL, TRACE, .*"
                        r"got text 'loud'$"):  # fmt: skip
         build_config({"spark": {"log_level": "loud"}})
-    with pytest.raises(ConfigError, match="^spark.log_level: expected one of .* got null$"):
+    with pytest.raises(ConfigError, match=r"^spark.log_level: expected one of .* got null$"):
         build_config({"spark": {"log_level": None}})
 
 
