@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 CONFIG ?= conf/alm_pipeline.yaml
 SRC    := $(wildcard alm_spark jobs tests benchmarks)
 
-.PHONY: help install run test unit lint format bench bench-smoke clean java-check
+MASTER ?= local[*]
+
+.PHONY: help install run submit test unit lint format bench bench-smoke clean java-check
 
 help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
+	@echo "make submit - spark-submit the job from the venv (MASTER=spark://host:7077, SUBMIT_ARGS='--conf k=v', ARGS as for run)"
 	@echo "make test   - lint, type-check and run the test suite (PYTEST_ARGS='-k ...')"
 	@echo "make unit   - only the tests that need no Spark"
 	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor (docs/PERFORMANCE.md)"
@@ -30,6 +33,9 @@ java-check:
 
 run: $(STAMP) java-check
 	$(BIN)/alm-spark run --config $(CONFIG) $(ARGS)
+
+submit: $(STAMP) java-check
+	$(BIN)/alm-spark submit --master '$(MASTER)' $(SUBMIT_ARGS) -- --config $(CONFIG) $(ARGS)
 
 test: $(STAMP) java-check lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -58,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("output", help="output directory (local path or URI fsspec can open)")
     report.add_argument("--out", help="where to write the page (default: OUTPUT/_report.html)")
 
+    sub.add_parser(
+        "submit",
+        help="spark-submit the job with this installation's Spark and Python",
+        description="alm-spark submit [spark-submit options] -- [run arguments]: runs "
+        "spark-submit (of SPARK_HOME, else the installed pyspark) on the entry script shipped "
+        "in the package; the driver and executors run this Python unless "
+        "spark.pyspark.python or PYSPARK_PYTHON say otherwise. Example: alm-spark submit "
+        "--master spark://host:7077 -- --config job.yaml output.path=/data/out",
+        add_help=False,
+    )
+    paths = sub.add_parser(
+        "paths",
+        help="print where the shipped entry script and example config are",
+        description="Print the paths of files shipped for cluster jobs: entry (the "
+        "spark-submit script), config (the example config), log4j. With names, only those.",
+    )
+    paths.add_argument("names", nargs="*", metavar="entry|config|log4j")
+
     compare = sub.add_parser(
         "compare",
         help="compare two outputs line by line (e.g. ours against NeMo Curator's)",
@@ -217,6 +235,12 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _paths(args: argparse.Namespace) -> int:
+    from alm_spark.launch import print_paths
+
+    return print_paths(args.names)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from alm_spark.core.compare import compare_paths
 
@@ -238,6 +262,15 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["submit"]:  # everything after it is spark-submit's or the job's
+        from alm_spark.launch import submit
+
+        try:
+            return submit(argv[1:])
+        except (ConfigError, InputError) as err:
+            _error(str(err))
+            return EXIT_USAGE
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
@@ -246,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        commands = {"run": _run, "report": _report, "compare": _compare}
+        commands = {"run": _run, "report": _report, "compare": _compare, "paths": _paths}
         return commands[args.command](args)
     except (ConfigError, InputError, OutputError) as err:
         _error(str(err))
