@@ -7,12 +7,20 @@ CONFIG ?= conf/alm_pipeline.yaml
 SRC    := $(wildcard alm_spark jobs tests benchmarks)
 
 MASTER ?= local[*]
+# Wheels of the project and every dependency, for the packaging tests (installed --no-index).
+WHEELHOUSE ?= $(CURDIR)/.wheelhouse
 
-.PHONY: help install run submit test unit lint format bench bench-smoke clean java-check
+# Older Spark lines CI also tests (Spark layer and golden cases), each with its own pins.
+SPARK_LINES := 3.5 4.0
+SPARK_TESTS ?= -m "spark and not slow"
+
+.PHONY: help install run submit wheelhouse test test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke clean java-check
 
 help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
 	@echo "make submit - spark-submit the job from the venv (MASTER=spark://host:7077, SUBMIT_ARGS='--conf k=v', ARGS as for run)"
+	@echo "make wheelhouse - wheels of the project and its dependencies, for the packaging tests"
+	@echo "make test-spark-3.5, test-spark-4.0 - the Spark layer and golden cases on older Spark lines"
 	@echo "make test   - lint, type-check and run the test suite (PYTEST_ARGS='-k ...')"
 	@echo "make unit   - only the tests that need no Spark"
 	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor (docs/PERFORMANCE.md)"
@@ -20,7 +28,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,test,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,connect,test,dev]'
 	touch $@
 
 install: $(STAMP)
@@ -36,6 +44,24 @@ run: $(STAMP) java-check
 
 submit: $(STAMP) java-check
 	$(BIN)/alm-spark submit --master '$(MASTER)' $(SUBMIT_ARGS) -- --config $(CONFIG) $(ARGS)
+
+wheelhouse: $(STAMP)
+	rm -f $(WHEELHOUSE)/alm_spark-*.whl
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check -c constraints.txt \
+	  -w $(WHEELHOUSE) '.[spark]' venv-pack
+	@echo "wheelhouse: $(WHEELHOUSE) (the packaging tests use it: ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE))"
+
+.venv-spark%/.installed: pyproject.toml constraints-%.txt
+	rm -rf .venv-spark$*
+	$(PYTHON) -m venv .venv-spark$*
+	.venv-spark$*/bin/python -m pip install --quiet --disable-pip-version-check \
+	  -c constraints-$*.txt -e '.[spark,test]'
+	touch $@
+
+test-spark-%: .venv-spark%/.installed java-check
+	.venv-spark$*/bin/python -m pytest $(SPARK_TESTS) -p no:cacheprovider $(PYTEST_ARGS)
+
+test-spark-lines: $(SPARK_LINES:%=test-spark-%)
 
 test: $(STAMP) java-check lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -61,4 +87,4 @@ bench-smoke: $(STAMP) java-check
 	$(BIN)/python benchmarks/bench.py --smoke
 
 clean:
-	rm -rf $(VENV) alm_output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-spark* $(WHEELHOUSE) alm_output .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from alm_spark.core.config import PipelineConfig, load_config
+from alm_spark.core.config import PipelineConfig, SparkConfig, load_config
 from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
 
 EXIT_OK = 0
@@ -113,8 +113,6 @@ def build_session(config: PipelineConfig) -> Any:
     interpreter unless ``spark.conf.spark.pyspark.python`` or ``PYSPARK_PYTHON`` names
     another; on a cluster that path must exist on the workers.
     """
-    from dataclasses import replace
-
     from pyspark.sql import SparkSession
 
     from alm_spark.spark.session import (
@@ -125,19 +123,12 @@ def build_session(config: PipelineConfig) -> Any:
         is_local_path,
     )
 
-    spark_config = config.spark
+    spark_config = _session_target(config)
+    if spark_config.remote:
+        return _connect_session(spark_config)
     builder = SparkSession.builder
     settings: dict[str, str] = {}
-    if _under_spark_submit():
-        submit_master = _submit_master()
-        if spark_config.master and spark_config.master != submit_master:
-            print(
-                f"alm-spark: spark.master={spark_config.master} from the config was not used: "
-                f"spark-submit's master {submit_master} wins",
-                file=sys.stderr,
-            )
-        spark_config = replace(spark_config, master=None)
-    else:
+    if not _under_spark_submit():
         master = spark_config.master or "local[*]"
         local = master.startswith("local")
         # Workers must run a Python with our packages: the user's choice, else this one.
@@ -163,12 +154,66 @@ def build_session(config: PipelineConfig) -> Any:
     return spark
 
 
-def _submit_master() -> str:
-    """The master spark-submit was given (its default is ``local[*]``)."""
+def _submit_target() -> tuple[str | None, str | None]:
+    """(master, remote) spark-submit was given; its default master is ``local[*]``."""
     from pyspark import SparkConf, SparkContext
 
-    SparkContext._ensure_initialized()  # joins spark-submit's JVM, whose properties hold it
-    return str(SparkConf().get("spark.master", "local[*]"))
+    SparkContext._ensure_initialized()  # joins spark-submit's JVM, whose properties hold them
+    conf = SparkConf()
+    remote = conf.get("spark.remote", None)
+    return (None if remote else str(conf.get("spark.master", "local[*]"))), remote
+
+
+def _session_target(config: PipelineConfig) -> SparkConfig:
+    """The config's Spark settings with where the run goes decided.
+
+    Under spark-submit its ``--master`` or ``--remote`` wins, and one line says which of
+    the config's settings was not used. Started directly, ``SPARK_REMOTE`` is a remote
+    like ``spark.remote``, and refused beside ``spark.master`` as that is.
+
+    Raises:
+        ConfigError: When a master and a remote are both given, or Connect is unusable.
+    """
+    from dataclasses import replace
+
+    spark = config.spark
+    if _under_spark_submit():
+        master, remote = _submit_target()
+        wins = f"spark-submit's remote {remote}" if remote else f"spark-submit's master {master}"
+        for name, value in (("master", spark.master), ("remote", spark.remote)):
+            if value and value != (remote if name == "remote" else master):
+                print(
+                    f"alm-spark: spark.{name}={value} from the config was not used: {wins} wins",
+                    file=sys.stderr,
+                )
+        spark = replace(spark, master=None, remote=remote)
+    elif os.environ.get("SPARK_REMOTE") and not spark.remote:
+        if spark.master:
+            raise ConfigError(
+                f"spark.master: cannot be used with SPARK_REMOTE={os.environ['SPARK_REMOTE']}; "
+                "a run goes to a master or to a Spark Connect server, not both"
+            )
+        spark = replace(spark, remote=os.environ["SPARK_REMOTE"])
+    if spark.remote:
+        from alm_spark.spark.session import connect_problem
+
+        problem = connect_problem()
+        if problem:
+            raise ConfigError(f"spark.remote: {problem}")
+    return spark
+
+
+def _connect_session(spark_config: SparkConfig) -> Any:
+    """A Spark Connect session: nothing of the job's needs a JVM on this side."""
+    from pyspark.sql import SparkSession
+
+    from alm_spark.spark.session import connect_conf
+
+    settings = connect_conf(spark_config)
+    builder = SparkSession.builder.remote(str(spark_config.remote))
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
@@ -187,7 +232,11 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"output.progress={args.progress}")
     config = load_config(args.config, overrides)
     check_local_inputs(config.input.paths)
-    _check_java()
+    remote = config.spark.remote or (
+        None if config.spark.master else os.environ.get("SPARK_REMOTE")
+    )
+    if not remote:  # a Spark Connect client starts no JVM
+        _check_java()
     from alm_spark.core.summary import format_summary
     from alm_spark.spark.pipeline import run_pipeline
     from alm_spark.spark.progress import Progress

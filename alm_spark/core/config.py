@@ -122,12 +122,15 @@ class SparkConfig:
         app_name: Application name shown in the Spark UI.
         conf: Extra Spark settings, applied when the session is built.
         log_level: Spark's console log level (``WARN``: warnings and errors only).
+        remote: Spark Connect address (``sc://host:port``); the job then runs on that
+            server. Exclusive with ``master``.
     """
 
     master: str | None = None
     app_name: str = "alm_spark"
     conf: Mapping[str, str] = field(default_factory=dict)
     log_level: str = "WARN"
+    remote: str | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,15 @@ def _log_level(value: Any, name: str) -> str:
     return value.strip().upper()
 
 
+def _remote(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip().startswith("sc://"):
+        raise ConfigError(f"{name}: expected a Spark Connect address sc://host:port, got "
+                          f"{_describe(value)}")  # fmt: skip
+    return value.strip()
+
+
 def _spark_conf(value: Any, name: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -335,6 +347,7 @@ _SECTIONS: dict[str, tuple[type[Any], dict[str, Validator]]] = {
             "app_name": _text,
             "conf": _spark_conf,
             "log_level": _log_level,
+            "remote": _remote,
         },
     ),
 }
@@ -383,6 +396,11 @@ def _check_cross_field(config: PipelineConfig) -> None:
             f"builder.min_speakers: {builder.min_speakers} is greater than "
             f"builder.max_speakers ({builder.max_speakers})"
         )
+    if config.spark.master and config.spark.remote:
+        raise ConfigError(
+            f"spark.remote: cannot be used with spark.master ({config.spark.master}); a run goes "
+            "to a master or to a Spark Connect server, not both"
+        )
     output = config.output
     if output.compression == "snappy" and output.format == "jsonl":
         raise ConfigError("output.compression: snappy is for parquet; use none, gzip or zstd")
@@ -400,6 +418,7 @@ _TEXT_SETTINGS = frozenset(
         ("input", "manifest_path"),
         ("output", "path"),
         ("spark", "master"),
+        ("spark", "remote"),
         ("spark", "app_name"),
         ("builder", "drop_fields"),
         ("builder", "drop_fields_top_level"),

@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from alm_spark.core.config import SparkConfig
+from alm_spark.core.errors import ConfigError
 
 #: Settings the job needs, applied unless the config's ``spark.conf`` sets them.
 JOB_SQL_CONF: Mapping[str, str] = {
@@ -76,6 +77,44 @@ def driver_java_options(config: SparkConfig, *, local: bool) -> str:
     if local:
         options.insert(0, LOCAL_JAVA_OPTIONS)
     return " ".join(options)
+
+
+def connect_problem() -> str | None:
+    """Why this installation cannot run over Spark Connect, or None when it can.
+
+    The job needs Connect's ``mapInArrow`` and ``observe``, which pyspark 3.5's client
+    lacks, and the client libraries of the ``connect`` extra.
+    """
+    import pyspark
+
+    if int(pyspark.__version__.split(".")[0]) < 4:
+        return (
+            f"Spark Connect needs pyspark 4.0 or newer on the client, this is pyspark "
+            f"{pyspark.__version__}; use spark.master, or upgrade pyspark"
+        )
+    try:
+        import pyspark.sql.connect.session  # checks the client libraries as it loads
+    except Exception as err:  # ImportError or PySparkImportError, by version
+        return (
+            f"Spark Connect needs its client libraries: pip install 'alm-spark[connect]' "
+            f"({str(err).splitlines()[0]})"
+        )
+    return None
+
+
+def connect_conf(config: SparkConfig) -> dict[str, str]:
+    """The settings a Spark Connect session takes: only runtime SQL settings.
+
+    Raises:
+        ConfigError: Naming a ``spark.conf`` entry that only a cluster's launch can set.
+    """
+    for key in config.conf:
+        if not key.startswith("spark.sql."):
+            raise ConfigError(
+                f"spark.conf.{key}: cannot be set over Spark Connect (only spark.sql.* "
+                "settings can); set it on the server"
+            )
+    return {**JOB_SQL_CONF, **config.conf}
 
 
 def configure_builder(builder: Any, config: SparkConfig) -> Any:
