@@ -6,20 +6,33 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum 
 CONFIG ?= conf/alm_pipeline.yaml
 SRC    := $(wildcard alm_spark jobs tests benchmarks)
 
-.PHONY: help install run test test-slow test-all unit lint format bench bench-smoke clean java-check
+MASTER ?= local[*]
+# Wheels of the project and every dependency, for the packaging tests (installed --no-index).
+WHEELHOUSE ?= $(CURDIR)/.wheelhouse
+
+# Older Spark lines CI also tests (Spark layer and golden cases), each with its own pins.
+SPARK_LINES := 3.5 4.0
+SPARK_TESTS ?= -m "spark and not slow"
+# Left out of `make test` (the developer loop) and run by `make test-slow`; CI runs both.
+SLOW_MARKS := slow or cluster or connect or packaging
+
+.PHONY: help install run submit wheelhouse test test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke clean java-check
 
 help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
+	@echo "make submit - spark-submit the job from the venv (MASTER=spark://host:7077, SUBMIT_ARGS='--conf k=v', ARGS as for run)"
+	@echo "make wheelhouse - wheels of the project and its dependencies, for the packaging tests"
+	@echo "make test-spark-3.5, test-spark-4.0 - the Spark layer and golden cases on older Spark lines"
 	@echo "make test   - lint, type-check and run the test suite but the slow tests (PYTEST_ARGS='-k ...')"
-	@echo "make test-slow - the slow tests: oracle sweeps, spark-submit, SIGKILL, benchmark runs"
-	@echo "make test-all  - both (what CI runs)"
+	@echo "make test-slow - the slow tests: oracle sweeps, spark-submit, SIGKILL, cluster, Connect, packaging, benchmarks"
+	@echo "make test-all  - both (what CI runs on the pinned Spark)"
 	@echo "make unit   - only the fast tests that need no Spark"
 	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor (docs/PERFORMANCE.md)"
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,test,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,connect,test,dev]'
 	touch $@
 
 install: $(STAMP)
@@ -33,16 +46,37 @@ java-check:
 run: $(STAMP) java-check
 	$(BIN)/alm-spark run --config $(CONFIG) $(ARGS)
 
+submit: $(STAMP) java-check
+	$(BIN)/alm-spark submit --master '$(MASTER)' $(SUBMIT_ARGS) -- --config $(CONFIG) $(ARGS)
+
+wheelhouse: $(STAMP)
+	rm -f $(WHEELHOUSE)/alm_spark-*.whl
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check -c constraints.txt \
+	  -w $(WHEELHOUSE) '.[spark]' venv-pack
+	@echo "wheelhouse: $(WHEELHOUSE) (the packaging tests use it: ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE))"
+
+.venv-spark%/.installed: pyproject.toml constraints-%.txt
+	rm -rf .venv-spark$*
+	$(PYTHON) -m venv .venv-spark$*
+	.venv-spark$*/bin/python -m pip install --quiet --disable-pip-version-check \
+	  -c constraints-$*.txt -e '.[spark,test]'
+	touch $@
+
+test-spark-%: .venv-spark%/.installed java-check
+	.venv-spark$*/bin/python -m pytest $(SPARK_TESTS) -p no:cacheprovider $(PYTEST_ARGS)
+
+test-spark-lines: $(SPARK_LINES:%=test-spark-%)
+
 test: $(STAMP) java-check lint
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not ($(SLOW_MARKS))" $(PYTEST_ARGS)
 
 test-slow: $(STAMP) java-check
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "$(SLOW_MARKS)" $(PYTEST_ARGS)
 
 test-all: test test-slow
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not spark and not ($(SLOW_MARKS))" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)
@@ -62,4 +96,4 @@ bench-smoke: $(STAMP) java-check
 	$(BIN)/python benchmarks/bench.py --smoke
 
 clean:
-	rm -rf $(VENV) alm_output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-spark* $(WHEELHOUSE) alm_output .pytest_cache .mypy_cache .ruff_cache *.egg-info

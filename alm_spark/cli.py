@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from alm_spark.core.config import PipelineConfig, load_config
+from alm_spark.core.config import PipelineConfig, SparkConfig, load_config
 from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
 
 EXIT_OK = 0
@@ -58,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("output", help="output directory (local path or URI fsspec can open)")
     report.add_argument("--out", help="where to write the page (default: OUTPUT/_report.html)")
 
+    sub.add_parser(
+        "submit",
+        help="spark-submit the job with this installation's Spark and Python",
+        description="alm-spark submit [spark-submit options] -- [run arguments]: runs "
+        "spark-submit (of SPARK_HOME, else the installed pyspark) on the entry script shipped "
+        "in the package; the driver and executors run this Python unless "
+        "spark.pyspark.python or PYSPARK_PYTHON say otherwise. Example: alm-spark submit "
+        "--master spark://host:7077 -- --config job.yaml output.path=/data/out",
+        add_help=False,
+    )
+    paths = sub.add_parser(
+        "paths",
+        help="print where the shipped entry script and example config are",
+        description="Print the paths of files shipped for cluster jobs: entry (the "
+        "spark-submit script), config (the example config), log4j. With names, only those.",
+    )
+    paths.add_argument("names", nargs="*", metavar="entry|config|log4j")
+
     compare = sub.add_parser(
         "compare",
         help="compare two outputs line by line (e.g. ours against NeMo Curator's)",
@@ -87,48 +105,115 @@ def _check_java() -> None:
     )
 
 
-def build_session(config: PipelineConfig, *, quiet: bool = False) -> Any:
-    """Build (or join) the SparkSession for a run, with the job's settings."""
-    from importlib import resources
+def build_session(config: PipelineConfig) -> Any:
+    """Build (or join) the SparkSession for a run, with the job's settings.
 
+    Under spark-submit, spark-submit's master wins over the config's ``spark.master``
+    (one line says so when they differ). Started directly, executors run this
+    interpreter unless ``spark.conf.spark.pyspark.python`` or ``PYSPARK_PYTHON`` names
+    another; on a cluster that path must exist on the workers.
+    """
     from pyspark.sql import SparkSession
 
-    from alm_spark.spark.session import LOCAL_JAVA_OPTIONS, LOCAL_SESSION_CONF, configure_builder
+    from alm_spark.spark.session import (
+        NO_CRC_CONF,
+        configure_builder,
+        console_conf,
+        driver_java_options,
+        is_local_path,
+    )
 
+    spark_config = _session_target(config)
+    if spark_config.remote:
+        return _connect_session(spark_config)
     builder = SparkSession.builder
-    local = not config.spark.master or config.spark.master.startswith("local")
-    if local and not _under_spark_submit():
-        # Workers must run this interpreter, or they import a Python without our packages.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    settings: dict[str, str] = {}
+    if not _under_spark_submit():
+        master = spark_config.master or "local[*]"
+        local = master.startswith("local")
+        # Workers must run a Python with our packages: the user's choice, else this one.
+        python = spark_config.conf.get("spark.pyspark.python") or os.environ.get(
+            "PYSPARK_PYTHON", sys.executable
+        )
+        os.environ["PYSPARK_PYTHON"] = python
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-        for key, value in LOCAL_SESSION_CONF.items():
+        if not local:
+            log.info("executors run %s (set spark.conf.spark.pyspark.python to change)", python)
+        settings["spark.driver.extraJavaOptions"] = driver_java_options(spark_config, local=local)
+    settings.update(console_conf(spark_config))
+    if is_local_path(config.output.path):
+        settings.update(NO_CRC_CONF)
+    for key, value in settings.items():
+        if key not in spark_config.conf:
             builder = builder.config(key, value)
-        if "spark.driver.extraJavaOptions" not in config.spark.conf:
-            log4j = resources.files("alm_spark").joinpath("data", "log4j2.properties")
-            builder = builder.config(
-                "spark.driver.extraJavaOptions",
-                f"{LOCAL_JAVA_OPTIONS} -Dlog4j2.configurationFile=file:{log4j}",
-            )
-    if quiet or _progress_enabled(config, quiet, _expected_master(config)):
-        # Our status line replaces Spark's progress bar (which counts tasks only).
-        builder = builder.config("spark.ui.showConsoleProgress", "false")
-    spark = configure_builder(builder, config.spark).getOrCreate()
-    try:
-        spark.sparkContext.setLogLevel("ERROR")
+    spark = configure_builder(builder, spark_config).getOrCreate()
+    try:  # a session that already existed (a notebook, a Databricks job) keeps its own
+        spark.sparkContext.setLogLevel(spark_config.log_level)
     except Exception:
         log.debug("could not set the Spark log level")
     return spark
 
 
-def _expected_master(config: PipelineConfig) -> str:
-    """The master the session will get: the config's, spark-submit's, or local."""
-    if config.spark.master:
-        return config.spark.master
-    if _under_spark_submit():
-        from pyspark import SparkConf
+def _submit_target() -> tuple[str | None, str | None]:
+    """(master, remote) spark-submit was given; its default master is ``local[*]``."""
+    from pyspark import SparkConf, SparkContext
 
-        return str(SparkConf().get("spark.master", "local[*]"))
-    return "local[*]"
+    SparkContext._ensure_initialized()  # joins spark-submit's JVM, whose properties hold them
+    conf = SparkConf()
+    remote = conf.get("spark.remote", None)
+    return (None if remote else str(conf.get("spark.master", "local[*]"))), remote
+
+
+def _session_target(config: PipelineConfig) -> SparkConfig:
+    """The config's Spark settings with where the run goes decided.
+
+    Under spark-submit its ``--master`` or ``--remote`` wins, and one line says which of
+    the config's settings was not used. Started directly, ``SPARK_REMOTE`` is a remote
+    like ``spark.remote``, and refused beside ``spark.master`` as that is.
+
+    Raises:
+        ConfigError: When a master and a remote are both given, or Connect is unusable.
+    """
+    from dataclasses import replace
+
+    spark = config.spark
+    if _under_spark_submit():
+        master, remote = _submit_target()
+        wins = f"spark-submit's remote {remote}" if remote else f"spark-submit's master {master}"
+        for name, value in (("master", spark.master), ("remote", spark.remote)):
+            if value and value != (remote if name == "remote" else master):
+                print(
+                    f"alm-spark: spark.{name}={value} from the config was not used: {wins} wins",
+                    file=sys.stderr,
+                )
+        spark = replace(spark, master=None, remote=remote)
+    elif os.environ.get("SPARK_REMOTE") and not spark.remote:
+        if spark.master:
+            raise ConfigError(
+                f"spark.master: cannot be used with SPARK_REMOTE={os.environ['SPARK_REMOTE']}; "
+                "a run goes to a master or to a Spark Connect server, not both"
+            )
+        spark = replace(spark, remote=os.environ["SPARK_REMOTE"])
+    if spark.remote:
+        from alm_spark.spark.session import connect_problem
+
+        problem = connect_problem()
+        if problem:
+            raise ConfigError(f"spark.remote: {problem}")
+    return spark
+
+
+def _connect_session(spark_config: SparkConfig) -> Any:
+    """A Spark Connect session: nothing of the job's needs a JVM on this side."""
+    from pyspark.sql import SparkSession
+
+    from alm_spark.spark.session import connect_conf
+
+    settings = connect_conf(spark_config)
+    builder = SparkSession.builder.remote(str(spark_config.remote))
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
@@ -147,12 +232,16 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"output.progress={args.progress}")
     config = load_config(args.config, overrides)
     check_local_inputs(config.input.paths)
-    _check_java()
+    remote = config.spark.remote or (
+        None if config.spark.master else os.environ.get("SPARK_REMOTE")
+    )
+    if not remote:  # a Spark Connect client starts no JVM
+        _check_java()
     from alm_spark.core.summary import format_summary
     from alm_spark.spark.pipeline import run_pipeline
     from alm_spark.spark.progress import Progress
 
-    spark = build_session(config, quiet=args.quiet)
+    spark = build_session(config)
     master = str(spark.conf.get("spark.master", "local[*]"))
     progress = Progress(spark, enabled=_progress_enabled(config, args.quiet, master))
     try:
@@ -195,6 +284,12 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _paths(args: argparse.Namespace) -> int:
+    from alm_spark.launch import print_paths
+
+    return print_paths(args.names)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from alm_spark.core.compare import compare_paths
 
@@ -216,6 +311,15 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["submit"]:  # everything after it is spark-submit's or the job's
+        from alm_spark.launch import submit
+
+        try:
+            return submit(argv[1:])
+        except (ConfigError, InputError) as err:
+            _error(str(err))
+            return EXIT_USAGE
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
@@ -224,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        commands = {"run": _run, "report": _report, "compare": _compare}
+        commands = {"run": _run, "report": _report, "compare": _compare, "paths": _paths}
         return commands[args.command](args)
     except (ConfigError, InputError, OutputError) as err:
         _error(str(err))

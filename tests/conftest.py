@@ -113,8 +113,52 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def standalone_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A standalone master and two 1-core workers on 127.0.0.1, for the whole suite.
+
+    Logs stay under pytest's temporary directory (``standalone*/logs``).
+    """
+    from tests.cluster import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("standalone"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Spark Connect server (local[2]) on 127.0.0.1, for the whole suite.
+
+    Skips where the installed pyspark has no Connect server (3.5) or the client libraries
+    are missing; under CI only the former may skip. Logs stay under ``connect*/logs``.
+    """
+    import pyspark
+
+    from alm_spark.spark.session import connect_problem
+    from tests.cluster import start_connect_server
+
+    problem = connect_problem()
+    if problem:
+        if os.environ.get("CI") and int(pyspark.__version__.split(".")[0]) >= 4:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    server = start_connect_server(tmp_path_factory.mktemp("connect"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+#: Fixtures whose tests carry a marker of the same kind, so they can be selected.
+_FIXTURE_MARKERS = {"spark": "spark", "standalone_cluster": "cluster", "connect_server": "connect"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the ``spark`` fixture carry the ``spark`` marker."""
+    """Tests that use the ``spark`` fixture carry the ``spark`` marker, and so on."""
     for item in items:
-        if "spark" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.spark)
+        for fixture, marker in _FIXTURE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, marker))

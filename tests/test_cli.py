@@ -105,6 +105,12 @@ def _check_output(out: Path, source: Path, golden: Path | None, tmp_path: Path) 
     assert comparison.equal, comparison.problems
     metrics = json.loads((out / "_metrics.json").read_text())
     assert metrics["lines_rejected"] == 0
+    assert sorted(p.relative_to(out) for p in out.rglob("*.crc")) == []
+
+
+def _spark_info_lines(stderr: str) -> list[str]:
+    """Spark's INFO log lines (the job's own log lines name ``alm_spark``)."""
+    return [line for line in stderr.splitlines() if " INFO " in line and "alm_spark" not in line]
 
 
 def _run_job(
@@ -133,6 +139,10 @@ def test_console_script_run(tmp_path: Path) -> None:
     proc = _run_job([str(BIN / "alm-spark"), "run", "--progress", "on"], tmp_path)
     assert "] processing 1 manifest file(s)" in proc.stderr
     assert "] publishing" in proc.stderr
+    assert _spark_info_lines(proc.stderr) == []
+    assert " WARN " not in proc.stderr  # a clean run has nothing to warn about
+    assert _spark_info_lines(proc.stderr) == []
+    assert " WARN " not in proc.stderr  # a clean run has nothing to warn about
 
 
 @pytest.mark.slow
@@ -151,12 +161,25 @@ def test_console_script_runs_the_dataframe_engine(tmp_path: Path) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_spark_submit_run(tmp_path: Path, engine: str) -> None:
     spark_submit = [str(BIN / "spark-submit"), "--master", "local[2]"]
-    _run_job(
+    # The config's master points nowhere: the run works only if spark-submit's wins.
+    unused = "spark.master=spark://127.0.0.1:9"
+    proc = _run_job(
         [*spark_submit, str(REPO / "jobs" / "alm_pipeline.py")],
         tmp_path,
+        unused,
         f"spark.engine={engine}",
         "output.windows_table=true",
     )
+    # spark-submit passes everything the Python driver prints to its own stdout.
+    notes = [line for line in proc.stdout.splitlines() if "was not used" in line]
+    assert notes == [
+        "alm-spark: spark.master=spark://127.0.0.1:9 from the config was not used: "
+        "spark-submit's master local[2] wins"
+    ]
+    # spark-submit's JVM logs before the job can set the level: only the three lines of
+    # SparkContext's version banner get through.
+    info = _spark_info_lines(proc.stderr + proc.stdout)
+    assert [line.split(" INFO ", 1)[1].split(":")[0] for line in info] == ["SparkContext"] * 3
 
 
 @pytest.mark.parametrize(

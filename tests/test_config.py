@@ -68,6 +68,17 @@ def test_overrides_parse_values_as_yaml() -> None:
     assert cfg.spark.master == "local[2]"
 
 
+def test_log_level_is_checked_and_upper_cased() -> None:
+    assert build_config({}).spark.log_level == "WARN"
+    assert build_config({"spark": {"log_level": " info"}}).spark.log_level == "INFO"
+    assert load_config(None, ["spark.log_level=off"]).spark.log_level == "OFF"
+    with pytest.raises(ConfigError, match=r"^spark.log_level: expected one of ALL, TRACE, .*"
+                       r"got text 'loud'$"):  # fmt: skip
+        build_config({"spark": {"log_level": "loud"}})
+    with pytest.raises(ConfigError, match=r"^spark.log_level: expected one of .* got null$"):
+        build_config({"spark": {"log_level": None}})
+
+
 def test_text_overrides_are_taken_literally() -> None:
     cfg = load_config(
         None,

@@ -88,3 +88,30 @@ def test_local_runs_count_through_files(tmp_path) -> None:
     assert Path(counter.directory).exists()
     progress.close()
     assert not Path(counter.directory).exists()  # removed when the run ends
+
+
+class _ConnectSession:
+    """A Spark Connect session's progress interface (no sparkContext)."""
+
+    def __init__(self) -> None:
+        self.handlers: list = []
+
+    def registerProgressHandler(self, handler) -> None:  # noqa: N802 - Spark's name
+        self.handlers.append(handler)
+
+    def removeProgressHandler(self, handler) -> None:  # noqa: N802
+        self.handlers.remove(handler)
+
+
+def test_progress_over_connect_uses_its_progress_reports() -> None:
+    session = _ConnectSession()
+    progress = Progress(session, enabled=True, stream=io.StringIO())
+    progress.input_bytes = 4096
+    (handler,) = session.handlers
+    stage = SimpleNamespace(num_tasks=8, num_completed_tasks=3, num_bytes_read=2048, done=False)
+    other = SimpleNamespace(num_tasks=2, num_completed_tasks=2, num_bytes_read=0, done=True)
+    handler(stages=[stage, other], inflight_tasks=1, operation_id="op", done=False)
+    line = progress.status()
+    assert line.startswith("  5/10 tasks, 2.0 KB read, of 4.0 KB input, ")
+    progress.close()
+    assert session.handlers == []

@@ -188,6 +188,31 @@ def _master(value: Any, name: str) -> str | None:
     return master
 
 
+#: Levels ``spark.log_level`` accepts (log4j's, as ``SparkContext.setLogLevel`` takes them).
+LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
+
+
+def _log_level(value: Any, name: str) -> str:
+    if value is False:
+        value = "OFF"  # YAML reads a bare off as a boolean
+    if not isinstance(value, str) or value.strip().upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"{name}: expected one of {', '.join(LOG_LEVELS)}, got {_describe(value)}"
+        )
+    return value.strip().upper()
+
+
+def _remote(value: Any, name: str) -> str | None:
+    value = _spelled(value)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip().startswith("sc://"):
+        raise ConfigError(
+            f"{name}: expected a Spark Connect address sc://host:port, got {_describe(value)}"
+        )
+    return value.strip()
+
+
 def _spark_conf(value: Any, name: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -236,6 +261,8 @@ _SPARK_SETTINGS: dict[str, Validator] = {
     "app_name": _text,
     "conf": _spark_conf,
     "engine": _choice(*ENGINES),
+    "log_level": _log_level,
+    "remote": _remote,
 }
 
 
@@ -369,15 +396,25 @@ class SparkConfig:
         conf: Extra Spark settings, applied when the session is built.
         engine: ``fused`` (one ``mapInArrow`` pass, the default) or ``dataframe``
             (the DataFrame API: explode, grouped pandas UDFs, a join).
+        log_level: Spark's console log level (``WARN``: warnings and errors only).
+        remote: Spark Connect address (``sc://host:port``); the job then runs on that
+            server. Exclusive with ``master``.
     """
 
     master: str | None = None
     app_name: str = "alm_spark"
     conf: Mapping[str, str] = field(default_factory=dict)
     engine: str = "fused"
+    log_level: str = "WARN"
+    remote: str | None = None
 
     def __post_init__(self) -> None:
         _validate(self, "spark", _SPARK_SETTINGS)
+        if self.master and self.remote:
+            raise ConfigError(
+                f"spark.remote: cannot be used with spark.master ({self.master}); a run goes "
+                "to a master or to a Spark Connect server, not both"
+            )
 
 
 @dataclass(frozen=True)
@@ -455,6 +492,7 @@ _TEXT_SETTINGS = frozenset(
         ("input", "manifest_path"),
         ("output", "path"),
         ("spark", "master"),
+        ("spark", "remote"),
         ("spark", "app_name"),
         ("builder", "drop_fields"),
         ("builder", "drop_fields_top_level"),

@@ -131,10 +131,20 @@ class HadoopFileSystem:
         """Bind to a classic SparkSession's JVM and Hadoop configuration."""
         self._jvm = spark.sparkContext._jvm
         self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+        # LocalFileSystem, or a subclass such as Hive's ProxyLocalFileSystem (pyspark 4.3).
+        self._checksummed = self._jvm.java.lang.Class.forName(
+            "org.apache.hadoop.fs.ChecksumFileSystem"
+        )
 
     def _path(self, path: str) -> tuple[Any, Any]:
         jpath = self._jvm.org.apache.hadoop.fs.Path(path)
-        return jpath, jpath.getFileSystem(self._conf)
+        fs = jpath.getFileSystem(self._conf)
+        if self._checksummed.isInstance(fs) and fs.getUri().getScheme() == "file":
+            # The checksumming local file system writes a .crc beside every file and
+            # moves it along on rename; its raw file system does neither, so no .crc
+            # reaches an output whatever session (and Hadoop settings) the job was given.
+            fs = fs.getRawFileSystem()
+        return jpath, fs
 
     def qualify(self, path: str) -> str:  # noqa: D102
         jpath, fs = self._path(path)

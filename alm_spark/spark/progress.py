@@ -4,12 +4,15 @@ Prints the step that is running and, while the main Spark job runs, the tasks an
 lines done so far, the input size and the elapsed time. Each task counts the lines it
 has processed once per input batch. On a local master the counts go to small files in
 a local temporary directory, which the driver reads live; elsewhere they go to a Spark
-accumulator, which reaches the driver as tasks finish. On a terminal the status line
-is rewritten in place; elsewhere a line is printed every ``log_interval`` seconds.
+accumulator, which reaches the driver as tasks finish. Over Spark Connect there is no
+SparkContext, status tracker or accumulator: the server's progress reports (tasks and
+bytes read per stage, pyspark 4.0+) stand in. On a terminal the status line is
+rewritten in place; elsewhere a line is printed every ``log_interval`` seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -62,6 +65,28 @@ class FileCounter:
         return total
 
 
+class ConnectTasks:
+    """Tasks done and bytes read, from Spark Connect's progress reports.
+
+    Registered with ``SparkSession.registerProgressHandler``; Connect calls it with the
+    stages of the operation that is running.
+    """
+
+    def __init__(self) -> None:
+        """Start with nothing seen."""
+        self.done = self.total = self.bytes_read = 0
+
+    def __call__(self, stages: Any = None, **_: Any) -> None:
+        """Take a progress report: the figures of the stages the operation has so far.
+
+        Connect also passes ``inflight_tasks``, ``operation_id`` and ``done``.
+        """
+        listed = list(stages or [])
+        self.total = sum(int(stage.num_tasks) for stage in listed)
+        self.done = sum(int(stage.num_completed_tasks) for stage in listed)
+        self.bytes_read = sum(int(stage.num_bytes_read) for stage in listed)
+
+
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -96,14 +121,19 @@ class Progress:
         self.started = time.time()
         self.input_bytes = 0
         self._context: Any = None
+        self._spark = spark
+        self._connect: ConnectTasks | None = None
         self.counter: Any = None
         self._scratch: str | None = None
         if enabled:
             try:
                 self._context = spark.sparkContext
                 local = str(self._context.master).startswith("local")
-            except Exception:  # Spark Connect: no SparkContext, steps only
+            except Exception:  # Spark Connect: no SparkContext; its progress reports
                 self._context = None
+                if hasattr(spark, "registerProgressHandler"):
+                    self._connect = ConnectTasks()
+                    spark.registerProgressHandler(self._connect)
             else:
                 if local:  # executors share this machine: live counts through files
                     self._scratch = tempfile.mkdtemp(prefix="alm-spark-progress-")
@@ -121,6 +151,8 @@ class Progress:
             print(f"[{_clock(time.time() - self.started)}] {message}", file=self.stream, flush=True)
 
     def _tasks(self) -> tuple[int, int]:
+        if self._connect is not None:
+            return self._connect.done, self._connect.total
         if self._context is None:
             return 0, 0
         tracker = self._context.statusTracker()
@@ -138,6 +170,8 @@ class Progress:
         parts = [f"{done}/{total} tasks" if total else "starting tasks"]
         if self.counter is not None:
             parts.append(f"{self.counter.value:,} lines done")
+        if self._connect is not None and self._connect.bytes_read:
+            parts.append(f"{format_bytes(self._connect.bytes_read)} read")
         if self.input_bytes:
             parts.append(f"of {format_bytes(self.input_bytes)} input")
         parts.append(f"{_clock(time.time() - self.started)} elapsed")
@@ -166,7 +200,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         """Start the status line (while the main Spark job runs)."""
-        if self.enabled and self._context is not None:
+        if self.enabled and (self._context is not None or self._connect is not None):
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="alm-progress", daemon=True)
             self._thread.start()
@@ -187,6 +221,10 @@ class Progress:
 
     def close(self) -> None:
         """Release the local count files (call when the run ends, however it ends)."""
+        if self._connect is not None:
+            with contextlib.suppress(Exception):  # the session is already closed
+                self._spark.removeProgressHandler(self._connect)
+            self._connect = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None

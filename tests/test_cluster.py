@@ -1,0 +1,195 @@
+"""spark-submit on a real standalone cluster (master and two 1-core workers on 127.0.0.1).
+
+Golden output through executors that are separate JVMs and Python workers, a quiet
+console, no ``.crc`` files, and a run that loses an executor mid-way finishing with the
+same output and figures as a clean run, for each engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alm_spark.core.compare import compare_paths
+from alm_spark.core.config import build_config
+from alm_spark.core.datagen import generate, write_jsonl
+from alm_spark.core.errors import ConfigError
+from alm_spark.core.names import ENGINES
+from tests.cluster import StandaloneCluster, children, server_env
+from tests.conftest import GOLDEN_CASES, REPO, fixtures_dir, read_lines
+
+BIN = Path(sys.executable).parent
+ENTRY = REPO / "jobs" / "alm_pipeline.py"
+#: A golden case per kind of check: the fixture sample, and the adversarial set.
+CLUSTER_CASES = [
+    c for c in GOLDEN_CASES if c[2] in ("nested.default.jsonl", "adversarial.default.jsonl.gz")
+]
+
+
+@dataclass
+class Run:
+    """A spark-submit run in the background, its console going to a file."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def finish(self, timeout: float = 600) -> str:
+        """Wait for the run; return its console; fail on a non-zero exit."""
+        self.proc.wait(timeout=timeout)
+        console = self.log.read_text(errors="replace")
+        assert self.proc.returncode == 0, console[-4000:]
+        return console
+
+
+def submit(cluster: StandaloneCluster, job_args: list[str], log: Path) -> Run:
+    """Start spark-submit of the job on the cluster (client mode); console into ``log``."""
+    command = [str(BIN / "spark-submit"), "--master", cluster.url, str(ENTRY), *job_args]
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            command, env=server_env(), stdout=handle, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    return Run(proc, log)
+
+
+def spark_info_lines(console: str) -> list[str]:
+    return [line for line in console.splitlines() if " INFO " in line and "alm_spark" not in line]
+
+
+def engine_overrides(engine: str) -> list[str]:
+    """The override selecting an engine; skip engines this version's config refuses."""
+    try:
+        build_config({"spark": {"engine": engine}})
+    except ConfigError as err:
+        if "unknown setting" in str(err) and engine == ENGINES[0]:
+            return []  # a version with one engine: it is the default
+        pytest.skip(f"spark.engine={engine} is refused here: {err}")
+    return [f"spark.engine={engine}"]
+
+
+@pytest.mark.parametrize(
+    ("source", "overrides", "expected"), CLUSTER_CASES, ids=[c[2] for c in CLUSTER_CASES]
+)
+def test_spark_submit_on_cluster_gives_golden_output(
+    standalone_cluster: StandaloneCluster, tmp_path: Path, source: str, overrides: list[str],
+    expected: str,
+) -> None:  # fmt: skip
+    root = fixtures_dir()
+    out = tmp_path / "out"
+    standalone_cluster.wait_idle()
+    args = [f"input.manifest_path={root / source}", f"output.path={out}", *overrides]
+    console = submit(standalone_cluster, args, tmp_path / "console.log").finish()
+    comparison = compare_paths(out, root / "expected" / expected)
+    assert comparison.problems == []
+    assert comparison.equal
+    metrics = json.loads((out / "_metrics.json").read_text())
+    assert metrics["input_lines"] == sum(1 for _ in read_lines(root / source))
+    assert metrics["run"]["spark_version"]
+    assert sorted(p.relative_to(out) for p in out.rglob("*.crc")) == []
+    assert sorted(p.relative_to(out) for p in out.rglob(".*")) == []
+    # The console: the job's summary, Spark's warnings and errors, and only the three
+    # lines of SparkContext's version banner (logged before the job can set the level).
+    assert "ALM PIPELINE COMPLETE" in console
+    info = spark_info_lines(console)
+    assert [line.split(" INFO ", 1)[1].split(":")[0] for line in info] == ["SparkContext"] * 3
+    assert "] processing" not in console  # progress is for local runs (output.progress=auto)
+
+
+@pytest.fixture(scope="module")
+def kill_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Production-shaped manifests, 35 MB: about nine input splits of 4 MB."""
+    source = tmp_path_factory.mktemp("kill") / "in.jsonl"
+    write_jsonl(source, generate("production", 40, seed=5))
+    return source
+
+
+#: Small splits, so the main stage has many tasks and a kill lands among them.
+KILL_CONF = {"spark.sql.files.maxPartitionBytes": str(4 * 1024 * 1024)}
+
+
+def _run_args(source: Path, out: Path, engine: str) -> list[str]:
+    return [f"input.manifest_path={source}", f"output.path={out}", *engine_overrides(engine)]
+
+
+def _python_tasks_running(cluster: StandaloneCluster) -> list[int]:
+    """Executors that have started Python workers, i.e. are running the main stage."""
+    return [
+        pid for _, pid in cluster.executors() if any("pyspark" in args for _, args in children(pid))
+    ]
+
+
+def _lines(out: Path) -> list[str]:
+    return sorted(line for part in out.glob("part-*") for line in part.read_text().splitlines())
+
+
+def _figures(out: Path) -> dict[str, Any]:
+    metrics = json.loads((out / "_metrics.json").read_text())
+    metrics.pop("run")
+    metrics["config"]["output"].pop("path")  # the two runs write to different places
+    return metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_killed_executor_changes_nothing(
+    standalone_cluster: StandaloneCluster, kill_input: Path, tmp_path: Path, engine: str
+) -> None:
+    conf = {f"spark.conf.{k}": v for k, v in KILL_CONF.items()}
+    extra = [f"{k}={v}" for k, v in conf.items()]
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    standalone_cluster.wait_idle()
+    clean_args = [*_run_args(kill_input, clean, engine), *extra]
+    submit(standalone_cluster, clean_args, tmp_path / "clean.log").finish()
+
+    standalone_cluster.wait_idle()
+    killed_args = [*_run_args(kill_input, killed, engine), *extra]
+    run = submit(standalone_cluster, killed_args, tmp_path / "killed.log")
+    victim = None
+    deadline = time.time() + 300
+    while victim is None and run.proc.poll() is None and time.time() < deadline:
+        running = _python_tasks_running(standalone_cluster)
+        if running:
+            time.sleep(1.0)  # well inside the stage: the first tasks are under way
+            victim = running[0]
+            os.kill(victim, signal.SIGKILL)  # an executor JVM, child of our worker
+        time.sleep(0.1)
+    console = run.finish()
+    assert victim is not None, "the run ended before an executor could be killed"
+    assert "Lost executor" in console  # the driver saw the executor die mid-run
+
+    assert _lines(killed) == _lines(clean)
+    assert _figures(killed) == _figures(clean)
+    assert compare_paths(killed, clean).equal
+
+
+def test_alm_spark_run_gives_executors_its_own_python(
+    standalone_cluster: StandaloneCluster, tmp_path: Path
+) -> None:
+    """``alm-spark run spark.master=spark://...`` without PYSPARK_PYTHON: the executors
+    must not fall back to the first ``python3`` on PATH (here one without numpy)."""
+    root = fixtures_dir()
+    env = server_env({"PATH": "/usr/bin:/bin"})
+    for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
+        env.pop(name)
+    out = tmp_path / "out"
+    standalone_cluster.wait_idle()
+    proc = subprocess.run(
+        [str(BIN / "alm-spark"), "run", f"spark.master={standalone_cluster.url}",
+         f"input.manifest_path={root / 'sample_input.jsonl'}", f"output.path={out}"],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"executors run {sys.executable}" in proc.stderr
+    comparison = compare_paths(out, root / "expected" / "sample_input.default.jsonl")
+    assert comparison.equal, comparison.problems
+    assert spark_info_lines(proc.stderr) == []
+    assert sorted(p.relative_to(out) for p in out.rglob("*.crc")) == []

@@ -1,0 +1,172 @@
+"""The README's install and cluster recipes, run as written, from a wheelhouse.
+
+``make wheelhouse`` (run by ``.ci/run``) builds wheels of the project and every
+dependency into a folder; these tests install from it with ``--no-index`` into fresh
+virtual environments, so they test the package a user gets, not this checkout:
+
+* the wheel in a clean venv runs from another directory;
+* spark-submit from that installation (``alm-spark submit`` and plain spark-submit);
+* a venv-pack archive shipped to the standalone cluster (``--archives``), whose
+  workers' own ``python3`` has no numpy;
+* ``--py-files`` of a zip of the package, where the workers have the dependencies.
+
+Without a wheelhouse they skip (a developer's machine); under CI they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from alm_spark.core.compare import compare_paths
+from tests.cluster import StandaloneCluster, server_env, spark_home
+from tests.conftest import REPO, fixtures_dir
+
+pytestmark = [pytest.mark.packaging, pytest.mark.slow]
+
+#: Builds with ``make wheelhouse``; ``.ci/run`` sets it.
+WHEELHOUSE = Path(os.environ.get("ALM_SPARK_WHEELHOUSE", REPO / ".wheelhouse"))
+DEPENDENCIES = ["numpy", "pandas", "pyarrow", "fsspec", "pyyaml"]
+
+
+def wheelhouse() -> Path:
+    """The wheelhouse, or skip (fail under CI, which must run these tests)."""
+    if not any(WHEELHOUSE.glob("alm_spark-*.whl")):
+        message = f"no wheelhouse at {WHEELHOUSE} (make wheelhouse, or set ALM_SPARK_WHEELHOUSE)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return WHEELHOUSE
+
+
+def user_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A user's shell: no virtual environment on PATH, no PYSPARK_* or SPARK_HOME."""
+    env = server_env()
+    for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "SPARK_HOME", "VIRTUAL_ENV",
+                 "PYTHONPATH"):  # fmt: skip
+        env.pop(name, None)
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    env.update(extra or {})
+    return env
+
+
+def make_venv(path: Path, *requirements: str) -> Path:
+    """A fresh venv with ``requirements`` from the wheelhouse only; returns its bin/."""
+    source = wheelhouse()
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    subprocess.run(
+        [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
+         "--disable-pip-version-check", "--find-links", str(source), *requirements],
+        check=True, env=user_env(), timeout=900,
+    )  # fmt: skip
+    return path / "bin"
+
+
+def run(command: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> str:
+    """Run a recipe's command as written; return its console; fail on a non-zero exit."""
+    proc = subprocess.run(
+        command, cwd=cwd, env=dict(env or user_env()), capture_output=True, text=True,
+        timeout=900, check=False,
+    )  # fmt: skip
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{command}\n{console[-4000:]}"
+    return console
+
+
+def check_golden(out: Path) -> None:
+    """The output is the sample's golden output."""
+    comparison = compare_paths(out, fixtures_dir() / "expected" / "sample_input.default.jsonl")
+    assert comparison.problems == []
+    assert comparison.equal
+    assert json.loads((out / "_metrics.json").read_text())["input_lines"] == 5
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip install 'alm-spark[spark]'`` into a clean venv; returns its bin/."""
+    return make_venv(tmp_path_factory.mktemp("pkg") / "venv", "alm-spark[spark]")
+
+
+def _sample() -> Path:
+    return fixtures_dir() / "sample_input.jsonl"
+
+
+def test_wheel_runs_from_another_directory(installed: Path, tmp_path: Path) -> None:
+    where = run([str(installed / "python"), "-c", "import alm_spark; print(alm_spark.__file__)"],
+                tmp_path)  # fmt: skip
+    assert where.startswith(str(installed.parent)), where  # not this checkout
+    out = tmp_path / "out"
+    console = run([str(installed / "alm-spark"), "run", f"input.manifest_path={_sample()}",
+                   "output.path=out"], tmp_path)  # fmt: skip
+    assert "ALM PIPELINE COMPLETE" in console
+    check_golden(out)
+    # The bundled sample and the example config come with the wheel.
+    config = run([str(installed / "alm-spark"), "paths", "config"], tmp_path).strip()
+    run([str(installed / "alm-spark"), "run", "--config", config, "output.path=sample_out"],
+        tmp_path)  # fmt: skip
+    assert json.loads((tmp_path / "sample_out" / "_metrics.json").read_text())["input_lines"] == 12
+
+
+def test_spark_submit_from_the_installation(installed: Path, tmp_path: Path) -> None:
+    # The launcher: works without an activated venv.
+    job = [f"input.manifest_path={_sample()}"]
+    run([str(installed / "alm-spark"), "submit", "--master", "local[2]", "--", *job,
+         "output.path=launcher"], tmp_path)  # fmt: skip
+    check_golden(tmp_path / "launcher")
+    # Plain spark-submit, as the README writes it: the venv's Python named once.
+    entry = run([str(installed / "alm-spark"), "paths", "entry"], tmp_path).strip()
+    env = user_env({"PYSPARK_PYTHON": str(installed / "python")})
+    run([str(installed / "spark-submit"), "--master", "local[2]", entry, *job,
+         "output.path=plain"], tmp_path, env)  # fmt: skip
+    check_golden(tmp_path / "plain")
+
+
+def test_venv_pack_archive_on_the_cluster(
+    standalone_cluster: StandaloneCluster, tmp_path: Path
+) -> None:
+    bare = subprocess.run(["/usr/bin/python3", "-c", "import numpy"], check=False,
+                          capture_output=True)  # fmt: skip
+    assert bare.returncode != 0, "the workers' own python3 must lack numpy for this test"
+    # The README's recipe: a venv with the package (no pyspark: the cluster has Spark).
+    env_bin = make_venv(tmp_path / "env", "alm-spark", "venv-pack")
+    run([str(env_bin / "venv-pack"), "-p", str(tmp_path / "env"), "-o", "env.tar.gz", "-q"],
+        tmp_path)  # fmt: skip
+    shutil.rmtree(tmp_path / "env")  # only the archive travels; the driver unpacks it too
+    shutil.unpack_archive(tmp_path / "env.tar.gz", tmp_path / "driver-env")
+    standalone_cluster.wait_idle()
+    entry = REPO / "jobs" / "alm_pipeline.py"
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    env = user_env({"SPARK_HOME": str(spark_home())})  # the cluster's Spark
+    run([str(spark_submit), "--master", standalone_cluster.url,
+         "--archives", "env.tar.gz#env",
+         "--conf", "spark.pyspark.python=./env/bin/python",
+         "--conf", f"spark.pyspark.driver.python={tmp_path / 'driver-env' / 'bin' / 'python'}",
+         str(entry), f"input.manifest_path={_sample()}", "output.path=out"],
+        tmp_path, env)  # fmt: skip
+    check_golden(tmp_path / "out")
+
+
+def test_py_files_zip_where_workers_have_the_dependencies(
+    standalone_cluster: StandaloneCluster, tmp_path: Path
+) -> None:
+    deps_bin = make_venv(tmp_path / "deps", *DEPENDENCIES)
+    missing = subprocess.run([str(deps_bin / "python"), "-c", "import alm_spark"], check=False,
+                             capture_output=True, cwd=tmp_path)  # fmt: skip
+    assert missing.returncode != 0  # the package travels only in the zip
+    zip_path = tmp_path / "alm_spark.zip"
+    run([sys.executable, "-m", "zipfile", "-c", str(zip_path), "alm_spark"], REPO)
+    standalone_cluster.wait_idle()
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    env = user_env({"SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": str(deps_bin / "python")})
+    run([str(spark_submit), "--master", standalone_cluster.url,
+         "--py-files", str(zip_path), str(REPO / "jobs" / "alm_pipeline.py"),
+         f"input.manifest_path={_sample()}", "output.path=out"],
+        tmp_path, env)  # fmt: skip
+    check_golden(tmp_path / "out")
