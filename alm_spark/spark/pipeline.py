@@ -61,6 +61,7 @@ from alm_spark.spark.io import (
 from alm_spark.spark.progress import Progress
 from alm_spark.spark.publish import (
     check_output_location,
+    check_output_parent,
     move_parts,
     new_run_id,
     publish,
@@ -339,6 +340,7 @@ def run_pipeline(
     run_id = new_run_id()
     sources = resolve_manifest_paths(fs, config.input.paths)
     output = fs.qualify(config.output.path)
+    check_output_parent(output, fs)
     recover_leftovers(fs, output)
     check_output_location(fs, output, sources, config.output.mode)
     staging = staging_path(output, run_id)
