@@ -15,9 +15,8 @@ Guarantees: the lock is created with an exclusive create, which is atomic on loc
 file systems and HDFS, so of two runs started together exactly one proceeds. Object
 stores (S3, GCS, ABFS) offer no exclusive create through Hadoop's API: there the lock
 catches a second run started while the first is running, but two runs started within
-moments of each other can both proceed. Use one writer per output path there (the
-publish protocol still never leaves a mix of two runs' files: ``_SUCCESS`` is written
-last).
+moments of each other can both proceed and spoil each other's staging directory: use
+one writer per output path there.
 """
 
 from __future__ import annotations
