@@ -119,6 +119,13 @@ def describe_failure(err: BaseException) -> str:
         A message without a stack trace, e.g. ``cannot read file:/d/a.jsonl.gz: the
         compressed data ends early (a truncated file)``.
     """
+    try:
+        return _describe(err)
+    except Exception:  # describing must never hide the failure itself
+        return f"run failed: {type(err).__name__}: {_first_line(str(err))}"
+
+
+def _describe(err: BaseException) -> str:
     chain = failure_chain(err)
     messages = [message for _, message in chain]
     everything = "\n".join(messages)

@@ -122,6 +122,13 @@ def local_path(path: str) -> str | None:
     return rest or "/"
 
 
+def os_path(path: str) -> str | None:
+    """The local file-system path of a plain path or ``file:`` URI; None for other URIs."""
+    if "://" not in path and not path.startswith(("file:", "hdfs:", "dbfs:")):
+        return path
+    return local_path(path)
+
+
 def create_local_exclusive(path: str, text: str) -> bool:
     """``O_EXCL`` creation of a local file (parents created); False when it exists."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

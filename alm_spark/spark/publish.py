@@ -23,7 +23,7 @@ from alm_spark.spark.fs import (
     FileSystem,
     is_within,
     join,
-    local_path,
+    os_path,
     parent_and_name,
     real_location,
 )
@@ -43,13 +43,6 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def _local(path: str) -> str | None:
-    """The local path of ``path`` (plain or ``file:``), None for other URIs."""
-    if "://" not in path and not path.startswith(("file:", "hdfs:", "dbfs:")):
-        return path
-    return local_path(path)
-
-
 def check_output_parent(output: str, fs: FileSystem | None = None) -> None:
     """Refuse an output path below an existing file: nothing can be created there.
 
@@ -59,7 +52,7 @@ def check_output_parent(output: str, fs: FileSystem | None = None) -> None:
     Raises:
         OutputError: Naming ``output.path`` and the file in the way.
     """
-    local = _local(output)
+    local = os_path(output)
     if local is not None:
         ancestor = os.path.dirname(os.path.abspath(local))
         while not os.path.lexists(ancestor) and ancestor != os.path.dirname(ancestor):
