@@ -166,6 +166,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_cli_second_run_exits_2_and_leaves_the_output(spark, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps(TWO_SPEAKER_ENTRY) + "\n")

@@ -256,6 +256,7 @@ def _assert_one_line(stderr: str, message: str) -> None:
     assert lines[-1] == f"alm-spark: error: {message}{HINT}"
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line_for_a_truncated_gz(tmp_path: Path) -> None:
     data, cause = _gzip_variants(tmp_path)["truncated"]
     bad = tmp_path / "in.jsonl.gz"
@@ -268,6 +269,7 @@ def test_cli_prints_one_line_for_a_truncated_gz(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_shows_a_python_worker_error(tmp_path: Path) -> None:
     other = getattr(sys, "_base_executable", "")
     probe = subprocess.run(
@@ -296,6 +298,7 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
     return proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_keeps_the_old_output(spark, tmp_path: Path, monkeypatch) -> None:
     disk = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
     small = tmp_path / "small.jsonl"
