@@ -225,13 +225,16 @@ def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from alm_spark.spark.failures import quiet_failure_logs
     from alm_spark.spark.io import check_local_inputs
+    from alm_spark.spark.publish import check_output_parent
 
     overrides = list(args.overrides)
     if args.progress:
         overrides.append(f"output.progress={args.progress}")
     config = load_config(args.config, overrides)
     check_local_inputs(config.input.paths)
+    check_output_parent(config.output.path)
     remote = config.spark.remote or (
         None if config.spark.master else os.environ.get("SPARK_REMOTE")
     )
@@ -242,6 +245,8 @@ def _run(args: argparse.Namespace) -> int:
     from alm_spark.spark.progress import Progress
 
     spark = build_session(config)
+    if not args.debug:  # a failure is reported in one line, not as executors' stack traces
+        quiet_failure_logs(spark)
     master = str(spark.conf.get("spark.master", "local[*]"))
     progress = Progress(spark, enabled=_progress_enabled(config, args.quiet, master))
     try:
@@ -340,9 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted")
         return EXIT_FAILED
     except Exception as err:
-        if getattr(args, "debug", False):
+        from alm_spark.spark.failures import describe_failure
+
+        debug = getattr(args, "debug", False)
+        if debug:
             traceback.print_exc()
-        _error(f"run failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-        if not getattr(args, "debug", False):
-            print("alm-spark: rerun with --debug for the full traceback", file=sys.stderr)
+        _error(describe_failure(err) + ("" if debug else "; rerun with --debug for the traceback"))
         return EXIT_FAILED

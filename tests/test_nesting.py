@@ -15,6 +15,7 @@ import pytest
 from alm_spark.core.compare import iter_jsonl
 from alm_spark.core.config import build_config, load_config
 from alm_spark.core.entry import MAX_NESTING, RejectedLine, decode_line, nesting_depth
+from alm_spark.core.names import ENGINES
 from alm_spark.core.render import EntryRenderer
 from alm_spark.spark.pipeline import run_pipeline
 
@@ -93,12 +94,14 @@ def test_deep_values_render_as_the_reference_writes_them(frames: int) -> None:
     assert (rejected.output, rejected.error, rejected.internal) == (None, TOO_DEEP, False)
 
 
-def test_deep_lines_through_spark_workers(spark, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_deep_lines_through_spark_workers(spark, tmp_path: Path, engine: str) -> None:
     source = tmp_path / "deep.jsonl"
     levels = [991, MAX_NESTING, MAX_NESTING + 1, 3000]
     source.write_text("".join(deep_line(n) + "\n" for n in levels))
     out = tmp_path / "out"
-    cfg = load_config(None, [f"input.manifest_path={source}", f"output.path={out}"])
+    settings = [f"input.manifest_path={source}", f"output.path={out}", f"spark.engine={engine}"]
+    cfg = load_config(None, settings)
     metrics = run_pipeline(spark, cfg).metrics
     assert (metrics["input_lines"], metrics["entries_written"], metrics["lines_rejected"]) == (
         4,

@@ -14,6 +14,7 @@ import pytest
 from alm_spark.core.compare import iter_jsonl
 from alm_spark.core.config import build_config, load_config
 from alm_spark.core.figures import mark_overflows
+from alm_spark.core.names import ENGINES
 from alm_spark.core.report import render_report
 from alm_spark.core.summary import format_figure, format_hours, format_summary
 from alm_spark.spark.fused import map_line_batches
@@ -99,8 +100,9 @@ def _run(spark, tmp_path: Path, files: dict[str, list[dict[str, Any]]], *overrid
     return run_pipeline(spark, cfg), out
 
 
-def test_sums_beyond_a_double_within_a_task(spark, tmp_path: Path) -> None:
-    result, out = _run(spark, tmp_path, {"a.jsonl": [HUGE] * 3})
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sums_beyond_a_double_within_a_task(spark, tmp_path: Path, engine: str) -> None:
+    result, out = _run(spark, tmp_path, {"a.jsonl": [HUGE] * 3}, f"spark.engine={engine}")
     on_disk = _strict_json((out / "_metrics.json").read_text())
     assert on_disk == result.metrics
     assert (on_disk["entries_written"], on_disk["lines_rejected"]) == (3, 0)
@@ -122,10 +124,11 @@ def test_sums_beyond_a_double_within_a_task(spark, tmp_path: Path) -> None:
     assert _long_numbers(page) == []
 
 
-def test_sums_beyond_a_double_across_tasks(spark, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sums_beyond_a_double_across_tasks(spark, tmp_path: Path, engine: str) -> None:
     # One file per task, each task's sums finite: only Spark's sums overflow.
     files = {f"{k}.jsonl": [HUGE] for k in range(3)}
-    split = ["spark.conf.spark.sql.files.maxPartitionBytes=64"]
+    split = ["spark.conf.spark.sql.files.maxPartitionBytes=64", f"spark.engine={engine}"]
     split.append("spark.conf.spark.sql.files.openCostInBytes=64")
     result, out = _run(spark, tmp_path, files, *split)
     metrics = _strict_json((out / "_metrics.json").read_text())

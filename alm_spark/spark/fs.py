@@ -69,6 +69,14 @@ class FileSystem(Protocol):
         """Create or replace a small UTF-8 file."""
         ...
 
+    def create_exclusive(self, path: str, text: str) -> bool:
+        """Create a small UTF-8 file unless ``path`` exists; False when it does.
+
+        Atomic on local file systems and HDFS; see :mod:`alm_spark.spark.lock` for
+        object stores.
+        """
+        ...
+
     def read_text(self, path: str) -> str:
         """Read a small UTF-8 file."""
         ...
@@ -112,6 +120,25 @@ def local_path(path: str) -> str | None:
             return None
         rest = "/" + tail
     return rest or "/"
+
+
+def os_path(path: str) -> str | None:
+    """The local file-system path of a plain path or ``file:`` URI; None for other URIs."""
+    if "://" not in path and not path.startswith(("file:", "hdfs:", "dbfs:")):
+        return path
+    return local_path(path)
+
+
+def create_local_exclusive(path: str, text: str) -> bool:
+    """``O_EXCL`` creation of a local file (parents created); False when it exists."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    return True
 
 
 def real_location(path: str) -> str:
@@ -196,6 +223,23 @@ class HadoopFileSystem:
         finally:
             stream.close()
 
+    def create_exclusive(self, path: str, text: str) -> bool:  # noqa: D102
+        local = local_path(self.qualify(path))
+        if local is not None:  # Hadoop's local create checks, then opens: not atomic
+            return create_local_exclusive(local, text)
+        jpath, fs = self._path(path)
+        try:
+            stream = fs.create(jpath, False)
+        except Exception as err:
+            if "FileAlreadyExists" in str(err) or fs.exists(jpath):
+                return False
+            raise
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+        return True
+
     def total_size(self, paths: list[str]) -> int:  # noqa: D102
         total = 0
         for path in paths:
@@ -278,6 +322,22 @@ class FsspecFileSystem:
         fs, root = self._fs(path)
         with fs.open(root, "r", encoding="utf-8") as handle:
             return str(handle.read())
+
+    def create_exclusive(self, path: str, text: str) -> bool:  # noqa: D102
+        local = local_path(self.qualify(path))
+        if local is not None:
+            return create_local_exclusive(local, text)
+        fs, root = self._fs(path)
+        try:
+            with fs.open(root, "xb") as handle:  # exclusive where the store supports it
+                handle.write(text.encode("utf-8"))
+        except FileExistsError:
+            return False
+        except (ValueError, NotImplementedError):  # no "x" mode: check, then write
+            if fs.exists(root):
+                return False
+            self.write_text(path, text)
+        return True
 
     def total_size(self, paths: list[str]) -> int:  # noqa: D102
         total = 0

@@ -58,9 +58,11 @@ from alm_spark.spark.io import (
     write_staged_results,
     write_windows_table,
 )
+from alm_spark.spark.lock import OutputLock
 from alm_spark.spark.progress import Progress
 from alm_spark.spark.publish import (
     check_output_location,
+    check_output_parent,
     move_parts,
     new_run_id,
     publish,
@@ -331,7 +333,7 @@ def run_pipeline(
 
     Raises:
         InputError: When an input path is missing or holds no manifests.
-        OutputError: When the output path cannot be used.
+        OutputError: When the output path cannot be used, or another run is writing it.
     """
     fs = fs or filesystem_for(spark)
     progress = progress or Progress(spark, enabled=False)
@@ -339,6 +341,22 @@ def run_pipeline(
     run_id = new_run_id()
     sources = resolve_manifest_paths(fs, config.input.paths)
     output = fs.qualify(config.output.path)
+    check_output_parent(output, fs)
+    with OutputLock(fs, output, run_id):  # one run per output path, from here to the end
+        return _run_holding_lock(spark, config, fs, progress, started, run_id, sources, output)
+
+
+def _run_holding_lock(
+    spark: SparkSession,
+    config: PipelineConfig,
+    fs: FileSystem,
+    progress: Progress,
+    started: float,
+    run_id: str,
+    sources: ManifestSources,
+    output: str,
+) -> RunResult:
+    """Clear leftovers, stage, publish: everything that touches the output path."""
     recover_leftovers(fs, output)
     check_output_location(fs, output, sources, config.output.mode)
     staging = staging_path(output, run_id)

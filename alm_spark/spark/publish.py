@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import uuid
 from datetime import datetime, timezone
 
 from alm_spark.core.errors import OutputError
 from alm_spark.core.names import METRICS_FILE, PRODUCER, SUCCESS_FILE
-from alm_spark.spark.fs import FileSystem, is_within, join, parent_and_name, real_location
+from alm_spark.spark.fs import (
+    FileSystem,
+    is_within,
+    join,
+    os_path,
+    parent_and_name,
+    real_location,
+)
 from alm_spark.spark.io import ManifestSources, escape_glob
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,34 @@ def staging_path(output: str, run_id: str) -> str:
 def new_run_id() -> str:
     """A sortable, unique run id."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def check_output_parent(output: str, fs: FileSystem | None = None) -> None:
+    """Refuse an output path below an existing file: nothing can be created there.
+
+    Local paths are checked up to their first existing ancestor; remote ones, through
+    ``fs`` when given, at their parent.
+
+    Raises:
+        OutputError: Naming ``output.path`` and the file in the way.
+    """
+    local = os_path(output)
+    if local is not None:
+        ancestor = os.path.dirname(os.path.abspath(local))
+        while not os.path.lexists(ancestor) and ancestor != os.path.dirname(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        blocked = os.path.lexists(ancestor) and not os.path.isdir(ancestor)
+        kind = "a file" if os.path.exists(ancestor) else "a broken symlink"
+    elif fs is not None:
+        ancestor = parent_and_name(output)[0]
+        blocked = bool(ancestor) and fs.exists(ancestor) and not fs.is_dir(ancestor)
+        kind = "a file"
+    else:
+        return
+    if blocked:
+        raise OutputError(
+            f"output.path: {output} cannot be created: {ancestor} is {kind}, not a directory"
+        )
 
 
 def check_output_location(

@@ -1,0 +1,208 @@
+"""A failed run in one line: which file or path, and why.
+
+Spark reports a storage or worker failure as a Java exception wrapped several times
+(``Py4JJavaError: An error occurred while calling o347.text``), with the useful part
+in a cause deep down: the file being read, ``No space left on device``, the last
+line of a Python worker's traceback. :func:`describe_failure` finds it, so the
+command line prints one line and keeps the traceback for ``--debug``.
+
+Only messages and class names are inspected, so this works for classic sessions
+(Py4J), Spark Connect errors and plain Python errors alike.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Iterator
+from typing import Any
+
+#: Messages of the decompressors (java.util.zip, Hadoop's codecs) on damaged input.
+_TRUNCATED = ("unexpected end of input stream", "unexpected end of zlib input stream")
+_NOT_GZIP = ("not a gzip file", "not in gzip format")
+_CORRUPT = (
+    "invalid distance",
+    "invalid block type",
+    "invalid stored block lengths",
+    "invalid code lengths set",
+    "invalid literal/length",
+    "incorrect header check",
+    "incorrect data check",
+    "too many length or distance symbols",
+    "corrupt",
+    "crc",
+)
+_PYTHON_WORKER = "An exception was thrown from the Python worker"
+_READING = re.compile(r"error while reading file (\S+?)\.?(?:\s|$)")
+_WRITING = re.compile(r"while writing rows to (\S+?)\.?(?:\s|$)")
+_STAGING = re.compile(r"/\.([^/]+)\.staging-\d{8}T\d{6}Z-[0-9a-f]{8}(?:/|$)")
+_NO_SPACE = "no space left on device"
+_DENIED = "permission denied"
+
+
+def _java_chain(throwable: Any) -> Iterator[tuple[str, str]]:
+    seen = 0
+    while throwable is not None and seen < 20:
+        seen += 1
+        try:
+            name = str(throwable.getClass().getName())
+            message = str(throwable.getMessage() or "")
+            throwable = throwable.getCause()
+        except Exception:  # a broken or closed gateway
+            return
+        yield name, message
+
+
+def failure_chain(err: BaseException) -> list[tuple[str, str]]:
+    """``(class name, message)`` of an error and of every cause it carries, outermost first.
+
+    Follows Python causes and contexts, and the Java cause chain of Py4J and Spark
+    errors where the Java objects are reachable.
+    """
+    chain: list[tuple[str, str]] = []
+    current: BaseException | None = err
+    while current is not None and len(chain) < 40:
+        chain.append((type(current).__name__, str(current)))
+        java = getattr(current, "java_exception", None) or getattr(current, "_origin", None)
+        if java is not None:
+            chain.extend(_java_chain(java))
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _python_error(message: str) -> str | None:
+    """The last line of a Python worker's traceback (``ValueError: ...``)."""
+    text = message.split(_PYTHON_WORKER, 1)[1] if _PYTHON_WORKER in message else message
+    text = text.split("JVM stacktrace:", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("SQLSTATE")]
+    if not lines:
+        return None
+    last = lines[-1]
+    return re.sub(r"\s*SQLSTATE: \w+$", "", last)
+
+
+def _read_cause(messages: list[str]) -> str:
+    """Why a file could not be read, from the innermost messages."""
+    for message in reversed(messages):
+        lowered = message.lower()
+        if any(text in lowered for text in _TRUNCATED):
+            return "the compressed data ends early (a truncated file)"
+        if any(text in lowered for text in _NOT_GZIP):
+            return "not gzip data, although the name ends in .gz"
+        if any(text in lowered for text in _CORRUPT):
+            return f"corrupt compressed data ({_first_line(message)})"
+        if "does not exist" in lowered or "no such file" in lowered:
+            return "it no longer exists (removed while the run read it?)"
+        if _DENIED in lowered:
+            return "permission denied"
+    return ""
+
+
+def _output_of(path: str) -> str:
+    """The output path a staging path belongs to (``/x/.out.staging-RUN/...`` -> ``/x/out``)."""
+    match = _STAGING.search(path)
+    return path[: match.start()] + "/" + match.group(1) if match else path
+
+
+def describe_failure(err: BaseException) -> str:
+    """One line for a failed run: the file or path involved, and the cause.
+
+    Args:
+        err: What the run raised.
+
+    Returns:
+        A message without a stack trace, e.g. ``cannot read file:/d/a.jsonl.gz: the
+        compressed data ends early (a truncated file)``.
+    """
+    try:
+        return _describe(err)
+    except Exception:  # describing must never hide the failure itself
+        return f"run failed: {type(err).__name__}: {_first_line(str(err))}"
+
+
+def _describe(err: BaseException) -> str:
+    chain = failure_chain(err)
+    messages = [message for _, message in chain]
+    everything = "\n".join(messages)
+    lowered = everything.lower()
+    no_space = _NO_SPACE in lowered or any(
+        isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _python_chain(err)
+    )
+    if no_space:
+        written = _WRITING.search(everything)
+        if written:
+            return (
+                f"no space left on device writing {_output_of(written.group(1))} (output.path); "
+                "nothing was published"
+            )
+        return "no space left on device; nothing was published"
+    read = _READING.search(everything)
+    if read:
+        cause = _read_cause(messages) or _root_cause(chain)
+        return f"cannot read {read.group(1)}: {cause}"
+    for name, message in chain:
+        if _PYTHON_WORKER in message or name.endswith("PythonException"):
+            last = _python_error(message)
+            if last:
+                return f"a Python worker failed: {last}"
+    if _DENIED in lowered:
+        return f"permission denied: {_first_line(_innermost(chain, _DENIED))}"
+    return f"run failed: {_root_cause(chain)}"
+
+
+def _python_chain(err: BaseException) -> Iterator[BaseException]:
+    current: BaseException | None = err
+    for _ in range(40):
+        if current is None:
+            return
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _innermost(chain: list[tuple[str, str]], text: str) -> str:
+    return next((m for _, m in reversed(chain) if text in m.lower()), "")
+
+
+def _root_cause(chain: list[tuple[str, str]]) -> str:
+    """The innermost error with a message, as ``Name: first line``."""
+    for name, message in reversed(chain):
+        line = _first_line(message)
+        if line:
+            return f"{name.rsplit('.', 1)[-1]}: {line}"
+    return chain[0][0] if chain else "unknown error"
+
+
+#: Driver-side loggers that repeat a failed task's or job's stack trace (in local mode
+#: the executors log in the driver's JVM too). The failure itself reaches the caller.
+FAILURE_LOGGERS = (
+    "org.apache.spark.executor.Executor",
+    "org.apache.spark.scheduler.TaskSetManager",
+    "org.apache.spark.scheduler.TaskSchedulerImpl",
+    "org.apache.spark.sql.execution.datasources.FileFormatWriter",
+    "org.apache.spark.sql.execution.datasources.FileFormatDataWriter",
+    "org.apache.spark.util.Utils",
+    "org.apache.spark.api.python.PythonRunner",
+    "org.apache.spark.sql.execution.python.PythonArrowOutput",
+    "org.apache.spark.storage.BlockManager",
+)
+
+
+def quiet_failure_logs(spark: Any) -> None:
+    """Silence the loggers that print failed tasks' stack traces (``--debug`` keeps them).
+
+    ``spark.log_level`` still governs everything else; under Spark Connect, or when the
+    JVM is out of reach, nothing changes.
+    """
+    try:
+        jvm = spark.sparkContext._jvm
+        off = jvm.org.apache.logging.log4j.Level.OFF
+        configurator = jvm.org.apache.logging.log4j.core.config.Configurator
+        for name in FAILURE_LOGGERS:
+            configurator.setLevel(name, off)
+    except Exception:  # Spark Connect (no JVM here), or another logging backend
+        return
