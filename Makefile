@@ -62,7 +62,7 @@ wheelhouse: $(STAMP)
 	  -c constraints-$*.txt -e '.[spark,test]'
 	touch $@
 
-test-spark-%: .venv-spark%/.installed java-check
+$(SPARK_LINES:%=test-spark-%): test-spark-%: .venv-spark%/.installed java-check
 	.venv-spark$*/bin/python -m pytest $(SPARK_TESTS) -p no:cacheprovider $(PYTEST_ARGS)
 
 test-spark-lines: $(SPARK_LINES:%=test-spark-%)

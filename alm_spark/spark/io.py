@@ -348,11 +348,12 @@ def write_staged_results(results_df: DataFrame, path: str, output: OutputConfig)
     try:
         (writer.parquet if output.format == "parquet" else writer.text)(path)
     except Exception as err:
-        if "CODEC_NOT_AVAILABLE" in str(err):
+        # Spark 4 names the error class; Spark 3.5's text writer knows no zstd at all.
+        if "CODEC_NOT_AVAILABLE" in str(err) or "is not available. Known codecs" in str(err):
             raise OutputError(
                 f"output.compression: {output.codec} is not available for {output.format} "
-                "output with this Spark (Hadoop's native library is missing); use gzip, "
-                "or output.format=parquet"
+                "output with this Spark (Hadoop's native library is missing, or Spark 3.5); "
+                "use gzip, or output.format=parquet"
             ) from None
         raise
 
