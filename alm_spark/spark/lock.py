@@ -187,7 +187,13 @@ class OutputLock:
             OutputError: When another run holds a live lock on the output path.
         """
         for _ in range(5):
-            if self.fs.create_exclusive(self.path, self.info.to_text()):
+            try:
+                created = self.fs.create_exclusive(self.path, self.info.to_text())
+            except OSError as err:  # e.g. no permission to write beside the output
+                raise OutputError(
+                    f"output.path: cannot create the lock {self.path}: {err.strerror or err}"
+                ) from None
+            if created:
                 self._held = True
                 self._start_heartbeat()
                 return
