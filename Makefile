@@ -12,7 +12,7 @@ WHEELHOUSE ?= $(CURDIR)/.wheelhouse
 
 # Older Spark lines CI also tests (Spark layer and golden cases), each with its own pins.
 SPARK_LINES := 3.5 4.0
-SPARK_TESTS ?= -m "spark and not slow"
+SPARK_TESTS ?= -m "spark and not ($(SLOW_MARKS))"
 # Left out of `make test` (the developer loop) and run by `make test-slow`; CI runs both.
 SLOW_MARKS := slow or cluster or connect or packaging
 
