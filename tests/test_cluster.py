@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,14 @@ from alm_spark.core.config import build_config
 from alm_spark.core.datagen import generate, write_jsonl
 from alm_spark.core.errors import ConfigError
 from alm_spark.core.names import ENGINES
-from tests.cluster import StandaloneCluster, children, server_env
+from tests.cluster import (
+    EXECUTOR_CLASS,
+    LOOPBACK,
+    StandaloneCluster,
+    children,
+    free_port,
+    server_env,
+)
 from tests.conftest import GOLDEN_CASES, REPO, fixtures_dir, read_lines
 
 BIN = Path(sys.executable).parent
@@ -50,9 +58,14 @@ class Run:
         return console
 
 
-def submit(cluster: StandaloneCluster, job_args: list[str], log: Path) -> Run:
+def submit(
+    cluster: StandaloneCluster, job_args: list[str], log: Path, ui_port: int | None = None
+) -> Run:
     """Start spark-submit of the job on the cluster (client mode); console into ``log``."""
-    command = [str(BIN / "spark-submit"), "--master", cluster.url, str(ENTRY), *job_args]
+    command = [str(BIN / "spark-submit"), "--master", cluster.url]
+    if ui_port is not None:  # the driver's REST API, to see which executor runs tasks
+        command += ["--conf", f"spark.ui.port={ui_port}"]
+    command += [str(ENTRY), *job_args]
     with log.open("wb") as handle:
         proc = subprocess.Popen(
             command, env=server_env(), stdout=handle, stderr=subprocess.STDOUT,
@@ -120,10 +133,37 @@ def _run_args(source: Path, out: Path, engine: str) -> list[str]:
     return [f"input.manifest_path={source}", f"output.path={out}", *engine_overrides(engine)]
 
 
-def _python_tasks_running(cluster: StandaloneCluster) -> list[int]:
-    """Executors that have started Python workers, i.e. are running the main stage."""
+def _busy_executors(cluster: StandaloneCluster, ui_port: int) -> list[int]:
+    """PIDs of executor JVMs running tasks: with Python workers (the main stage of the
+    fused engine), or with active tasks by the driver's REST API (either engine)."""
+    executors = cluster.executors()
+    python = [pid for _, pid in executors if any("pyspark" in a for _, a in children(pid))]
+    if python:
+        return python
+    api = f"http://{LOOPBACK}:{ui_port}/api/v1/applications"
+    try:
+        with urllib.request.urlopen(api, timeout=5) as response:
+            (app,) = json.load(response)
+        with urllib.request.urlopen(f"{api}/{app['id']}/executors", timeout=5) as response:
+            busy = {
+                e["id"] for e in json.load(response) if e["id"] != "driver" and e["activeTasks"]
+            }
+    except (OSError, ValueError):
+        return []
     return [
-        pid for _, pid in cluster.executors() if any("pyspark" in args for _, args in children(pid))
+        pid
+        for pid, args in children_args(cluster)
+        if any(f"--executor-id {e} " in f"{args} " for e in busy)
+    ]
+
+
+def children_args(cluster: StandaloneCluster) -> list[tuple[int, str]]:
+    """(pid, command line) of the executor JVMs on the cluster's workers."""
+    return [
+        (pid, args)
+        for worker in cluster.workers
+        for pid, args in children(worker.pid)
+        if EXECUTOR_CLASS in args
     ]
 
 
@@ -165,11 +205,12 @@ def test_killed_executor_changes_nothing(
 
     standalone_cluster.wait_idle()
     killed_args = [*_run_args(kill_input, killed, engine), *extra]
-    run = submit(standalone_cluster, killed_args, tmp_path / "killed.log")
+    ui_port = free_port()
+    run = submit(standalone_cluster, killed_args, tmp_path / "killed.log", ui_port)
     victim = None
     deadline = time.time() + 300
     while victim is None and run.proc.poll() is None and time.time() < deadline:
-        running = _python_tasks_running(standalone_cluster)
+        running = _busy_executors(standalone_cluster, ui_port)
         if running:
             time.sleep(1.0)  # well inside the stage: the first tasks are under way
             victim = running[0]
