@@ -52,7 +52,12 @@ class Run:
 
     def finish(self, timeout: float = 1800) -> str:
         """Wait for the run; return its console; fail on a non-zero exit."""
-        self.proc.wait(timeout=timeout)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never leave a driver behind
+            self.proc.wait()
+            raise
         console = self.log.read_text(errors="replace")
         assert self.proc.returncode == 0, console[-4000:]
         return console
