@@ -50,9 +50,14 @@ class Run:
     proc: subprocess.Popen[bytes]
     log: Path
 
-    def finish(self, timeout: float = 600) -> str:
+    def finish(self, timeout: float = 1800) -> str:
         """Wait for the run; return its console; fail on a non-zero exit."""
-        self.proc.wait(timeout=timeout)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never leave a driver behind
+            self.proc.wait()
+            raise
         console = self.log.read_text(errors="replace")
         assert self.proc.returncode == 0, console[-4000:]
         return console
@@ -208,7 +213,7 @@ def test_killed_executor_changes_nothing(
     ui_port = free_port()
     run = submit(standalone_cluster, killed_args, tmp_path / "killed.log", ui_port)
     victim = None
-    deadline = time.time() + 300
+    deadline = time.time() + 1200
     while victim is None and run.proc.poll() is None and time.time() < deadline:
         running = _busy_executors(standalone_cluster, ui_port)
         if running:
