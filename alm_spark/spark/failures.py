@@ -178,17 +178,14 @@ def _root_cause(chain: list[tuple[str, str]]) -> str:
 
 
 #: Driver-side loggers that repeat a failed task's or job's stack trace (in local mode
-#: the executors log in the driver's JVM too). The failure itself reaches the caller.
+#: the executors log in the driver's JVM too); the failure itself reaches the caller.
+#: Others stay as ``spark.log_level`` says (``Lost executor`` is still reported).
 FAILURE_LOGGERS = (
-    "org.apache.spark.executor.Executor",
-    "org.apache.spark.scheduler.TaskSetManager",
-    "org.apache.spark.scheduler.TaskSchedulerImpl",
-    "org.apache.spark.sql.execution.datasources.FileFormatWriter",
-    "org.apache.spark.sql.execution.datasources.FileFormatDataWriter",
-    "org.apache.spark.util.Utils",
-    "org.apache.spark.api.python.PythonRunner",
-    "org.apache.spark.sql.execution.python.PythonArrowOutput",
-    "org.apache.spark.storage.BlockManager",
+    "org.apache.spark.executor.Executor",  # Exception in task ... (trace)
+    "org.apache.spark.scheduler.TaskSetManager",  # Lost task ... (trace); aborting job
+    "org.apache.spark.sql.execution.datasources.FileFormatWriter",  # Aborting job (trace)
+    "org.apache.spark.util.Utils",  # Aborting task (trace)
+    "org.apache.spark.api.python.PythonRunner",  # killing the workers of a failed job
 )
 
 
