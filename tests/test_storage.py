@@ -19,7 +19,13 @@ import pytest
 from alm_spark import cli
 from alm_spark.core.config import load_config
 from alm_spark.core.errors import OutputError
-from alm_spark.spark.failures import describe_failure, failure_chain
+from alm_spark.spark.failures import (
+    DamagedInputError,
+    describe_failure,
+    failure_chain,
+    find_damaged_input,
+    names_no_damaged_file,
+)
 from alm_spark.spark.pipeline import run_pipeline
 from alm_spark.spark.publish import check_output_parent
 from tests.conftest import TWO_SPEAKER_ENTRY
@@ -111,6 +117,47 @@ def _read_error(path: str, name: str, message: str) -> FakePy4JJavaError:
 def test_read_failures_name_the_file_and_the_cause(name: str, message: str, cause: str) -> None:
     err = _read_error("file:///d/a.jsonl.gz", name, message)
     assert describe_failure(err) == f"cannot read file:///d/a.jsonl.gz: {cause}"
+
+
+def test_spark_35s_unnamed_damage_is_named_by_the_pipeline() -> None:
+    # Spark 3.5 wraps the decompressor's error in a write failure, with no file name.
+    staging = "file:/d/.out.staging-20261201T204141Z-62f0d990/_data"
+    spark35 = FakePy4JJavaError(
+        FakeThrowable(
+            "org.apache.spark.SparkException",
+            f"[TASK_WRITE_FAILED] Task failed while writing rows to {staging}.",
+            FakeThrowable("java.io.EOFException", "Unexpected end of input stream"),
+        )
+    )
+    assert names_no_damaged_file(spark35)
+    assert describe_failure(spark35) == "run failed: EOFException: Unexpected end of input stream"
+    named = DamagedInputError("file:/d/a.jsonl.gz")
+    named.__cause__ = spark35  # what ``raise ... from`` sets
+    assert describe_failure(named) == (
+        "cannot read file:/d/a.jsonl.gz: the compressed data ends early (a truncated file)"
+    )
+    assert not names_no_damaged_file(named)
+    # Spark 4 names the file itself; other failures are no damaged input.
+    spark4 = _read_error(
+        "file:///d/a.jsonl.gz", "java.io.EOFException", "Unexpected end of input stream"
+    )
+    assert not names_no_damaged_file(spark4)
+    assert not names_no_damaged_file(RuntimeError("boom"))
+
+
+def test_find_damaged_input_reads_each_compressed_file_to_its_end(spark, tmp_path: Path) -> None:
+    variants = _gzip_variants(tmp_path)
+    good = tmp_path / "good.jsonl.gz"
+    good.write_bytes(gzip.compress(b'{"a": 1}\n'))
+    plain = tmp_path / "plain.jsonl"  # no codec: never read
+    plain.write_bytes(b"not json\n")
+    files = [f"file://{good}", f"file://{plain}"]
+    assert find_damaged_input(spark, files) is None
+    for kind, (data, _) in variants.items():
+        bad = tmp_path / f"{kind}.jsonl.gz"
+        bad.write_bytes(data)
+        assert find_damaged_input(spark, [*files, f"file://{bad}"]) == f"file://{bad}"
+    assert find_damaged_input(spark, [f"file://{tmp_path}/corrupt.jsonl.gz"], 0.0) is None
 
 
 def test_a_full_disk_names_the_output_path() -> None:

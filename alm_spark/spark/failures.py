@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import errno
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 #: Messages of the decompressors (java.util.zip, Hadoop's codecs) on damaged input.
@@ -101,6 +102,101 @@ def _read_cause(messages: list[str]) -> str:
         if _DENIED in lowered:
             return "permission denied"
     return ""
+
+
+def _damage(messages: list[str]) -> bool:
+    """Whether the innermost read cause is damaged compressed data."""
+    cause = _read_cause(messages)
+    return cause.startswith(("the compressed data", "not gzip", "corrupt compressed"))
+
+
+class DamagedInputError(OSError):
+    """A compressed input Spark could not decompress, named after the fact.
+
+    Spark 4 names the file it was reading when a decompressor fails; Spark 3.5 only
+    raises the decompressor's error (``EOFException: Unexpected end of input stream``).
+    The pipeline then finds the file (:func:`find_damaged_input`) and raises this,
+    with Spark's error as the cause, so :func:`describe_failure` names it either way.
+    """
+
+    def __init__(self, path: str) -> None:
+        """Name the damaged file, in the words Spark 4 uses."""
+        super().__init__(f"Encountered error while reading file {path}")
+        self.path = path
+
+
+def names_no_damaged_file(err: BaseException) -> bool:
+    """Whether ``err`` is damaged compressed input with no file named (Spark 3.5)."""
+    try:
+        messages = [message for _, message in failure_chain(err)]
+        return _damage(messages) and not _READING.search("\n".join(messages))
+    except Exception:  # describing must never hide the failure itself
+        return False
+
+
+def find_damaged_input(
+    spark: Any, files: Iterable[str], budget_seconds: float = 300.0
+) -> str | None:
+    """The first compressed file that Hadoop's codec cannot read to its end.
+
+    Reads each compressed file through the codec Spark's text source uses, in the
+    driver's JVM; only after a failed run, only when Spark did not name the file.
+
+    Args:
+        spark: A classic session (the JVM is needed).
+        files: The run's input files.
+        budget_seconds: No further file is started after this long.
+
+    Returns:
+        The file's path, or None if none failed (or the budget ran out, or no JVM).
+    """
+    try:
+        jvm = spark.sparkContext._jvm
+        conf = spark.sparkContext._jsc.hadoopConfiguration()
+        codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
+        sink = jvm.java.io.OutputStream.nullOutputStream()
+    except Exception:  # Spark Connect: no JVM here
+        return None
+    deadline = time.monotonic() + budget_seconds
+    for name in sorted(files):
+        if time.monotonic() > deadline:
+            return None
+        path = jvm.org.apache.hadoop.fs.Path(name)
+        codec = codecs.getCodec(path)
+        if codec is None:
+            continue
+        try:
+            stream = codec.createInputStream(path.getFileSystem(conf).open(path))
+            try:
+                stream.transferTo(sink)
+            finally:
+                stream.close()
+        except Exception:
+            return name
+    return None
+
+
+def wait_for_running_tasks(spark: Any, timeout_seconds: float = 60.0) -> None:
+    """Wait until no executor runs a task, so a failed job's tasks stop writing.
+
+    A job fails as soon as one task fails; Spark kills the job's other tasks
+    afterwards, and until they stop they can still create their attempt folders in
+    the staging directory (Spark 3.5 does, after the staging directory is removed).
+    Returns at once under Spark Connect, and after ``timeout_seconds`` at most.
+    """
+    try:
+        tracker = spark.sparkContext._jsc.sc().statusTracker()
+    except Exception:  # Spark Connect: the server cleans up its own tasks
+        return
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        try:
+            running = sum(int(info.numRunningTasks()) for info in tracker.getExecutorInfos())
+        except Exception:  # the session is going away
+            return
+        if running == 0:
+            return
+        time.sleep(0.2)
 
 
 def _output_of(path: str) -> str:

@@ -47,6 +47,12 @@ from alm_spark.core.names import (
 from alm_spark.core.report import render_report
 from alm_spark.core.summary import format_bytes
 from alm_spark.spark.dataframe_engine import dataframe_results
+from alm_spark.spark.failures import (
+    DamagedInputError,
+    find_damaged_input,
+    names_no_damaged_file,
+    wait_for_running_tasks,
+)
 from alm_spark.spark.fs import FileSystem, filesystem_for, join
 from alm_spark.spark.io import (
     ManifestSources,
@@ -310,6 +316,15 @@ def _finish(
     return part_files
 
 
+def _name_damaged_input(spark: SparkSession, sources: ManifestSources, err: Exception) -> None:
+    """Raise :class:`DamagedInputError` naming the file when Spark (3.5) did not."""
+    if not names_no_damaged_file(err):
+        return
+    damaged = find_damaged_input(spark, read_manifest_lines(spark, sources).inputFiles())
+    if damaged is not None:
+        raise DamagedInputError(damaged) from err
+
+
 def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -363,7 +378,11 @@ def _run_holding_lock(
     data_dir = join(staging, "_data")
     timings: dict[str, float] = {}
     try:
-        staged = _stage_results(spark, fs, config, sources, data_dir, progress, timings)
+        try:
+            staged = _stage_results(spark, fs, config, sources, data_dir, progress, timings)
+        except Exception as err:
+            _name_damaged_input(spark, sources, err)
+            raise
         progress.step("publishing")
         clock = time.time()
         part_files = _finish(fs, staging, data_dir, staged, config)
@@ -392,6 +411,7 @@ def _run_holding_lock(
         fs.write_text(join(staging, REPORT_FILE), render_report(metrics))
         publish(fs, staging, output, run_id)
     except BaseException:
+        wait_for_running_tasks(spark)  # a failed job's other tasks may still be writing
         try:
             fs.delete(staging)
         except Exception:
