@@ -32,7 +32,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,connect,test,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,connect,test,dev,audio]'
 	touch $@
 
 install: $(STAMP)
@@ -59,7 +59,7 @@ wheelhouse: $(STAMP)
 	rm -rf .venv-spark$*
 	$(PYTHON) -m venv .venv-spark$*
 	.venv-spark$*/bin/python -m pip install --quiet --disable-pip-version-check \
-	  -c constraints-$*.txt -e '.[spark,test]'
+	  -c constraints-$*.txt -e '.[spark,test,audio]'
 	touch $@
 
 $(SPARK_LINES:%=test-spark-%): test-spark-%: .venv-spark%/.installed java-check

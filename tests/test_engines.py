@@ -119,6 +119,8 @@ def test_windows_table_rows(spark, tmp_path: Path, engine: str) -> None:
         "line": 2,
         "audio_filepath": "/a.wav",
         "swift_audio_filepath": "s3://b/a.wav",
+        "audio_sample_rate": 16000.0,
+        "position": 0,
         "window": 0,
         "start": 0.0,
         "end": 119.0,
@@ -141,5 +143,5 @@ def test_an_empty_windows_table_still_has_its_schema(spark, tmp_path: Path) -> N
     _run(spark, source, tmp_path / "out", "fused", "output.windows_table=true")
     table = pq.read_table(tmp_path / "out" / "_windows")
     assert table.num_rows == 0
-    assert table.schema.names[:5] == ["source", "line", "audio_filepath", "swift_audio_filepath",
-                                      "window"]  # fmt: skip
+    assert table.schema.names[:7] == ["source", "line", "audio_filepath", "swift_audio_filepath",
+                                      "audio_sample_rate", "position", "window"]  # fmt: skip

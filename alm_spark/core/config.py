@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from alm_spark.core.errors import ConfigError
-from alm_spark.core.names import ENGINES, LOST_WINDOW_MODES
+from alm_spark.core.names import AUDIO_CODECS, AUDIO_FORMATS, ENGINES, LOST_WINDOW_MODES
 
 Validator = Callable[[Any, str], Any]
 
@@ -94,6 +94,15 @@ def _integer(low: int | None = None, high: int | None = None) -> Validator:
         if abs(value) > MAX_INTEGER:
             raise ConfigError(f"{name}: must be at most {MAX_INTEGER}, got {shown}")
         return value
+
+    return check
+
+
+def _optional_integer(low: int, high: int) -> Validator:
+    whole = _integer(low, high)
+
+    def check(value: Any, name: str) -> int | None:
+        return None if value is None else whole(value, name)
 
     return check
 
@@ -265,6 +274,19 @@ _SPARK_SETTINGS: dict[str, Validator] = {
     "remote": _remote,
 }
 
+_AUDIO_SETTINGS: dict[str, Validator] = {
+    "enabled": _boolean,
+    "root": _optional_text,
+    "path_field": _text,
+    "sample_rate": _integer(1000, 384000),
+    "channels": _integer(1, 2),
+    "codec": _choice(*AUDIO_CODECS),
+    "format": _choice(*AUDIO_FORMATS),
+    "shard_max_clips": _integer(1, 1_000_000),
+    "shard_max_mb": _number(positive=True),
+    "partitions": _optional_integer(1, 100_000),
+}
+
 
 def _validate(config: Any, section: str, validators: Mapping[str, Validator]) -> None:
     """Check and normalize every field of a frozen section (``__post_init__``)."""
@@ -418,6 +440,40 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class AudioConfig:
+    """Cutting every kept window out of its recording into audio shards.
+
+    Attributes:
+        enabled: Also write ``_shards/`` (the clips) and ``_rejected_audio/``.
+        root: Where relative audio paths resolve (local path or URI); None: relative
+            to the folder of the manifest file the entry came from.
+        path_field: The manifest field holding the recording's path.
+        sample_rate: The clips' sample rate (soxr resamples when the source differs).
+        channels: 1 (the mean of the source's channels) or 2 (a mono source doubled).
+        codec: ``flac`` or ``wav``, 16-bit.
+        format: ``webdataset``: tar shards of ``<key>.<codec>`` and ``<key>.json``.
+        shard_max_clips: A shard is closed after this many clips.
+        shard_max_mb: ... or once it holds this many megabytes (10^6 bytes).
+        partitions: Tasks of the audio step; None: the entries' count spread over the
+            cluster's cores (at most one entry's windows per task in small runs).
+    """
+
+    enabled: bool = False
+    root: str | None = None
+    path_field: str = "audio_filepath"
+    sample_rate: int = 16000
+    channels: int = 1
+    codec: str = "flac"
+    format: str = "webdataset"
+    shard_max_clips: int = 1000
+    shard_max_mb: float = 512.0
+    partitions: int | None = None
+
+    def __post_init__(self) -> None:
+        _validate(self, "audio", _AUDIO_SETTINGS)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """The whole job configuration."""
 
@@ -426,6 +482,7 @@ class PipelineConfig:
     builder: BuilderConfig = field(default_factory=BuilderConfig)
     overlap: OverlapConfig = field(default_factory=OverlapConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (lists, dicts, scalars), e.g. for ``_metrics.json``."""
@@ -450,6 +507,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "builder": BuilderConfig,
     "overlap": OverlapConfig,
     "spark": SparkConfig,
+    "audio": AudioConfig,
 }
 
 
@@ -496,6 +554,8 @@ _TEXT_SETTINGS = frozenset(
         ("spark", "app_name"),
         ("builder", "drop_fields"),
         ("builder", "drop_fields_top_level"),
+        ("audio", "root"),
+        ("audio", "path_field"),
     }
 )
 

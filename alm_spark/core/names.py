@@ -31,6 +31,9 @@ METRIC_DURATIONS = (
 LOST_WINDOW_MODES = ("inline", "separate", "drop")
 #: ``spark.engine``: the one-pass ``mapInArrow`` engine, or the DataFrame API's shape.
 ENGINES = ("fused", "dataframe")
+#: ``audio.codec`` and ``audio.format``: how clips are encoded and packed.
+AUDIO_CODECS = ("flac", "wav")
+AUDIO_FORMATS = ("webdataset",)
 
 # Kinds of the rows an engine produces before they are written.
 KIND_ENTRY = "entry"  # an output line
@@ -39,6 +42,8 @@ KIND_BLOCK = "block"  # how many lines one input split held (JSON)
 KIND_LOST = "lost"  # an entry's lost_win_full_data, with lost_window_details=separate
 KIND_REPORT = "report"  # a task's summed report figures (JSON)
 KIND_WINDOW = "window"  # one windows-table row (JSON), with output.windows_table
+KIND_SHARD = "shard"  # an audio shard a task attempt wrote (JSON), with audio.enabled
+KIND_AUDIO_REJECTED = "rejected_audio"  # a window whose clip could not be cut (JSON)
 
 # The output directory's files and folders.
 METRICS_FILE = "_metrics.json"
@@ -47,5 +52,7 @@ SUCCESS_FILE = "_SUCCESS"
 REJECTED_DIR = "_rejected"
 LOST_WINDOWS_DIR = "_lost_windows"
 WINDOWS_DIR = "_windows"
+SHARDS_DIR = "_shards"
+REJECTED_AUDIO_DIR = "_rejected_audio"
 #: Written into ``_metrics.json``; only a directory carrying it is ever replaced.
 PRODUCER = "alm_spark"

@@ -168,6 +168,17 @@ class LineOutcome:
     window_rows: list[bytes] = field(default_factory=list)
 
 
+def _finite(value: Any) -> float | None:
+    """A JSON number as a finite double, else None (text, booleans, 1e999)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if number - number == 0 else None
+
+
 def _list(items: list[bytes]) -> bytes:
     return b"[" + b",".join(items) + b"]"
 
@@ -220,6 +231,7 @@ class EntryRenderer:
         lost_windows: str = "inline",
         *,
         windows_table: bool = False,
+        audio_path_field: str | None = None,
     ) -> None:
         """Capture the settings.
 
@@ -231,11 +243,14 @@ class EntryRenderer:
                 ``drop`` leaves it out.
             windows_table: Also render one ``_windows/`` row per filtered window
                 (:attr:`LineOutcome.window_rows`); needs the line's key.
+            audio_path_field: Also carry this manifest field in window rows, as
+                ``audio_path`` (the audio step's input; ``audio.path_field``).
         """
         if lost_windows not in LOST_WINDOW_MODES:
             raise ValueError(f"lost_windows must be one of {LOST_WINDOW_MODES}")
         self.lost_windows = lost_windows
         self.windows_table = windows_table
+        self.audio_path_field = audio_path_field
         self.params = WindowParams.from_builder(builder)
         self.min_sample_rate = builder.min_sample_rate
         self.drop_top_level = frozenset(builder.drop_fields_top_level)
@@ -353,8 +368,12 @@ class EntryRenderer:
         head["audio_filepath"] = path if isinstance(path, str) else None
         swift = data.get("swift_audio_filepath")
         head["swift_audio_filepath"] = swift if isinstance(swift, str) else None
+        head["audio_sample_rate"] = _finite(data.get("audio_sample_rate"))
+        if self.audio_path_field is not None:
+            audio_path = data.get(self.audio_path_field)
+            head["audio_path"] = audio_path if isinstance(audio_path, str) else None
         rows = []
-        for w in overlap.filtered_windows.tolist():
+        for position, w in enumerate(overlap.filtered_windows.tolist()):
             first, stop, part = int(build.first[w]), int(build.stop[w]), build.parts[w]
             members = [self._strip(s) for s in table.segments[first:stop]]
             if part is not None:
@@ -370,6 +389,7 @@ class EntryRenderer:
             ]
             row = {
                 **head,
+                "position": position,
                 **window_summary(table, build, w),
                 "segments": segments,
                 "text": " ".join(s["text"] for s in segments if s["text"]),

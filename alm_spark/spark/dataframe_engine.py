@@ -53,6 +53,7 @@ def render_joined_batches(
     *,
     lost_windows: str = "inline",
     windows_table: bool = False,
+    audio_path_field: str | None = None,
     progress: Counter | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Render each numbered line from its entry's DataFrame rows (``mapInArrow``).
@@ -65,13 +66,21 @@ def render_joined_batches(
         overlap: Overlap-filter settings.
         lost_windows: ``output.lost_window_details``.
         windows_table: Also emit one ``window`` record per filtered window.
+        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
+            (``audio.path_field``, for the audio step).
         progress: Counts rendered lines, once per batch.
 
     Yields:
         Batches of :data:`~alm_spark.spark.schemas.RESULT_ARROW_SCHEMA`, as the fused
         engine's (without split counts: the lines are numbered already).
     """
-    task = LineTask(builder, overlap, lost_windows, windows_table=windows_table)
+    task = LineTask(
+        builder,
+        overlap,
+        lost_windows,
+        windows_table=windows_table,
+        audio_path_field=audio_path_field,
+    )
     seen = False
     for batch in batches:
         columns = zip(
@@ -126,6 +135,7 @@ def dataframe_results(
     *,
     lost_windows: str = "inline",
     windows_table: bool = False,
+    audio_path_field: str | None = None,
     progress: Counter | None = None,
 ) -> DataFrameRun:
     """Chain the DataFrame API into the job's result rows.
@@ -136,6 +146,8 @@ def dataframe_results(
         overlap: Overlap-filter settings.
         lost_windows: ``output.lost_window_details``.
         windows_table: Also emit windows-table records.
+        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
+            (``audio.path_field``, for the audio step).
         progress: An accumulator counting rendered lines.
     """
     splits = split_line_counts(lines_df)
@@ -166,6 +178,7 @@ def dataframe_results(
         overlap=overlap,
         lost_windows=lost_windows,
         windows_table=windows_table,
+        audio_path_field=audio_path_field,
         progress=progress,
     )
     total = sum(lines for _, lines in splits.values())

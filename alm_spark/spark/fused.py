@@ -30,6 +30,7 @@ def map_line_batches(
     *,
     lost_windows: str = "inline",
     windows_table: bool = False,
+    audio_path_field: str | None = None,
     line_offsets: Mapping[tuple[str, int], int] | None = None,
     progress: Counter | None = None,
 ) -> Iterator[pa.RecordBatch]:
@@ -42,6 +43,8 @@ def map_line_batches(
         overlap: Overlap-filter settings.
         lost_windows: ``inline``, ``separate`` or ``drop`` (``output.lost_window_details``).
         windows_table: Also emit one ``window`` record per filtered window.
+        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
+            (``audio.path_field``, for the audio step).
         line_offsets: Lines before each ``(source, block_start)`` split, needed to key
             separate lost-window and windows-table records by line number.
         progress: Counts processed non-blank lines, once per input batch.
@@ -58,7 +61,13 @@ def map_line_batches(
     keyed = lost_windows == "separate" or windows_table
     if keyed and line_offsets is None:
         raise ValueError("separate lost windows and the windows table need line_offsets")
-    task = LineTask(builder, overlap, lost_windows, windows_table=windows_table)
+    task = LineTask(
+        builder,
+        overlap,
+        lost_windows,
+        windows_table=windows_table,
+        audio_path_field=audio_path_field,
+    )
     blocks: dict[tuple[str, int], list[int]] = {}
     current: tuple[str, int] | None = None
     row = -1

@@ -27,25 +27,36 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 
+from alm_spark.core.audio import AUDIO_COUNTS, AUDIO_SECONDS, audio_metrics
 from alm_spark.core.config import PipelineConfig
 from alm_spark.core.errors import AlmSparkError
 from alm_spark.core.figures import assemble_report, mark_overflows
 from alm_spark.core.names import (
+    KIND_AUDIO_REJECTED,
     KIND_BLOCK,
     KIND_ENTRY,
     KIND_LOST,
     KIND_REJECTED,
     KIND_REPORT,
+    KIND_WINDOW,
     LOSS_COUNTERS,
     LOST_WINDOWS_DIR,
     METRICS_FILE,
     PRODUCER,
+    REJECTED_AUDIO_DIR,
     REJECTED_DIR,
     REPORT_FILE,
+    SHARDS_DIR,
     WINDOWS_DIR,
 )
 from alm_spark.core.report import render_report
 from alm_spark.core.summary import format_bytes
+from alm_spark.spark.audio import (
+    AUDIO_WINDOWS_SCHEMA,
+    cut_audio,
+    publish_shards,
+    sum_audio_figures,
+)
 from alm_spark.spark.dataframe_engine import dataframe_results
 from alm_spark.spark.failures import (
     DamagedInputError,
@@ -212,6 +223,16 @@ def _write_rejected(
     write_json_lines(rejected_df, numbered_dir, compression)
 
 
+def _row_options(config: PipelineConfig) -> dict[str, Any]:
+    """What the engines emit: lost-window records, window rows (table or audio step)."""
+    audio = config.audio.enabled
+    return {
+        "lost_windows": config.output.lost_window_details,
+        "windows_table": config.output.windows_table or audio,
+        "audio_path_field": config.audio.path_field if audio else None,
+    }
+
+
 def _stage_results(
     spark: SparkSession,
     fs: FileSystem,
@@ -232,7 +253,8 @@ def _stage_results(
         timings["list_inputs"] = time.time() - clock
         offsets = counted = None
         fused = config.spark.engine == "fused"
-        keyed = out_cfg.lost_window_details == "separate" or out_cfg.windows_table
+        rows = _row_options(config)
+        keyed = out_cfg.lost_window_details == "separate" or rows["windows_table"]
         if keyed and fused:
             progress.step("counting lines, to key records by line number")
             clock = time.time()
@@ -250,8 +272,7 @@ def _stage_results(
                 map_lines_to_results,
                 config.builder,
                 config.overlap,
-                lost_windows=out_cfg.lost_window_details,
-                windows_table=out_cfg.windows_table,
+                **rows,
                 line_offsets=offsets,
                 progress=progress.counter,
             )
@@ -260,8 +281,7 @@ def _stage_results(
                 lines_df,
                 config.builder,
                 config.overlap,
-                lost_windows=out_cfg.lost_window_details,
-                windows_table=out_cfg.windows_table,
+                **rows,
                 progress=progress.counter,
             )
             results_df = dataframe_run.results_df
@@ -293,6 +313,51 @@ def _stage_results(
         report = _report_figures(spark, fs, data_dir, config)
         timings["rejected_and_figures"] = time.time() - clock
     return _Staged(raw, report, input_files, numbered_dir)
+
+
+def _stage_audio(
+    spark: SparkSession,
+    fs: FileSystem,
+    config: PipelineConfig,
+    staged: _Staged,
+    data_dir: str,
+    staging: str,
+    progress: Progress,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """Cut every kept window's clip into shards in the staging directory; the figures."""
+    clock = time.time()
+    windows = int(staged.raw["filtered_windows"])
+    audio_dir = join(data_dir, "_audio")
+    attempts_dir = join(staging, ".shard-attempts")
+    progress.step(f"cutting {windows:,} clip(s) into {config.audio.format} shards")
+    if windows:
+        windows_df = read_staged(
+            spark, data_dir, KIND_WINDOW, AUDIO_WINDOWS_SCHEMA, config.output.format
+        )
+        partitions = config.audio.partitions or max(
+            1, min(int(staged.raw["entries_written"]), _parallelism(spark) * 2)
+        )
+        audio_df = cut_audio(windows_df, config.audio, attempts_dir, partitions)
+        with progress:
+            audio_df.write.mode("overwrite").partitionBy("kind").text(audio_dir)
+        figures = sum_audio_figures(spark, audio_dir)
+    else:
+        figures = dict.fromkeys([*AUDIO_COUNTS, *AUDIO_SECONDS], 0)
+    shards = publish_shards(spark, fs, audio_dir, attempts_dir, join(staging, SHARDS_DIR))
+    fs.mkdirs(join(staging, REJECTED_AUDIO_DIR))
+    move_parts(
+        fs, join(audio_dir, f"kind={KIND_AUDIO_REJECTED}"), join(staging, REJECTED_AUDIO_DIR)
+    )
+    timings["audio"] = time.time() - clock
+    return audio_metrics(figures, shards, config.audio)
+
+
+def _parallelism(spark: SparkSession) -> int:
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # Spark Connect: no SparkContext
+        return int(spark.conf.get("spark.sql.shuffle.partitions", "200") or 200)
 
 
 def _finish(
@@ -383,10 +448,15 @@ def _run_holding_lock(
         except Exception as err:
             _name_damaged_input(spark, sources, err)
             raise
+        audio = None
+        if config.audio.enabled:
+            audio = _stage_audio(spark, fs, config, staged, data_dir, staging, progress, timings)
         progress.step("publishing")
         clock = time.time()
         part_files = _finish(fs, staging, data_dir, staged, config)
         metrics = {"producer": PRODUCER, **_metrics(staged.raw)}
+        if audio is not None:
+            metrics["audio"] = audio
         timings["publish"] = time.time() - clock
         finished = time.time()
         metrics["run"] = {

@@ -137,9 +137,16 @@ class LineTask:
         lost_windows: str = "inline",
         *,
         windows_table: bool = False,
+        audio_path_field: str | None = None,
     ) -> None:
         """Set up the renderer and the figures for the task's settings."""
-        self.renderer = EntryRenderer(builder, overlap, lost_windows, windows_table=windows_table)
+        self.renderer = EntryRenderer(
+            builder,
+            overlap,
+            lost_windows,
+            windows_table=windows_table,
+            audio_path_field=audio_path_field,
+        )
         self.figures = FigureAccumulator(builder)
         self.out = _BatchBuilder()
         self.lines = 0

@@ -97,7 +97,9 @@ REJECTED_SCHEMA = StructType(
 #: A row of ``_windows/`` (``output.windows_table``): one kept window (an item of its
 #: entry's ``filtered_windows``), keyed by ``source`` and ``line`` like the rest of the
 #: output. ``audio_filepath`` and ``swift_audio_filepath`` are the entry's (null when
-#: missing or not text); ``window`` is the window's index in the entry's ``windows``;
+#: missing or not text), ``audio_sample_rate`` too (null unless a finite number);
+#: ``position`` is the row's index in ``filtered_windows`` (a window the reference's
+#: rounded-pair matching kept twice has two rows); ``window`` is its index in ``windows``;
 #: ``start``/``end`` are the first segment's start and the last segment's end;
 #: ``speakers`` maps each label to its summed speech and ``speaker_durations`` is the
 #: reference's top-5 list; ``segments`` are the window's output segments (a truncated
@@ -108,6 +110,8 @@ WINDOWS_TABLE_SCHEMA = StructType(
         StructField("line", LongType(), False),
         StructField("audio_filepath", StringType(), True),
         StructField("swift_audio_filepath", StringType(), True),
+        StructField("audio_sample_rate", DoubleType(), True),
+        StructField("position", LongType(), False),
         StructField("window", LongType(), False),
         StructField("start", DoubleType(), False),
         StructField("end", DoubleType(), False),

@@ -27,6 +27,7 @@ def map_lines_to_results(
     *,
     lost_windows: str = "inline",
     windows_table: bool = False,
+    audio_path_field: str | None = None,
     line_offsets: Mapping[tuple[str, int], int] | None = None,
     progress: Counter | None = None,
 ) -> DataFrame:
@@ -42,6 +43,8 @@ def map_lines_to_results(
         overlap: Overlap-filter settings.
         lost_windows: ``output.lost_window_details``.
         windows_table: Also emit windows-table records (``output.windows_table``).
+        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
+            (``audio.path_field``, for the audio step).
         line_offsets: Lines before each split (:func:`with_split_offsets`), for
             ``lost_windows="separate"`` and the windows table.
         progress: An accumulator counting processed lines.
@@ -59,6 +62,7 @@ def map_lines_to_results(
             overlap,
             lost_windows=lost_windows,
             windows_table=windows_table,
+            audio_path_field=audio_path_field,
             line_offsets=line_offsets,
             progress=progress,
         )
