@@ -13,6 +13,12 @@ Three shapes:
   ~50 top-level keys (0.3-1.5 MB per line), low-bandwidth stretches and
   monologues that need truncation; ``podcast`` makes one ~10 MB, 6-hour line.
 
+With ``--audio`` (:func:`with_audio`) each entry also gets a recording of the test
+signal of :mod:`alm_spark.core.audiogen`, long enough for its segments, in
+``audio/`` next to the manifest. Meant for the short profiles: ``corner``, ``sample``
+and ``demo`` entries last seconds to about 15 minutes; ``production`` entries last
+30-120 minutes and ``podcast`` six hours, hundreds of megabytes of audio each.
+
 Run ``python -m alm_spark.core.datagen --help`` to write files.
 """
 
@@ -21,10 +27,15 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
+import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from alm_spark.core.audiogen import audio_spec, write_audio
 
 _MISSING = object()
 _VOCAB = [
@@ -441,6 +452,105 @@ def write_jsonl(path: str | Path, entries: Iterator[dict[str, Any]] | list[dict[
     return written
 
 
+AUDIO_TAIL_SECONDS = 1.0
+"""Audio written after an entry's last segment end, so the last window is never cut short."""
+
+
+@dataclass
+class AudioTally:
+    """What :func:`with_audio` wrote and skipped, filled in as entries pass."""
+
+    files: int = 0
+    seconds: float = 0.0
+    skipped_too_long: int = 0
+    skipped_no_times: int = 0
+
+
+def _segments_end(entry: dict[str, Any]) -> float | None:
+    """The latest start or end of an entry's segments, or None if a time is not a number.
+
+    An entry without a ``segments`` list, or with a segment that is not an object or lacks
+    a finite numeric ``start`` and ``end``, has no time to cover, so it gets no audio. An
+    empty list ends at 0.
+    """
+    segments = entry.get("segments")
+    if not isinstance(segments, list):
+        return None
+    latest = 0.0
+    for segment in segments:
+        if not isinstance(segment, dict):
+            return None
+        for key in ("start", "end"):
+            value = segment.get(key)
+            # bool is an int in Python but not a time in the manifest
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            if not math.isfinite(value):
+                return None
+            latest = max(latest, float(value))
+    return latest
+
+
+def with_audio(
+    entries: Iterable[dict[str, Any]],
+    audio_dir: str | Path,
+    manifest_dir: str | Path,
+    *,
+    max_seconds: float | None = None,
+    tail_seconds: float = AUDIO_TAIL_SECONDS,
+    tally: AudioTally | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Write a recording for each entry and point the entry at it.
+
+    Entry ``i`` (counted from 0 in ``entries``) gets ``audio_dir/{i:06d}.{fmt}`` in the
+    format, rate and channel count of :func:`alm_spark.core.audiogen.audio_spec`,
+    covering its segments' latest time plus ``tail_seconds``. The yielded copy has
+    ``audio_filepath`` set to the file's path relative to ``manifest_dir`` (POSIX
+    separators, as a manifest stores it), ``audio_sample_rate`` to its rate and, when the
+    entry has the key, ``audio_num_channels`` to its channel count; other fields, and the
+    order of keys, are kept. Entries whose segment times are not all numbers, and entries
+    whose recording would be longer than ``max_seconds``, are yielded unchanged and get
+    no file (a shortened file would not match the manifest).
+
+    Args:
+        entries: Manifest entries, as :func:`generate` yields them.
+        audio_dir: Folder for the recordings (created).
+        manifest_dir: Folder of the manifest the entries are written to.
+        max_seconds: Longest recording to write; None for no limit.
+        tail_seconds: Audio after the latest segment time.
+        tally: Counts of written and skipped recordings, updated as entries pass.
+
+    Yields:
+        Each entry, with its audio fields set when a recording was written.
+    """
+    audio_dir = Path(audio_dir)
+    for index, entry in enumerate(entries):
+        end = _segments_end(entry)
+        if end is None:
+            if tally is not None:
+                tally.skipped_no_times += 1
+            yield entry
+            continue
+        duration = end + tail_seconds
+        if max_seconds is not None and duration > max_seconds:
+            if tally is not None:
+                tally.skipped_too_long += 1
+            yield entry
+            continue
+        spec = audio_spec(index)
+        path = audio_dir / f"{index:06d}.{spec.fmt}"
+        frames = write_audio(path, duration, spec.rate, spec.channels, spec.fmt)
+        if tally is not None:
+            tally.files += 1
+            tally.seconds += frames / spec.rate
+        updated = dict(entry)
+        updated["audio_filepath"] = Path(os.path.relpath(path, manifest_dir)).as_posix()
+        updated["audio_sample_rate"] = spec.rate
+        if "audio_num_channels" in updated:
+            updated["audio_num_channels"] = spec.channels
+        yield updated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: write generated manifests."""
     parser = argparse.ArgumentParser(
@@ -452,9 +562,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output .jsonl or .jsonl.gz path")
+    parser.add_argument(
+        "--audio",
+        action="store_true",
+        help="also write each entry's recording to audio/ next to the manifest and point "
+        "audio_filepath at it (relative to the manifest's folder); for the short profiles "
+        "(corner, sample, demo): production and podcast entries are hours of audio",
+    )
+    parser.add_argument(
+        "--max-audio-seconds",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --audio, write no recording for an entry that would need more than "
+        "SECONDS of audio; such entries keep their generated audio fields (default: no limit)",
+    )
     args = parser.parse_args(argv)
-    size = write_jsonl(args.out, generate(args.profile, args.lines, args.seed))
+    if args.max_audio_seconds is not None and not args.audio:
+        parser.error("--max-audio-seconds needs --audio")
+    entries: Iterator[dict[str, Any]] = generate(args.profile, args.lines, args.seed)
+    tally = AudioTally()
+    if args.audio:
+        manifest_dir = Path(args.out).parent
+        entries = with_audio(
+            entries,
+            manifest_dir / "audio",
+            manifest_dir,
+            max_seconds=args.max_audio_seconds,
+            tally=tally,
+        )
+    size = write_jsonl(args.out, entries)
     print(f"wrote {args.lines} {args.profile} entries ({size / 1e6:.1f} MB) to {args.out}")
+    if args.audio:
+        print(
+            f"wrote {tally.files} recordings ({tally.seconds:.1f} s of audio) to "
+            f"{Path(args.out).parent / 'audio'}; skipped {tally.skipped_too_long} longer than "
+            f"--max-audio-seconds and {tally.skipped_no_times} without numeric segment times"
+        )
     return 0
 
 
