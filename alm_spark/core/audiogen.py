@@ -111,7 +111,7 @@ def write_audio(
         raise ValueError(f"unknown audio format {fmt!r}; expected one of {sorted(FORMATS)}")
     if duration_seconds < 0:
         raise ValueError(f"duration_seconds must be >= 0, got {duration_seconds}")
-    import soundfile as sf  # type: ignore[import-untyped]
+    import soundfile as sf
 
     container, subtype = FORMATS[fmt]
     total = round(duration_seconds * rate)

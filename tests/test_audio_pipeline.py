@@ -1,0 +1,167 @@
+"""A run with ``audio.enabled``: shards a WebDataset reader loads, sample-exact clips,
+rejected audio with reasons, figures, and keys that do not change between reruns."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import webdataset as wds
+
+from alm_spark.core.audio import clip_key, frame_bounds, to_pcm16
+from alm_spark.core.audiogen import signal, write_audio
+from alm_spark.core.compare import iter_jsonl
+from alm_spark.core.config import load_config
+from alm_spark.core.names import ENGINES
+from alm_spark.spark.pipeline import run_pipeline
+from tests.conftest import write_jsonl
+
+#: Small windows, so a short recording gives several.
+WINDOW_SETTINGS = [
+    "builder.target_window_duration=10",
+    "builder.tolerance=0.2",
+    "overlap.target_duration=10",
+]
+
+
+def _entry(path: str | None, seconds: float, rate: int = 16000, **extra: Any) -> dict[str, Any]:
+    """Two speakers taking turns every 2.5 s."""
+    segments = [
+        {
+            "start": t,
+            "end": t + 2.5,
+            "speaker": "ab"[k % 2],
+            "text": f"turn {k}",
+            "metrics": {"bandwidth": 8000},
+        }
+        for k, t in enumerate(np.arange(0.0, seconds - 2.4, 2.5).tolist())
+    ]
+    entry = {"audio_sample_rate": rate, "segments": segments, **extra}
+    if path is not None:
+        entry["audio_filepath"] = path
+    return entry
+
+
+def _inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    (folder / "audio").mkdir(parents=True)
+    write_audio(folder / "audio" / "a.flac", 31.0, 16000, 1, "flac")
+    write_audio(folder / "audio" / "b.wav", 21.0, 44100, 2, "wav")
+    write_audio(folder / "audio" / "short.flac", 8.0, 16000, 1, "flac")
+    lines = [
+        _entry("audio/a.flac", 30.0),
+        _entry("audio/b.wav", 20.0, rate=16000),  # the file says 44.1 kHz: decoded so
+        _entry("audio/missing.flac", 20.0),
+        _entry("audio/short.flac", 20.0),  # windows past 8 s
+        _entry(None, 20.0),
+    ]
+    return write_jsonl(folder / "m.jsonl", [json.dumps(e) for e in lines])
+
+
+def _run(spark: Any, source: Path, out: Path, *overrides: str) -> Any:
+    config = load_config(
+        None,
+        [f"input.manifest_path={source}", f"output.path={out}", "audio.enabled=true",
+         *WINDOW_SETTINGS, *overrides],
+    )  # fmt: skip
+    return run_pipeline(spark, config)
+
+
+def _samples(shards: list[Path]) -> dict[str, dict[str, Any]]:
+    dataset = wds.WebDataset([str(p) for p in shards], shardshuffle=False)
+    return {sample["__key__"]: sample for sample in dataset}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_kept_window_becomes_one_clip_or_one_reason(
+    spark: Any, tmp_path: Path, engine: str
+) -> None:
+    source = _inputs(tmp_path)
+    out = tmp_path / "out"
+    result = _run(spark, source, out, f"spark.engine={engine}")
+    audio = result.metrics["audio"]
+    windows = result.metrics["filtered_windows"]
+    lost = sum(audio["clips_lost"].values())
+    assert audio["clips_written"] + lost == windows
+    shards = sorted((out / "_shards").glob("*.tar"))
+    assert [p.name for p in shards] == audio["shard_files"]
+    samples = _samples(shards)
+    assert len(samples) == audio["clips_written"]
+    rejected = [
+        json.loads(line)
+        for part in sorted((out / "_rejected_audio").glob("*.jsonl"))
+        for line in part.read_text().splitlines()
+    ]
+    assert len(rejected) == lost
+    by_line: dict[int, set[str]] = {}
+    for row in rejected:
+        by_line.setdefault(row["line"], set()).add(row["reason"])
+    assert by_line[3] == {"missing"}
+    assert by_line[4] == {"past_end"}
+    assert by_line[5] == {"no_path"}
+    assert 1 not in by_line
+    assert 2 not in by_line
+    assert audio["files_rate_mismatch"] == 1
+    assert audio["clips_lost"]["missing"] == sum(r["line"] == 3 for r in rejected)
+    source_uri = f"file:{source}"
+    for row in rejected:
+        assert row["key"] == clip_key(source_uri, row["line"], row["position"])
+        assert row["key"] not in samples
+    # Clips of the 16 kHz FLAC are its samples exactly; all have the right length.
+    for key, sample in samples.items():
+        meta = json.loads(sample["json"])
+        assert key == clip_key(source_uri, meta["line"], meta["position"])
+        clip, rate = sf.read(io.BytesIO(sample["flac"]), dtype="int16", always_2d=True)
+        first, stop = frame_bounds(meta["start"], meta["end"], 16000)
+        assert (rate, clip.shape) == (16000, (stop - first, 1))
+        assert meta["duration"] == (stop - first) / 16000
+        assert meta["segments"][0]["start"] == 0.0
+        if meta["line"] == 1:
+            assert np.array_equal(clip, to_pcm16(signal(first, stop - first, 16000, 1)))
+            assert meta["audio_filepath"] == "audio/a.flac"
+    seconds = sum(len(sf.read(io.BytesIO(s["flac"]))[0]) for s in samples.values()) / 16000
+    assert audio["seconds_written"] == pytest.approx(seconds, rel=1e-12)
+
+
+def test_reruns_give_identical_keys_and_clips(spark: Any, tmp_path: Path) -> None:
+    source = _inputs(tmp_path)
+    clips = []
+    for name in ("one", "two"):
+        _run(spark, source, tmp_path / name, "audio.shard_max_clips=2")
+        shards = sorted((tmp_path / name / "_shards").glob("*.tar"))
+        assert all(_count(p) <= 2 for p in shards)
+        clips.append({k: (s["flac"], s["json"]) for k, s in _samples(shards).items()})
+    assert clips[0] == clips[1]
+    assert len(clips[0]) > 4
+
+
+def _count(shard: Path) -> int:
+    with tarfile.open(shard) as tar:
+        return len([m for m in tar.getmembers() if m.name.endswith(".json")])
+
+
+def test_no_attempt_files_are_left_and_the_output_lines_are_unchanged(
+    spark: Any, tmp_path: Path
+) -> None:
+    source = _inputs(tmp_path)
+    _run(spark, source, tmp_path / "with")
+    config = load_config(
+        None,
+        [f"input.manifest_path={source}", f"output.path={tmp_path / 'without'}",
+         *WINDOW_SETTINGS],
+    )  # fmt: skip
+    run_pipeline(spark, config)
+    names = sorted(p.name for p in (tmp_path / "with").iterdir())
+    assert [n for n in names if n.startswith(".")] == []
+    assert all(".attempt-" not in p.name for p in (tmp_path / "with" / "_shards").iterdir())
+
+    def lines(folder: str) -> list[Any]:
+        return [e for p in sorted((tmp_path / folder).glob("part-*")) for e in iter_jsonl(p)]
+
+    assert lines("with") == lines("without")
