@@ -235,6 +235,10 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     check_local_inputs(config.input.paths)
     check_output_parent(config.output.path)
+    if config.audio.enabled:
+        from alm_spark.core.audio import check_audio_libraries
+
+        check_audio_libraries()  # before a JVM starts
     remote = config.spark.remote or (
         None if config.spark.master else os.environ.get("SPARK_REMOTE")
     )

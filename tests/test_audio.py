@@ -325,3 +325,21 @@ def test_bad_audio_settings_are_refused(override: str, message: str) -> None:
     key, value = override.split("=", 1)
     with pytest.raises(ConfigError):  # the same check for API users
         AudioConfig(**{key.split(".")[1]: value})
+
+
+def test_audio_without_its_libraries_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = audio.importlib.import_module
+
+    def without_soxr(name: str) -> Any:
+        if name == "soxr":
+            raise ImportError("No module named 'soxr'")
+        return real(name)
+
+    monkeypatch.setattr(audio.importlib, "import_module", without_soxr)
+    with pytest.raises(ConfigError) as err:
+        audio.check_audio_libraries()
+    assert str(err.value) == (
+        "audio.enabled: needs soxr (pip install 'alm_spark[audio]'): No module named 'soxr'"
+    )

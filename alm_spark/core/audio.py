@@ -16,6 +16,7 @@ frames, then encoded as 16-bit FLAC or WAV.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import posixpath
@@ -27,6 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from alm_spark.core.config import AudioConfig
+from alm_spark.core.errors import ConfigError
 
 #: Why a window's clip could not be cut (``_rejected_audio/`` ``reason``), in the
 #: order ``_metrics.json`` and the report list them.
@@ -57,6 +59,21 @@ READ_BLOCK = 1 << 16
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _COMPRESSION = (".gz", ".bz2", ".zst", ".xz")
+
+
+def check_audio_libraries() -> None:
+    """Refuse ``audio.enabled`` up front where soundfile or soxr cannot be imported.
+
+    Raises:
+        ConfigError: Naming ``audio.enabled`` and the missing library.
+    """
+    for module in ("soundfile", "soxr"):
+        try:
+            importlib.import_module(module)
+        except (ImportError, OSError) as err:  # OSError: libsndfile itself is missing
+            raise ConfigError(
+                f"audio.enabled: needs {module} (pip install 'alm_spark[audio]'): {err}"
+            ) from None
 
 
 def clip_key(source: str, line: int, position: int) -> str:

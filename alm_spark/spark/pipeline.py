@@ -27,7 +27,12 @@ from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 
-from alm_spark.core.audio import AUDIO_COUNTS, AUDIO_SECONDS, audio_metrics
+from alm_spark.core.audio import (
+    AUDIO_COUNTS,
+    AUDIO_SECONDS,
+    audio_metrics,
+    check_audio_libraries,
+)
 from alm_spark.core.config import PipelineConfig
 from alm_spark.core.errors import AlmSparkError
 from alm_spark.core.figures import assemble_report, mark_overflows
@@ -415,6 +420,8 @@ def run_pipeline(
         InputError: When an input path is missing or holds no manifests.
         OutputError: When the output path cannot be used, or another run is writing it.
     """
+    if config.audio.enabled:
+        check_audio_libraries()
     fs = fs or filesystem_for(spark)
     progress = progress or Progress(spark, enabled=False)
     started = time.time()
