@@ -19,6 +19,7 @@ from alm_spark.core.audiogen import signal, write_audio
 from alm_spark.core.compare import iter_jsonl
 from alm_spark.core.config import load_config
 from alm_spark.core.names import ENGINES
+from alm_spark.core.summary import format_summary
 from alm_spark.spark.pipeline import run_pipeline
 from tests.conftest import write_jsonl
 
@@ -127,6 +128,12 @@ def test_every_kept_window_becomes_one_clip_or_one_reason(
             assert meta["audio_filepath"] == "audio/a.flac"
     seconds = sum(len(sf.read(io.BytesIO(s["flac"]))[0]) for s in samples.values()) / 16000
     assert audio["seconds_written"] == pytest.approx(seconds, rel=1e-12)
+    report = (out / "_report.html").read_text()
+    assert "<h2>Audio clips</h2>" in report
+    assert "audio file missing" in report
+    summary = format_summary(result.metrics, str(out))
+    assert f"Audio clips:         {audio['clips_written']:>10}   (" in summary
+    assert f"Audio clips lost:    {lost:>10}   see {out}/_rejected_audio/" in summary
 
 
 def test_reruns_give_identical_keys_and_clips(spark: Any, tmp_path: Path) -> None:

@@ -118,7 +118,10 @@ def test_apply_overrides_does_not_mutate_input() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"bulder": {}}, "bulder: unknown section (known: input, output, builder, overlap, spark, audio)"),
+        (
+            {"bulder": {}},
+            "bulder: unknown section (known: input, output, builder, overlap, spark, audio)",
+        ),
         ({"builder": {"tolerence": 0.1}}, "builder.tolerence: unknown setting"),
         ({"builder": {"tolerance": -0.1}}, "builder.tolerance: must not be negative, got -0.1"),
         ({"builder": {"tolerance": "0.1"}}, "builder.tolerance: expected a number, got text '0.1'"),

@@ -90,6 +90,22 @@ def test_local_runs_count_through_files(tmp_path) -> None:
     assert not Path(counter.directory).exists()  # removed when the run ends
 
 
+def test_the_audio_step_shows_clips_and_hours(tmp_path) -> None:
+    context = _Context()
+    context.master = "local[2]"
+    progress = Progress(SimpleNamespace(sparkContext=context), enabled=True, stream=io.StringIO())
+    progress.input_bytes = 1024
+    clips = pickle.loads(pickle.dumps(progress.clips))
+    milliseconds = pickle.loads(pickle.dumps(progress.audio_ms))
+    clips.add(12)
+    milliseconds.add(9_000_000)  # 2.5 hours
+    progress.audio = True
+    assert progress.status() == "  7/20 tasks, 12 clips, 2.50 h of audio done, 0:00 elapsed"
+    progress.audio = False
+    assert progress.status().startswith("  7/20 tasks, 0 lines done, of 1.0 KB input")
+    progress.close()
+
+
 class _ConnectSession:
     """A Spark Connect session's progress interface (no sparkContext)."""
 

@@ -384,6 +384,55 @@ def _settings(m: dict[str, Any]) -> str:
     )
 
 
+#: ``_rejected_audio/`` reasons as the report names them.
+_AUDIO_REASON_LABELS = {
+    "no_path": "no audio path in the entry",
+    "missing": "audio file missing",
+    "unreadable": "audio file unreadable",
+    "corrupt": "corrupt audio stream",
+    "before_start": "window starts before 0",
+    "past_end": "window ends past the file's end",
+    "empty": "window shorter than one sample",
+}
+
+
+def _audio(m: dict[str, Any]) -> str:
+    """The audio step: clips and hours written, and lost by reason (in hours)."""
+    a = m["audio"]
+    lost = sum(a["clips_lost"].values())
+    lost_hours = sum(a["seconds_lost"].values())
+    tiles = "".join(
+        [
+            _tile(f"{a['clips_written']:,}", "clips written"),
+            _tile(_hours(a["seconds_written"]), "of audio in clips"),
+            _tile(f"{a['shards']:,}", f"{escape(a['format'])} shards"),
+            _tile(f"{lost:,}", f"clips lost ({_hours(lost_hours)})"),
+        ]
+    )
+    rows = [
+        (label, a["seconds_lost"][reason], f"{a['clips_lost'][reason]:,} clips, "
+         f"{_hours(a['seconds_lost'][reason])}")
+        for reason, label in _AUDIO_REASON_LABELS.items()
+    ]  # fmt: skip
+    table = _table(
+        ["reason", "clips", "hours"],
+        [
+            (label, f"{a['clips_lost'][reason]:,}", _hours(a["seconds_lost"][reason]))
+            for reason, label in _AUDIO_REASON_LABELS.items()
+        ],
+    )
+    return (
+        "<section id='audio'><h2>Audio clips</h2>"
+        f"<div class='tiles'>{tiles}</div>"
+        "<h3>Windows whose clip could not be cut, by reason (hours of window)</h3>"
+        f"{hbar_chart(rows, color=ORANGE)}{table}"
+        f"<p class='note'>{a['sample_rate']:,} Hz, {a['channels']} channel(s), "
+        f"{escape(a['codec'])}; {a['files_rate_mismatch']:,} file(s) whose own rate differs "
+        "from audio_sample_rate were decoded at their own rate. Every lost clip has a line "
+        "in _rejected_audio/.</p></section>"
+    )
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """The report page for a finished run's ``_metrics.json`` content."""
     report = metrics.get("report") or {}
@@ -398,6 +447,8 @@ def render_report(metrics: dict[str, Any]) -> str:
     sections = [_overview(metrics, report), _losses(metrics)]
     if report:
         sections += [_distributions(report), _rates(report)]
+    if metrics.get("audio"):
+        sections.append(_audio(metrics))
     sections += [_rejected(metrics, report), _settings(metrics)]
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alm_spark.core.names import LOSS_COUNTERS, REJECTED_DIR
+from alm_spark.core.names import LOSS_COUNTERS, REJECTED_AUDIO_DIR, REJECTED_DIR
 
 
 def format_bytes(size: float) -> str:
@@ -39,6 +39,19 @@ def format_hours(seconds: float | None) -> str:
     return OVERFLOW if seconds is None else f"{format_figure(seconds / 3600)} h"
 
 
+def _audio_lines(m: dict[str, Any], output_path: str) -> list[str]:
+    audio = m.get("audio")
+    if not audio:
+        return []
+    lost = sum(audio["clips_lost"].values())
+    return [
+        f"Audio clips:         {audio['clips_written']:>10}   "
+        f"({format_hours(audio['seconds_written'])} in {audio['shards']} shard(s))",
+        f"Audio clips lost:    {lost:>10}"
+        + (f"   see {output_path}/{REJECTED_AUDIO_DIR}/" if lost else ""),
+    ]
+
+
 def format_summary(metrics: dict[str, Any], output_path: str) -> str:
     """The end-of-run block the CLI prints, from a run's ``_metrics.json`` content."""
     m = metrics
@@ -63,6 +76,7 @@ def format_summary(metrics: dict[str, Any], output_path: str) -> str:
         f"Filtered duration:   {format_figure(filtered, 1):>10} s ({format_hours(filtered)})",
         f"Truncation events:   {m['truncation_events']:>10}",
         f"Losses (segments):   {loss_text}",
+        *_audio_lines(m, output_path),
         f"Output:              {output_path}",
         f"Wall time:           {run['wall_seconds']:.1f} s",
         rule,

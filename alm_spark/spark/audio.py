@@ -29,6 +29,7 @@ from alm_spark.core.names import KIND_AUDIO_REJECTED, KIND_SHARD
 from alm_spark.core.shards import ShardWriter
 from alm_spark.spark.fs import FileSystem, join
 from alm_spark.spark.io import escape_glob
+from alm_spark.spark.results import Counter
 from alm_spark.spark.schemas import WINDOWS_TABLE_SCHEMA
 
 #: Row kind of a task's summed audio figures.
@@ -115,7 +116,10 @@ def _window(row: dict[str, Any]) -> WindowClip:
 
 
 def cut_window_batches(
-    batches: Iterator[pa.RecordBatch], config: AudioConfig, attempts_url: str
+    batches: Iterator[pa.RecordBatch],
+    config: AudioConfig,
+    attempts_url: str,
+    progress: tuple[Counter, Counter] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Cut, encode and pack the clips of a task's entries (``mapInArrow``).
 
@@ -124,6 +128,7 @@ def cut_window_batches(
             in ``position`` order.
         config: The ``audio`` settings.
         attempts_url: Where this step's task attempts write their shards (fsspec URL).
+        progress: Counters of clips cut and of their milliseconds, added per entry.
 
     Yields:
         Batches of ``(kind, record)``: ``rejected_audio`` rows, then one ``shard`` row
@@ -148,7 +153,10 @@ def cut_window_batches(
     records: list[str] = []
     try:
         for rows in _entries(batches):
-            _cut_rows(rows, config, writer, figures, kinds, records)
+            clips, seconds = _cut_rows(rows, config, writer, figures, kinds, records)
+            if progress is not None:
+                progress[0].add(clips)
+                progress[1].add(round(seconds * 1000))
             if len(kinds) >= _BATCH_ROWS:
                 yield pa.record_batch([kinds, records], schema=_AUDIO_RESULT_ARROW)
                 kinds, records = [], []
@@ -179,7 +187,8 @@ def _cut_rows(
     figures: _Figures,
     kinds: list[str],
     records: list[str],
-) -> None:
+) -> tuple[int, float]:
+    """Cut one entry's clips into the shard writer; returns clips and seconds written."""
     head = rows[0]
     source, line = head["source"], int(head["line"])
     result = cut_entry(
@@ -194,6 +203,7 @@ def _cut_rows(
     if result.source_rate is not None:
         figures.counts["files_read"] += 1
         figures.counts["files_rate_mismatch"] += int(result.rate_mismatch)
+    written, total = 0, 0.0
     for clip in result.clips:
         seconds = clip.frames / config.sample_rate
         if clip.audio is not None and clip.meta is not None:
@@ -201,6 +211,7 @@ def _cut_rows(
             figures.counts["clips_written"] += 1
             figures.counts["bytes_written"] += len(clip.audio)
             figures.seconds["seconds_written"] += seconds
+            written, total = written + 1, total + seconds
             continue
         w = clip.window
         reason = clip.reason or "unreadable"
@@ -224,10 +235,15 @@ def _cut_rows(
                 ensure_ascii=False,
             )
         )
+    return written, total
 
 
 def cut_audio(
-    windows_df: DataFrame, config: AudioConfig, attempts_dir: str, partitions: int
+    windows_df: DataFrame,
+    config: AudioConfig,
+    attempts_dir: str,
+    partitions: int,
+    progress: tuple[Counter, Counter] | None = None,
 ) -> DataFrame:
     """The audio step as a DataFrame of ``(kind, record)`` rows (nothing runs yet).
 
@@ -236,11 +252,17 @@ def cut_audio(
         config: The ``audio`` settings.
         attempts_dir: Where task attempts write shards (inside the run's staging).
         partitions: Tasks; each entry's windows go to one of them.
+        progress: Counters of clips and of their milliseconds (for the status line).
     """
     ordered = windows_df.repartition(partitions, "source", "line").sortWithinPartitions(
         "source", "line", "position"
     )
-    cut = partial(cut_window_batches, config=config, attempts_url=fsspec_url(attempts_dir))
+    cut = partial(
+        cut_window_batches,
+        config=config,
+        attempts_url=fsspec_url(attempts_dir),
+        progress=progress,
+    )
     return ordered.mapInArrow(cut, AUDIO_RESULT_SCHEMA)
 
 

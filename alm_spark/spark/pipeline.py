@@ -343,9 +343,12 @@ def _stage_audio(
         partitions = config.audio.partitions or max(
             1, min(int(staged.raw["entries_written"]), _parallelism(spark) * 2)
         )
-        audio_df = cut_audio(windows_df, config.audio, attempts_dir, partitions)
+        counters = None if progress.clips is None else (progress.clips, progress.audio_ms)
+        audio_df = cut_audio(windows_df, config.audio, attempts_dir, partitions, counters)
+        progress.audio = True
         with progress:
             audio_df.write.mode("overwrite").partitionBy("kind").text(audio_dir)
+        progress.audio = False
         figures = sum_audio_figures(spark, audio_dir)
     else:
         figures = dict.fromkeys([*AUDIO_COUNTS, *AUDIO_SECONDS], 0)

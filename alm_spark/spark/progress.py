@@ -124,6 +124,10 @@ class Progress:
         self._spark = spark
         self._connect: ConnectTasks | None = None
         self.counter: Any = None
+        #: The audio step's counters: clips cut, and milliseconds of audio in them.
+        self.clips: Any = None
+        self.audio_ms: Any = None
+        self.audio = False  # the status line shows the audio step's figures
         self._scratch: str | None = None
         if enabled:
             try:
@@ -137,12 +141,19 @@ class Progress:
             else:
                 if local:  # executors share this machine: live counts through files
                     self._scratch = tempfile.mkdtemp(prefix="alm-spark-progress-")
-                    self.counter = FileCounter(self._scratch)
-                else:
-                    self.counter = self._context.accumulator(0)
+                self.counter, self.clips, self.audio_ms = (
+                    self._new_counter(name) for name in ("lines", "clips", "audio_ms")
+                )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live = False
+
+    def _new_counter(self, name: str) -> Any:
+        if self._scratch is None:
+            return self._context.accumulator(0)
+        directory = os.path.join(self._scratch, name)
+        os.mkdir(directory)
+        return FileCounter(directory)
 
     def step(self, message: str) -> None:
         """Announce a step."""
@@ -168,11 +179,14 @@ class Progress:
         """The current status line."""
         done, total = self._tasks()
         parts = [f"{done}/{total} tasks" if total else "starting tasks"]
-        if self.counter is not None:
+        if self.audio and self.clips is not None:
+            hours = self.audio_ms.value / 3.6e6
+            parts.append(f"{self.clips.value:,} clips, {hours:,.2f} h of audio done")
+        elif self.counter is not None:
             parts.append(f"{self.counter.value:,} lines done")
         if self._connect is not None and self._connect.bytes_read:
             parts.append(f"{format_bytes(self._connect.bytes_read)} read")
-        if self.input_bytes:
+        if self.input_bytes and not self.audio:
             parts.append(f"of {format_bytes(self.input_bytes)} input")
         parts.append(f"{_clock(time.time() - self.started)} elapsed")
         return "  " + ", ".join(parts)
