@@ -16,12 +16,13 @@ SPARK_TESTS ?= -m "spark and not ($(SLOW_MARKS))"
 # Left out of `make test` (the developer loop) and run by `make test-slow`; CI runs both.
 SLOW_MARKS := slow or cluster or connect or packaging
 
-.PHONY: help install run submit wheelhouse test test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke clean java-check
+.PHONY: help install run run-audio submit wheelhouse test test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke clean java-check
 
 help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
 	@echo "make submit - spark-submit the job from the venv (MASTER=spark://host:7077, SUBMIT_ARGS='--conf k=v', ARGS as for run)"
 	@echo "make wheelhouse - wheels of the project and its dependencies, for the packaging tests"
+	@echo "make run-audio - generated conversations with audio, cut into WebDataset shards"
 	@echo "make test-spark-3.5, test-spark-4.0 - the Spark layer and golden cases on older Spark lines"
 	@echo "make test   - lint, type-check and run the test suite but the slow tests (PYTEST_ARGS='-k ...')"
 	@echo "make test-slow - the slow tests: oracle sweeps, spark-submit, SIGKILL, cluster, Connect, packaging, benchmarks"
@@ -45,6 +46,13 @@ java-check:
 
 run: $(STAMP) java-check
 	$(BIN)/alm-spark run --config $(CONFIG) $(ARGS)
+
+# Two generated conversations with matching audio (WAV and FLAC, ~20 minutes), cut into
+# WebDataset shards: the audio step on a laptop.
+run-audio: $(STAMP) java-check
+	$(BIN)/python -m alm_spark.core.datagen --profile demo --lines 2 --audio --out alm_audio_demo/demo.jsonl
+	$(BIN)/alm-spark run --config $(CONFIG) input.manifest_path=alm_audio_demo/demo.jsonl \
+	  output.path=alm_audio_output audio.enabled=true $(ARGS)
 
 submit: $(STAMP) java-check
 	$(BIN)/alm-spark submit --master '$(MASTER)' $(SUBMIT_ARGS) -- --config $(CONFIG) $(ARGS)
@@ -96,4 +104,4 @@ bench-smoke: $(STAMP) java-check
 	$(BIN)/python benchmarks/bench.py --smoke
 
 clean:
-	rm -rf $(VENV) .venv-spark* $(WHEELHOUSE) alm_output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-spark* $(WHEELHOUSE) alm_output alm_audio_demo alm_audio_output .pytest_cache .mypy_cache .ruff_cache *.egg-info
