@@ -172,3 +172,80 @@ def test_no_attempt_files_are_left_and_the_output_lines_are_unchanged(
         return [e for p in sorted((tmp_path / folder).glob("part-*")) for e in iter_jsonl(p)]
 
     assert lines("with") == lines("without")
+
+
+def test_only_committed_attempts_shards_are_published(spark: Any, tmp_path: Path) -> None:
+    from alm_spark.spark.audio import publish_shards
+    from alm_spark.spark.fs import filesystem_for
+
+    staged = tmp_path / "staged"
+    (staged / "kind=shard").mkdir(parents=True)
+    committed = {"name": "shard-00001-0000.attempt-7.tar", "clips": 2, "bytes": 10, "seconds": 1.5}
+    (staged / "kind=shard" / "part-00000.txt").write_text(json.dumps(committed) + "\n")
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+    for name in (
+        "shard-00001-0000.attempt-7.tar",  # committed
+        "shard-00001-0000.attempt-3.tar",  # a failed first attempt of the same task
+        "shard-00001-0001.attempt-3.tar",
+        "shard-00002-0000.attempt-9.tar",  # a speculative copy that lost
+    ):
+        (attempts / name).write_bytes(name.encode())
+    shards = tmp_path / "shards"
+    fs = filesystem_for(spark)
+    published = publish_shards(spark, fs, f"file:{staged}", f"file:{attempts}", f"file:{shards}")
+    assert published == [{**committed, "name": "shard-00001-0000.tar"}]
+    assert [p.name for p in shards.iterdir()] == ["shard-00001-0000.tar"]
+    assert (shards / "shard-00001-0000.tar").read_bytes() == b"shard-00001-0000.attempt-7.tar"
+    assert not attempts.exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_cutting_audio_leaves_the_old_output(tmp_path: Path) -> None:
+    import os
+    import signal as signals
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    (folder / "audio").mkdir(parents=True)
+    entries = []
+    for k in range(4):
+        write_audio(folder / "audio" / f"{k}.flac", 301.0, 44100, 2, "flac")
+        entries.append(json.dumps(_entry(f"audio/{k}.flac", 300.0)))
+    source = write_jsonl(folder / "m.jsonl", entries)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
+        env.pop(name, None)
+    command = [
+        str(Path(sys.executable).parent / "alm-spark"), "run", "-q",
+        f"input.manifest_path={source}", f"output.path={out}", "spark.master=local[2]",
+        "audio.enabled=true", "audio.shard_max_clips=5", *WINDOW_SETTINGS,
+    ]  # fmt: skip
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = subprocess.Popen(
+        command, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if list(tmp_path.glob(".out.staging-*/.shard-attempts/*.tar")):
+                break  # the second run is writing shards
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before its audio step was seen"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signals.SIGKILL)
+        proc.wait(timeout=60)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    # The next run clears the killed run's staging folder and publishes.
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert sorted(p.name for p in (out / "_shards").iterdir()) == sorted(
+        p.name for p in before if p.parent.name == "_shards"
+    )
