@@ -1,4 +1,4 @@
-# Quick start: `make run` (job on the bundled sample) and `make test` (the suite).
+# Quick start: `make run` (job on the bundled sample) and `make test` (the whole suite).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,10 +13,11 @@ WHEELHOUSE ?= $(CURDIR)/.wheelhouse
 # Older Spark lines CI also tests (Spark layer and golden cases), each with its own pins.
 SPARK_LINES := 3.5 4.0
 SPARK_TESTS ?= -m "spark and not ($(SLOW_MARKS))"
-# Left out of `make test` (the developer loop) and run by `make test-slow`; CI runs both.
+# Left out by `make quick` (the developer loop) and run alone by `make test-slow`;
+# `make test` (what CI runs) runs everything.
 SLOW_MARKS := slow or cluster or connect or packaging
 
-.PHONY: help install run run-audio submit wheelhouse test test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke clean java-check
+.PHONY: help install run run-audio submit wheelhouse test quick test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke clean java-check
 
 help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
@@ -24,9 +25,9 @@ help:
 	@echo "make wheelhouse - wheels of the project and its dependencies, for the packaging tests"
 	@echo "make run-audio - generated conversations with audio, cut into WebDataset shards"
 	@echo "make test-spark-3.5, test-spark-4.0 - the Spark layer and golden cases on older Spark lines"
-	@echo "make test   - lint, type-check and run the test suite but the slow tests (PYTEST_ARGS='-k ...')"
-	@echo "make test-slow - the slow tests: oracle sweeps, spark-submit, SIGKILL, cluster, Connect, packaging, benchmarks"
-	@echo "make test-all  - both (what CI runs on the pinned Spark)"
+	@echo "make test   - lint, type-check and run the whole suite, cluster, Connect and packaging tests included (what CI runs)"
+	@echo "make quick  - lint, type-check and the suite but the slow tests: the developer loop (PYTEST_ARGS='-k ...')"
+	@echo "make test-slow - only the slow tests: oracle sweeps, spark-submit, SIGKILL, cluster, Connect, packaging, benchmarks"
 	@echo "make unit   - only the fast tests that need no Spark"
 	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor (docs/PERFORMANCE.md)"
 
@@ -63,6 +64,12 @@ wheelhouse: $(STAMP)
 	  -w $(WHEELHOUSE) '.[spark]' venv-pack
 	@echo "wheelhouse: $(WHEELHOUSE) (the packaging tests use it: ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE))"
 
+# Rebuilt when the package's files change, so the packaging tests install this checkout.
+PACKAGE_FILES := $(shell find alm_spark jobs -type f -not -name '*.pyc' 2>/dev/null)
+$(WHEELHOUSE)/.built: $(STAMP) pyproject.toml constraints.txt $(PACKAGE_FILES)
+	$(MAKE) --no-print-directory wheelhouse WHEELHOUSE=$(WHEELHOUSE)
+	touch $@
+
 .venv-spark%/.installed: pyproject.toml constraints-%.txt
 	rm -rf .venv-spark$*
 	$(PYTHON) -m venv .venv-spark$*
@@ -75,13 +82,17 @@ $(SPARK_LINES:%=test-spark-%): test-spark-%: .venv-spark%/.installed java-check
 
 test-spark-lines: $(SPARK_LINES:%=test-spark-%)
 
-test: $(STAMP) java-check lint
+# The packaging tests install from the wheelhouse: built first when missing.
+test: $(STAMP) java-check lint $(WHEELHOUSE)/.built
+	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+quick: $(STAMP) java-check lint
 	$(BIN)/python -m pytest -m "not ($(SLOW_MARKS))" $(PYTEST_ARGS)
 
-test-slow: $(STAMP) java-check
-	$(BIN)/python -m pytest -m "$(SLOW_MARKS)" $(PYTEST_ARGS)
+test-slow: $(STAMP) java-check $(WHEELHOUSE)/.built
+	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest -m "$(SLOW_MARKS)" $(PYTEST_ARGS)
 
-test-all: test test-slow
+test-all: test
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not spark and not ($(SLOW_MARKS))" $(PYTEST_ARGS)

@@ -74,6 +74,27 @@ def _run(spark: Any, source: Path, out: Path, *overrides: str) -> Any:
     return run_pipeline(spark, config)
 
 
+@pytest.fixture(scope="module")
+def runs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One input, run with audio by each engine, again in small shards, and without audio."""
+    tmp_path = tmp_path_factory.mktemp("audio")
+    source = _inputs(tmp_path)
+    results = {"source": source}
+    for engine in ENGINES:
+        results[engine] = _run(spark, source, tmp_path / engine, f"spark.engine={engine}")
+    results["rerun"] = _run(spark, source, tmp_path / "rerun", "audio.shard_max_clips=2")
+    config = load_config(
+        None,
+        [f"input.manifest_path={source}", f"output.path={tmp_path / 'plain'}", *WINDOW_SETTINGS],
+    )
+    results["plain"] = run_pipeline(spark, config)
+    return results
+
+
+def _out(result: Any) -> Path:
+    return Path(str(result.output_path).removeprefix("file:"))
+
+
 def _samples(shards: list[Path]) -> dict[str, dict[str, Any]]:
     dataset = wds.WebDataset([str(p) for p in shards], shardshuffle=False)
     return {sample["__key__"]: sample for sample in dataset}
@@ -81,11 +102,10 @@ def _samples(shards: list[Path]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_every_kept_window_becomes_one_clip_or_one_reason(
-    spark: Any, tmp_path: Path, engine: str
+    runs: dict[str, Any], engine: str
 ) -> None:
-    source = _inputs(tmp_path)
-    out = tmp_path / "out"
-    result = _run(spark, source, out, f"spark.engine={engine}")
+    source, result = runs["source"], runs[engine]
+    out = _out(result)
     audio = result.metrics["audio"]
     windows = result.metrics["filtered_windows"]
     lost = sum(audio["clips_lost"].values())
@@ -136,16 +156,15 @@ def test_every_kept_window_becomes_one_clip_or_one_reason(
     assert f"Audio clips lost:    {lost:>10}   see {out}/_rejected_audio/" in summary
 
 
-def test_reruns_give_identical_keys_and_clips(spark: Any, tmp_path: Path) -> None:
-    source = _inputs(tmp_path)
+def test_reruns_give_identical_keys_and_clips(runs: dict[str, Any]) -> None:
     clips = []
-    for name in ("one", "two"):
-        _run(spark, source, tmp_path / name, "audio.shard_max_clips=2")
-        shards = sorted((tmp_path / name / "_shards").glob("*.tar"))
-        assert all(_count(p) <= 2 for p in shards)
+    for name, most in (("fused", 1000), ("dataframe", 1000), ("rerun", 2)):
+        shards = sorted((_out(runs[name]) / "_shards").glob("*.tar"))
+        assert all(_count(p) <= most for p in shards)
         clips.append({k: (s["flac"], s["json"]) for k, s in _samples(shards).items()})
-    assert clips[0] == clips[1]
+    assert clips[0] == clips[1] == clips[2]
     assert len(clips[0]) > 4
+    assert len(list((_out(runs["rerun"]) / "_shards").glob("*.tar"))) >= 3
 
 
 def _count(shard: Path) -> int:
@@ -154,24 +173,18 @@ def _count(shard: Path) -> int:
 
 
 def test_no_attempt_files_are_left_and_the_output_lines_are_unchanged(
-    spark: Any, tmp_path: Path
+    runs: dict[str, Any],
 ) -> None:
-    source = _inputs(tmp_path)
-    _run(spark, source, tmp_path / "with")
-    config = load_config(
-        None,
-        [f"input.manifest_path={source}", f"output.path={tmp_path / 'without'}",
-         *WINDOW_SETTINGS],
-    )  # fmt: skip
-    run_pipeline(spark, config)
-    names = sorted(p.name for p in (tmp_path / "with").iterdir())
-    assert [n for n in names if n.startswith(".")] == []
-    assert all(".attempt-" not in p.name for p in (tmp_path / "with" / "_shards").iterdir())
+    out = _out(runs["fused"])
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+    assert all(".attempt-" not in p.name for p in (out / "_shards").iterdir())
 
-    def lines(folder: str) -> list[Any]:
-        return [e for p in sorted((tmp_path / folder).glob("part-*")) for e in iter_jsonl(p)]
+    def lines(result: Any) -> list[Any]:
+        return [e for p in sorted(_out(result).glob("part-*")) for e in iter_jsonl(p)]
 
-    assert lines("with") == lines("without")
+    assert lines(runs["fused"]) == lines(runs["plain"])
+    assert "audio" not in runs["plain"].metrics
+    assert not (_out(runs["plain"]) / "_shards").exists()
 
 
 def test_only_committed_attempts_shards_are_published(spark: Any, tmp_path: Path) -> None:

@@ -124,14 +124,14 @@ def test_spark_submit_on_cluster_gives_golden_output(
 
 @pytest.fixture(scope="module")
 def kill_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Production-shaped manifests, 35 MB: about nine input splits of 4 MB."""
+    """Production-shaped manifests, about 16 MB: eight input splits of 2 MB."""
     source = tmp_path_factory.mktemp("kill") / "in.jsonl"
-    write_jsonl(source, generate("production", 40, seed=5))
+    write_jsonl(source, generate("production", 18, seed=5))
     return source
 
 
 #: Small splits, so the main stage has many tasks and a kill lands among them.
-KILL_CONF = {"spark.sql.files.maxPartitionBytes": str(4 * 1024 * 1024)}
+KILL_CONF = {"spark.sql.files.maxPartitionBytes": str(2 * 1024 * 1024)}
 
 
 def _run_args(source: Path, out: Path, engine: str) -> list[str]:
