@@ -29,7 +29,7 @@ help:
 	@echo "make quick  - lint, type-check and the suite but the slow tests: the developer loop (PYTEST_ARGS='-k ...')"
 	@echo "make test-slow - only the slow tests: oracle sweeps, spark-submit, SIGKILL, cluster, Connect, packaging, benchmarks"
 	@echo "make unit   - only the fast tests that need no Spark"
-	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor (docs/PERFORMANCE.md)"
+	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor, and the audio step against NeMo-style snippet cutting (docs/PERFORMANCE.md)"
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -109,6 +109,7 @@ format: $(STAMP)
 bench: $(STAMP) java-check
 	$(BIN)/python benchmarks/window_logic.py
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/audio_bench.py $(AUDIO_BENCH_ARGS)
 
 bench-smoke: $(STAMP) java-check
 	$(BIN)/python benchmarks/window_logic.py --repeat 1

@@ -52,3 +52,21 @@ def test_window_logic_benchmark_runs(tmp_path: Path) -> None:
     rows = json.loads(out.read_text())
     assert next(r["segments"] for r in rows) == 1000
     assert all(r["windows"] > 0 and r["fast_seconds"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_audio_bench_smoke(tmp_path: Path) -> None:
+    bench = str(REPO / "benchmarks" / "audio_bench.py")
+    proc = subprocess.run(
+        [sys.executable, bench, "--smoke", "--formats", "flac", "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run,) = tmp_path.iterdir()
+    (row,) = json.loads((run / "summary.json").read_text())["runs"]
+    assert row["format"] == "flac"
+    assert row["clips_lost"] == 0
+    assert row["clips"] == row["plain"]["clips"] > 0
+    assert row["hours"] == pytest.approx(row["plain"]["hours"], rel=1e-9)
+    assert row["job"]["audio_step_hours_per_second_per_core"] > 0
+    assert "| flac 44.1 kHz stereo |" in (run / "summary.md").read_text()

@@ -1,0 +1,160 @@
+"""Audio benchmark: hours of clips written per second per core, the job against a plain script.
+
+For each source format (44.1 kHz stereo FLAC and MP3 by default) it generates
+conversations with matching recordings, runs ``alm-spark run`` with ``audio.enabled``
+(local[2], 16 kHz mono FLAC clips in WebDataset shards, the windows table on), then the
+plain script (``audio_plain.py``: a ``soundfile.read`` per window and a soxr resample per
+snippet, as NeMo Curator's snippet extraction does) over the same windows, each as its own
+process measured from outside (wall time, peak RSS of the process tree).
+
+Figures: hours of clips per second of wall time per core (the job's 2 cores, the script's
+1), for the whole job and for its audio step alone (``run.timings.audio``), and the ratio.
+
+By default three production-shaped recordings per format (30 to 120 minutes each: long
+files are where reading strategies differ; libsndfile's MP3 seek costs grow with the
+position), generated once into benchmarks/data/.
+
+Usage: python benchmarks/audio_bench.py [--smoke] [--profile P] [--entries N] [--formats flac,mp3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench import BIN, MASTER, machine, measure  # noqa: E402
+
+from alm_spark.core.audiogen import write_audio  # noqa: E402
+from alm_spark.core.datagen import generate, write_jsonl  # noqa: E402
+
+RATE, CHANNELS, CORES = 44100, 2, 2
+
+
+def ensure_data(fmt: str, profile: str, entries: int) -> Path:
+    """Generated conversations and their recordings, made once (MP3 encodes slowly)."""
+    folder = HERE / "data" / f"audio-{profile}-{fmt}-{entries}"
+    manifest = folder / "manifest.jsonl"
+    if manifest.exists():
+        return manifest
+    (folder / "audio").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for k, entry in enumerate(generate(profile, entries, seed=3)):
+        end = max(float(s["end"]) for s in entry["segments"])
+        name = f"audio/{k:04d}.{fmt}"
+        print(f"writing {folder.name}/{name} ({end / 60:.1f} min)", flush=True)
+        write_audio(folder / name, end + 1.0, RATE, CHANNELS, fmt)
+        lines.append({**entry, "audio_filepath": name, "audio_sample_rate": RATE})
+    write_jsonl(manifest, lines)
+    return manifest
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
+        env.pop(name, None)
+    return env
+
+
+def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str, Any]:
+    """The job and the plain script on one format's data."""
+    manifest = ensure_data(fmt, profile, entries)
+    out = results / f"job-{fmt}"
+    job = measure(
+        [str(BIN / "alm-spark"), "run", "--quiet", f"input.manifest_path={manifest}",
+         f"output.path={out}", f"spark.master={MASTER}", "audio.enabled=true",
+         "output.windows_table=true"],
+        _env(),
+    )  # fmt: skip
+    if job["returncode"] != 0:
+        raise SystemExit(f"job failed on {fmt}:\n{job['stderr'][-3000:]}")
+    metrics = json.loads((out / "_metrics.json").read_text())
+    audio, timings = metrics["audio"], metrics["run"]["timings"]
+    plain = measure(
+        [sys.executable, str(HERE / "audio_plain.py"), str(out / "_windows"), str(manifest.parent)],
+        _env(),
+    )
+    if plain["returncode"] != 0:
+        raise SystemExit(f"plain script failed on {fmt}:\n{plain['stderr'][-3000:]}")
+    figures = json.loads(plain["stdout"].strip().splitlines()[-1])
+    hours = audio["hours_written"]
+    job_rate = hours / job["wall_seconds"] / CORES
+    step_rate = hours / timings["audio"] / CORES
+    plain_rate = figures["hours"] / plain["wall_seconds"]
+    return {
+        "format": fmt,
+        "profile": profile,
+        "entries": entries,
+        "clips": audio["clips_written"],
+        "clips_lost": sum(audio["clips_lost"].values()),
+        "hours": round(hours, 4),
+        "job": {
+            "wall_seconds": job["wall_seconds"],
+            "peak_rss_mb": job["peak_rss_mb"],
+            "timings": timings,
+            "hours_per_second_per_core": round(job_rate, 5),
+            "audio_step_hours_per_second_per_core": round(step_rate, 5),
+        },
+        "plain": {
+            "wall_seconds": plain["wall_seconds"],
+            "peak_rss_mb": plain["peak_rss_mb"],
+            "clips": figures["clips"],
+            "hours": round(figures["hours"], 4),
+            "phases": figures["phases"],
+            "hours_per_second_per_core": round(plain_rate, 5),
+        },
+        "ratio_job_to_plain": round(job_rate / plain_rate, 2),
+        "ratio_audio_step_to_plain": round(step_rate / plain_rate, 2),
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| source | clips | hours | job wall s | job h/s/core | audio step h/s/core "
+        "| plain wall s | plain h/s/core | job ÷ plain | step ÷ plain |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['format']} 44.1 kHz stereo | {r['clips']} | {r['hours']:.2f} "
+            f"| {r['job']['wall_seconds']:.1f} | {r['job']['hours_per_second_per_core']:.4f} "
+            f"| {r['job']['audio_step_hours_per_second_per_core']:.4f} "
+            f"| {r['plain']['wall_seconds']:.1f} | {r['plain']['hours_per_second_per_core']:.4f} "
+            f"| {r['ratio_job_to_plain']:.2f} | {r['ratio_audio_step_to_plain']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    """Run every format; write summary.json and summary.md; print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="one 10-minute conversation (CI)")
+    parser.add_argument("--profile", default="production", help="datagen profile of the entries")
+    parser.add_argument("--entries", type=int, default=3, help="recordings per format")
+    parser.add_argument("--formats", default="flac,mp3")
+    parser.add_argument("--results", default=str(HERE / "results"))
+    args = parser.parse_args()
+    profile, entries = ("demo", 1) if args.smoke else (args.profile, args.entries)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    results = Path(args.results) / f"audio-{stamp}"
+    results.mkdir(parents=True)
+    rows = [run_format(fmt, profile, entries, results) for fmt in args.formats.split(",")]
+    summary = {"machine": machine(), "master": MASTER, "runs": rows}
+    (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    table = _table(rows)
+    (results / "summary.md").write_text(table)
+    print(table, end="")
+    print(f"results: {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
