@@ -103,11 +103,13 @@ def test_of_runs_started_together_exactly_one_proceeds(tmp_path: Path) -> None:
     [
         ({"pid": "dead"}, "its process {pid} on this host is gone"),
         ({"pid": "self", "pid_started": "1"}, "its process {pid} on this host is gone"),
-        ({"host": "elsewhere", "heartbeat": time.time() - 1000}, "its last heartbeat is 1"),
+        ({"host": "elsewhere", "heartbeat": -1000}, "its last heartbeat is 10"),
     ],
 )
 def test_a_stale_lock_is_taken_over(tmp_path: Path, caplog, fields: dict, reason: str) -> None:
     pid = {"dead": _dead_pid(), "self": os.getpid()}.get(str(fields.get("pid")), 1)
+    if "heartbeat" in fields:  # seconds before now, taken when the test runs
+        fields = {**fields, "heartbeat": time.time() + fields["heartbeat"]}
     _write_lock(tmp_path, **{**fields, "pid": pid})
     lock = OutputLock(FsspecFileSystem(), _output(tmp_path), "run-b")
     with caplog.at_level(logging.WARNING, logger="alm_spark"), lock:
