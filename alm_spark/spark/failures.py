@@ -87,16 +87,23 @@ def _python_error(message: str) -> str | None:
     return re.sub(r"\s*SQLSTATE: \w+$", "", last)
 
 
+#: Causes of damaged compressed input, as :func:`describe_failure` words them.
+_ENDS_EARLY = "the compressed data ends early (a truncated file)"
+_NOT_GZIP_DATA = "not gzip data, although the name ends in .gz"
+_CORRUPT_DATA = "corrupt compressed data"
+_DAMAGE_CAUSES = (_ENDS_EARLY, _NOT_GZIP_DATA, _CORRUPT_DATA)
+
+
 def _read_cause(messages: list[str]) -> str:
     """Why a file could not be read, from the innermost messages."""
     for message in reversed(messages):
         lowered = message.lower()
         if any(text in lowered for text in _TRUNCATED):
-            return "the compressed data ends early (a truncated file)"
+            return _ENDS_EARLY
         if any(text in lowered for text in _NOT_GZIP):
-            return "not gzip data, although the name ends in .gz"
+            return _NOT_GZIP_DATA
         if any(text in lowered for text in _CORRUPT):
-            return f"corrupt compressed data ({_first_line(message)})"
+            return f"{_CORRUPT_DATA} ({_first_line(message)})"
         if "does not exist" in lowered or "no such file" in lowered:
             return "it no longer exists (removed while the run read it?)"
         if _DENIED in lowered:
@@ -106,8 +113,7 @@ def _read_cause(messages: list[str]) -> str:
 
 def _damage(messages: list[str]) -> bool:
     """Whether the innermost read cause is damaged compressed data."""
-    cause = _read_cause(messages)
-    return cause.startswith(("the compressed data", "not gzip", "corrupt compressed"))
+    return _read_cause(messages).startswith(_DAMAGE_CAUSES)
 
 
 class DamagedInputError(OSError):
