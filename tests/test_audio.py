@@ -302,9 +302,22 @@ def test_audio_metrics_name_every_reason() -> None:
     assert metrics["hours_written"] == 2.0
     assert metrics["clips_lost"] == {
         "no_path": 0, "missing": 2, "unreadable": 0, "corrupt": 0, "before_start": 0,
-        "past_end": 0, "empty": 0,
+        "past_end": 0, "empty": 0, "equal_shards": 0,
     }  # fmt: skip
     assert metrics["shard_files"] == ["shard-00000-0000.tar"]
+
+
+def test_after_a_repack_written_figures_are_the_published_ones_and_losses_add_up() -> None:
+    first = dict.fromkeys([*audio.AUDIO_COUNTS, *audio.AUDIO_SECONDS], 0)
+    first.update(clips_written=5, bytes_written=500, seconds_written=50.0, clips_lost_missing=2)
+    second = dict.fromkeys(first, 0)
+    second.update(clips_written=4, bytes_written=400, seconds_written=40.0)
+    second.update(clips_lost_equal_shards=1, seconds_lost_equal_shards=10.0)
+    combined = audio.repacked_figures(first, second)
+    assert (combined["clips_written"], combined["bytes_written"]) == (4, 400)
+    assert combined["seconds_written"] == 40.0
+    assert (combined["clips_lost_missing"], combined["clips_lost_equal_shards"]) == (2, 1)
+    assert combined["seconds_lost_equal_shards"] == 10.0
 
 
 @pytest.mark.parametrize(
@@ -313,7 +326,9 @@ def test_audio_metrics_name_every_reason() -> None:
         ("audio.codec=mp3", "audio.codec: expected one of flac, wav, got text 'mp3'"),
         ("audio.channels=3", "audio.channels: must be between 1 and 2, got 3"),
         ("audio.sample_rate=0", "audio.sample_rate: must be between 1000 and 384000, got 0"),
-        ("audio.format=tar", "audio.format: expected one of webdataset, got text 'tar'"),
+        ("audio.format=tar", "audio.format: expected one of webdataset, nemo, got text 'tar'"),
+        ("audio.world_size=0", "audio.world_size: must be between 1 and 1000000, got 0"),
+        ("audio.world_size=8", "audio.world_size: 8 needs audio.equal_shards: true"),
         ("audio.shard_max_clips=0", "audio.shard_max_clips: must be between 1 and 1000000, got 0"),
         ("audio.path_field=", "audio.path_field: expected non-empty text"),
     ],

@@ -83,6 +83,13 @@ def runs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     for engine in ENGINES:
         results[engine] = _run(spark, source, tmp_path / engine, f"spark.engine={engine}")
     results["rerun"] = _run(spark, source, tmp_path / "rerun", "audio.shard_max_clips=2")
+    results["nemo"] = _run(
+        spark, source, tmp_path / "nemo", "audio.format=nemo", "audio.shard_max_clips=2"
+    )
+    results["nemo_equal"] = _run(
+        spark, source, tmp_path / "nemo_equal", "audio.format=nemo", "audio.equal_shards=true",
+        "audio.world_size=2", "audio.shard_max_clips=3",
+    )  # fmt: skip
     config = load_config(
         None,
         [f"input.manifest_path={source}", f"output.path={tmp_path / 'plain'}", *WINDOW_SETTINGS],
@@ -167,6 +174,77 @@ def test_reruns_give_identical_keys_and_clips(runs: dict[str, Any]) -> None:
     assert len(list((_out(runs["rerun"]) / "_shards").glob("*.tar"))) >= 3
 
 
+def _nemo_samples(shards_dir: Path) -> dict[int, list[tuple[dict[str, Any], bytes]]]:
+    """Read NeMo's tarred layout as its loaders do: each tar with its shard manifest."""
+    samples = {}
+    for tar_path in shards_dir.glob("audio_*.tar"):
+        shard_id = int(tar_path.stem.removeprefix("audio_"))
+        manifest = shards_dir / "sharded_manifests" / f"manifest_{shard_id}.json"
+        lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+        with tarfile.open(tar_path) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+        assert sorted(members) == sorted(line["audio_filepath"] for line in lines)
+        samples[shard_id] = [(line, members[line["audio_filepath"]]) for line in lines]
+    return samples
+
+
+@pytest.mark.parametrize("name", ["nemo", "nemo_equal"])
+def test_nemo_shards_load_with_a_nemo_style_reader(runs: dict[str, Any], name: str) -> None:
+    result, out = runs[name], _out(runs[name])
+    audio = result.metrics["audio"]
+    shards = _nemo_samples(out / "_shards")
+    assert sorted(shards) == list(range(audio["shards"]))  # audio__OP_0..N_CL_.tar
+    assert sorted(p.name for p in (out / "_shards").iterdir()) == sorted(
+        [*(f"audio_{n}.tar" for n in shards), "sharded_manifests"]
+    )
+    webdataset = _samples(sorted((_out(runs["fused"]) / "_shards").glob("*.tar")))
+    clips = 0
+    for shard_id, samples in shards.items():
+        for line, data in samples:
+            assert (line["shard_id"], line["offset"]) == (shard_id, 0)
+            assert line["audio_filepath"] == f"{line['key']}.flac"
+            frames = sf.info(io.BytesIO(data)).frames
+            assert line["duration"] == frames / 16000
+            assert data == webdataset[line["key"]]["flac"]  # the same clip as a WebDataset
+            meta = json.loads(webdataset[line["key"]]["json"])
+            assert line["text"] == meta["text"]
+            assert line["source_audio_filepath"] == meta["audio_filepath"]
+            assert line["segments"] == meta["segments"]
+            clips += 1
+    assert clips == audio["clips_written"]
+    lost = sum(audio["clips_lost"].values())
+    assert clips + lost == result.metrics["filtered_windows"]
+
+
+def test_equal_nemo_shards_hold_as_many_clips_and_the_rest_is_rejected_with_its_reason(
+    runs: dict[str, Any],
+) -> None:
+    result, out = runs["nemo_equal"], _out(runs["nemo_equal"])
+    audio = result.metrics["audio"]
+    shards = _nemo_samples(out / "_shards")
+    per_shard = audio["clips_per_shard"]
+    # 5 clips, at most 3 a shard, 2 ranks: 2 shards of 2, one clip left out.
+    assert (audio["shards"], per_shard) == (2, 2)
+    assert [len(shards[n]) for n in sorted(shards)] == [per_shard] * audio["shards"]
+    all_clips = runs["fused"].metrics["audio"]["clips_written"]
+    left_out = all_clips - per_shard * audio["shards"]
+    assert audio["clips_lost"]["equal_shards"] == left_out > 0
+    rejected = [
+        json.loads(line)
+        for part in sorted((out / "_rejected_audio").glob("*.jsonl"))
+        for line in part.read_text().splitlines()
+    ]
+    equalized = [row for row in rejected if row["reason"] == "equal_shards"]
+    assert len(equalized) == left_out
+    kept = {line["key"] for samples in shards.values() for line, _ in samples}
+    written = set(_samples(sorted((_out(runs["fused"]) / "_shards").glob("*.tar"))))
+    assert {row["key"] for row in equalized} == written - kept
+    assert equalized[0]["error"] == (
+        f"left out so that each of the {audio['shards']} shard(s) holds {per_shard} clip(s)"
+    )
+    assert "left out to give every shard as many clips" in (out / "_report.html").read_text()
+
+
 def _count(shard: Path) -> int:
     with tarfile.open(shard) as tar:
         return len([m for m in tar.getmembers() if m.name.endswith(".json")])
@@ -207,9 +285,26 @@ def test_only_committed_attempts_shards_are_published(spark: Any, tmp_path: Path
     shards = tmp_path / "shards"
     fs = filesystem_for(spark)
     published = publish_shards(spark, fs, f"file:{staged}", f"file:{attempts}", f"file:{shards}")
-    assert published == [{**committed, "name": "shard-00001-0000.tar"}]
+    assert published == [{**committed, "name": "shard-00001-0000.tar", "manifest": None}]
     assert [p.name for p in shards.iterdir()] == ["shard-00001-0000.tar"]
     assert (shards / "shard-00001-0000.tar").read_bytes() == b"shard-00001-0000.attempt-7.tar"
+    assert not attempts.exists()
+    # A NeMo shard's manifest goes with it into sharded_manifests/.
+    nemo = {**committed, "name": "audio_0.attempt-7.tar", "manifest": "manifest_0.attempt-7.json"}
+    (staged / "kind=shard" / "part-00000.txt").write_text(json.dumps(nemo) + "\n")
+    attempts.mkdir()
+    for name in ("audio_0.attempt-7.tar", "manifest_0.attempt-7.json", "manifest_0.attempt-3.json"):
+        (attempts / name).write_bytes(name.encode())
+    shards = tmp_path / "nemo"
+    published = publish_shards(spark, fs, f"file:{staged}", f"file:{attempts}", f"file:{shards}")
+    assert published == [
+        {**nemo, "name": "audio_0.tar", "manifest": "sharded_manifests/manifest_0.json"}
+    ]
+    manifest = shards / "sharded_manifests" / "manifest_0.json"
+    assert sorted(p.name for p in shards.rglob("*")) == [
+        "audio_0.tar", "manifest_0.json", "sharded_manifests",
+    ]  # fmt: skip
+    assert manifest.read_bytes() == b"manifest_0.attempt-7.json"
     assert not attempts.exists()
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from alm_spark.core.config import AudioConfig
 from alm_spark.core.errors import ConfigError
+from alm_spark.core.shards import ShardPlan
 
 #: Why a window's clip could not be cut (``_rejected_audio/`` ``reason``), in the
 #: order ``_metrics.json`` and the report list them.
@@ -40,6 +41,7 @@ AUDIO_REASONS = (
     "before_start",  # the window starts before 0
     "past_end",  # the window ends after the file's last frame
     "empty",  # the window is shorter than one frame at the file's rate
+    "equal_shards",  # cut, then left out so that every shard holds as many clips
 )
 
 #: Counted figures of the audio step (per task, then summed over the run).
@@ -399,8 +401,20 @@ def _fsspec_open(url: str) -> BinaryIO:
     return handle
 
 
+#: The figures a repack pass decides: what the published shards hold.
+_WRITTEN = ("clips_written", "bytes_written", "seconds_written")
+
+
+def repacked_figures(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """The step's figures after a repack: written as published, losses of both passes."""
+    return {n: second[n] if n in _WRITTEN else first[n] + second[n] for n in first}
+
+
 def audio_metrics(
-    figures: Mapping[str, float], shards: Sequence[Mapping[str, Any]], config: AudioConfig
+    figures: Mapping[str, float],
+    shards: Sequence[Mapping[str, Any]],
+    config: AudioConfig,
+    plan: ShardPlan | None = None,
 ) -> dict[str, Any]:
     """The ``audio`` block of ``_metrics.json`` from the summed figures and the shards."""
     seconds = float(figures["seconds_written"])
@@ -414,6 +428,7 @@ def audio_metrics(
         "hours_written": seconds / 3600,
         "bytes_written": int(figures["bytes_written"]),
         "shards": len(shards),
+        "clips_per_shard": plan.per_shard if plan is not None else None,
         "entries": int(figures["entries"]),
         "files_read": int(figures["files_read"]),
         "files_rate_mismatch": int(figures["files_rate_mismatch"]),

@@ -284,6 +284,8 @@ _AUDIO_SETTINGS: dict[str, Validator] = {
     "format": _choice(*AUDIO_FORMATS),
     "shard_max_clips": _integer(1, 1_000_000),
     "shard_max_mb": _number(positive=True),
+    "equal_shards": _boolean,
+    "world_size": _integer(1, 1_000_000),
     "partitions": _optional_integer(1, 100_000),
 }
 
@@ -451,9 +453,15 @@ class AudioConfig:
         sample_rate: The clips' sample rate (soxr resamples when the source differs).
         channels: 1 (the mean of the source's channels) or 2 (a mono source doubled).
         codec: ``flac`` or ``wav``, 16-bit.
-        format: ``webdataset``: tar shards of ``<key>.<codec>`` and ``<key>.json``.
+        format: ``webdataset``: tar shards of ``<key>.<codec>`` and ``<key>.json``;
+            ``nemo``: NeMo's tarred layout, ``audio_N.tar`` with
+            ``sharded_manifests/manifest_N.json``.
         shard_max_clips: A shard is closed after this many clips.
         shard_max_mb: ... or once it holds this many megabytes (10^6 bytes).
+        equal_shards: Repack so that every shard holds the same number of clips and
+            their count is a multiple of ``world_size``; the few clips left over are
+            recorded in ``_rejected_audio/`` (reason ``equal_shards``).
+        world_size: With ``equal_shards``, the training job's ranks (GPUs).
         partitions: Tasks of the audio step; None: the entries' count spread over the
             cluster's cores (at most one entry's windows per task in small runs).
     """
@@ -467,10 +475,22 @@ class AudioConfig:
     format: str = "webdataset"
     shard_max_clips: int = 1000
     shard_max_mb: float = 512.0
+    equal_shards: bool = False
+    world_size: int = 1
     partitions: int | None = None
 
     def __post_init__(self) -> None:
         _validate(self, "audio", _AUDIO_SETTINGS)
+        if self.world_size != 1 and not self.equal_shards:
+            raise ConfigError(
+                f"audio.world_size: {self.world_size} needs audio.equal_shards: true "
+                "(the shard count is made a multiple of it only when shards are equalized)"
+            )
+
+    @property
+    def repacked(self) -> bool:
+        """Whether clips go through a second pass that lays out the published shards."""
+        return self.format == "nemo" or self.equal_shards
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ LOST_WINDOW_MODES = ("inline", "separate", "drop")
 ENGINES = ("fused", "dataframe")
 #: ``audio.codec`` and ``audio.format``: how clips are encoded and packed.
 AUDIO_CODECS = ("flac", "wav")
-AUDIO_FORMATS = ("webdataset",)
+AUDIO_FORMATS = ("webdataset", "nemo")
 
 # Kinds of the rows an engine produces before they are written.
 KIND_ENTRY = "entry"  # an output line
@@ -44,6 +44,7 @@ KIND_REPORT = "report"  # a task's summed report figures (JSON)
 KIND_WINDOW = "window"  # one windows-table row (JSON), with output.windows_table
 KIND_SHARD = "shard"  # an audio shard a task attempt wrote (JSON), with audio.enabled
 KIND_AUDIO_REJECTED = "rejected_audio"  # a window whose clip could not be cut (JSON)
+KIND_CLIP = "clip"  # where a clip sits in a first-pass shard, for the repack pass (JSON)
 
 # The output directory's files and folders.
 METRICS_FILE = "_metrics.json"
@@ -54,5 +55,7 @@ LOST_WINDOWS_DIR = "_lost_windows"
 WINDOWS_DIR = "_windows"
 SHARDS_DIR = "_shards"
 REJECTED_AUDIO_DIR = "_rejected_audio"
+#: Inside ``_shards/`` with ``audio.format: nemo``: one ``manifest_N.json`` per ``audio_N.tar``.
+NEMO_MANIFESTS_DIR = "sharded_manifests"
 #: Written into ``_metrics.json``; only a directory carrying it is ever replaced.
 PRODUCER = "alm_spark"

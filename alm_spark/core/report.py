@@ -393,6 +393,7 @@ _AUDIO_REASON_LABELS = {
     "before_start": "window starts before 0",
     "past_end": "window ends past the file's end",
     "empty": "window shorter than one sample",
+    "equal_shards": "left out to give every shard as many clips",
 }
 
 

@@ -8,10 +8,11 @@ clips give the same bytes.
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,16 @@ class ShardFile:
     clips: int
     bytes: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where a clip's first member went: the shard, the clip's index in it, the bytes."""
+
+    shard: str
+    index: int
+    offset: int
+    size: int
 
 
 class ShardWriter:
@@ -51,22 +62,31 @@ class ShardWriter:
         self._seconds = 0.0
         self.finished: list[ShardFile] = []
 
-    def add(self, key: str, members: list[tuple[str, bytes]], seconds: float) -> str:
-        """Write one clip's members (``(extension, data)``); returns the shard's name."""
+    def add(self, key: str, members: list[tuple[str, bytes]], seconds: float) -> Placed:
+        """Write one clip's members (``(extension, data)``), the first one first.
+
+        Returns:
+            The shard and the byte range of the first member's data in it, so a later
+            pass can read that member back without scanning the tar.
+        """
         if self._tar is None:
             self._start()
         assert self._tar is not None
+        offsets = []
         for extension, data in members:
             info = tarfile.TarInfo(f"{key}.{extension}")
             info.size, info.mode, info.mtime = len(data), 0o644, 0
+            before = self._tar.offset
             self._tar.addfile(info, io.BytesIO(data))
-            self._bytes += len(data) + 512 + (-len(data)) % 512
+            padded = len(data) + (-len(data)) % tarfile.BLOCKSIZE
+            offsets.append(self._tar.offset - padded)  # after the header block(s)
+            self._bytes += self._tar.offset - before
+        placed = Placed(self._name, self._clips, offsets[0], len(members[0][1]))
         self._clips += 1
         self._seconds += seconds
-        name = self._name
         if self._clips >= self._max_clips or self._bytes >= self._max_bytes:
             self._finish()
-        return name
+        return placed
 
     def close(self) -> list[ShardFile]:
         """Finish the open shard; returns every shard written."""
@@ -96,3 +116,119 @@ class ShardWriter:
         self._handle.close()
         self.finished.append(ShardFile(self._name, self._clips, self._bytes, self._seconds))
         self._handle = self._tar = None
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """How the repack pass lays the first pass's clips out into the published shards.
+
+    Clips are ranked in first-pass order (shard name, then index in the shard), so a
+    published shard is read from few first-pass shards, front to back.
+
+    Attributes:
+        first_ranks: Each first-pass shard's name and the rank of its first clip.
+        shards: How many shards are published.
+        per_shard: With equal shards, the clips in every one; None: each first-pass
+            shard becomes one published shard, numbered in name order.
+    """
+
+    first_ranks: tuple[tuple[str, int], ...]
+    shards: int
+    per_shard: int | None
+    _numbers: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        numbers = {name: n for n, (name, _) in enumerate(self.first_ranks)}
+        object.__setattr__(self, "_numbers", numbers)
+
+    def rank(self, shard: str, index: int) -> int:
+        """The place of the ``index``-th clip of first-pass ``shard`` among all clips."""
+        return self.first_ranks[self._numbers[shard]][1] + index
+
+    def target(self, shard: str, index: int) -> int | None:
+        """The published shard of the ``index``-th clip of first-pass ``shard``.
+
+        None: the clip is left out (beyond the last full shard).
+        """
+        if self.per_shard is None:
+            return self._numbers[shard]
+        rank = self.rank(shard, index)
+        target = rank // self.per_shard if self.per_shard else self.shards
+        return target if target < self.shards else None
+
+
+def plan_shards(
+    first_pass: list[tuple[str, int, int]],
+    equal: bool,
+    world_size: int,
+    max_clips: int,
+    max_bytes: int,
+) -> ShardPlan:
+    """Plan the published shards from the first pass's ``(name, clips, bytes)``.
+
+    With ``equal``, the shard count is the smallest multiple of ``world_size`` that
+    keeps shards within ``max_clips`` and, on average, ``max_bytes``; every shard then
+    holds ``clips // shards`` clips and the remainder is left out. Fewer clips than
+    ``world_size`` leave no shard at all.
+    """
+    ordered = sorted(first_pass)
+    ranks: list[tuple[str, int]] = []
+    total = size = 0
+    for name, clips, nbytes in ordered:
+        ranks.append((name, total))
+        total, size = total + clips, size + nbytes
+    if not equal:
+        return ShardPlan(tuple(ranks), len(ranks), None)
+    needed = max(-(-total // max_clips), -(-size // max_bytes), 1)
+    shards = world_size * -(-needed // world_size)
+    per_shard = total // shards
+    if per_shard == 0:
+        shards = 0
+    return ShardPlan(tuple(ranks), shards, per_shard)
+
+
+def attempt_name(name: str, attempt: int) -> str:
+    """``audio_3.tar`` as task attempt 17 writes it: ``audio_3.attempt-17.tar``."""
+    stem, dot, extension = name.rpartition(".")
+    return f"{stem}.attempt-{attempt}{dot}{extension}"
+
+
+def published_name(name: str) -> str:
+    """The inverse of :func:`attempt_name`: ``audio_3.attempt-17.tar`` -> ``audio_3.tar``."""
+    stem, _, rest = name.partition(".attempt-")
+    _, dot, extension = rest.partition(".")
+    return f"{stem}{dot}{extension}"
+
+
+def repacked_shard_name(audio_format: str, number: int) -> str:
+    """A published shard's name after the repack pass (numbered from 0, contiguous).
+
+    NeMo's loaders find ``audio_N.tar`` by brace expansion (``audio__OP_0..N_CL_.tar``)
+    and Lhotse by the number in the name; WebDataset's ``shard-{000000..N}.tar``.
+    """
+    return f"audio_{number}.tar" if audio_format == "nemo" else f"shard-{number:06d}.tar"
+
+
+def nemo_manifest_name(number: int) -> str:
+    """The manifest of ``audio_N.tar`` in ``sharded_manifests/``."""
+    return f"manifest_{number}.json"
+
+
+def nemo_manifest_line(meta: dict[str, Any], member: str, shard_id: int) -> str:
+    """One clip's line in its shard's NeMo manifest.
+
+    NeMo's tarred datasets look members up by ``audio_filepath`` (the member name);
+    Lhotse's NeMo adapter also wants ``shard_id``. The clip's other facts follow, with
+    the recording's path as ``source_audio_filepath``.
+    """
+    rest = {k: v for k, v in meta.items() if k not in ("audio_filepath", "duration", "text")}
+    record = {
+        "audio_filepath": member,
+        "duration": meta["duration"],
+        "offset": 0,
+        "text": meta.get("text", ""),
+        "shard_id": shard_id,
+        "source_audio_filepath": meta["audio_filepath"],
+        **rest,
+    }
+    return json.dumps(record, ensure_ascii=False, allow_nan=False)

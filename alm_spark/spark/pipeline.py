@@ -32,6 +32,7 @@ from alm_spark.core.audio import (
     AUDIO_SECONDS,
     audio_metrics,
     check_audio_libraries,
+    repacked_figures,
 )
 from alm_spark.core.config import PipelineConfig
 from alm_spark.core.errors import AlmSparkError
@@ -55,11 +56,14 @@ from alm_spark.core.names import (
     WINDOWS_DIR,
 )
 from alm_spark.core.report import render_report
+from alm_spark.core.shards import plan_shards
 from alm_spark.core.summary import format_bytes
 from alm_spark.spark.audio import (
     AUDIO_WINDOWS_SCHEMA,
     cut_audio,
+    first_pass_shards,
     publish_shards,
+    repack_clips,
     sum_audio_figures,
 )
 from alm_spark.spark.dataframe_engine import dataframe_results
@@ -332,33 +336,58 @@ def _stage_audio(
 ) -> dict[str, Any]:
     """Cut every kept window's clip into shards in the staging directory; the figures."""
     clock = time.time()
+    audio = config.audio
     windows = int(staged.raw["filtered_windows"])
     audio_dir = join(data_dir, "_audio")
     attempts_dir = join(staging, ".shard-attempts")
-    progress.step(f"cutting {windows:,} clip(s) into {config.audio.format} shards")
+    progress.step(f"cutting {windows:,} clip(s) into {audio.format} shards")
+    figures: dict[str, Any] = dict.fromkeys([*AUDIO_COUNTS, *AUDIO_SECONDS], 0)
     if windows:
         windows_df = read_staged(
             spark, data_dir, KIND_WINDOW, AUDIO_WINDOWS_SCHEMA, config.output.format
         )
-        partitions = config.audio.partitions or max(
+        partitions = audio.partitions or max(
             1, min(int(staged.raw["entries_written"]), _parallelism(spark) * 2)
         )
         counters = None if progress.clips is None else (progress.clips, progress.audio_ms)
-        audio_df = cut_audio(windows_df, config.audio, attempts_dir, partitions, counters)
+        audio_df = cut_audio(windows_df, audio, attempts_dir, partitions, counters)
         progress.audio = True
         with progress:
             audio_df.write.mode("overwrite").partitionBy("kind").text(audio_dir)
         progress.audio = False
         figures = sum_audio_figures(spark, audio_dir)
-    else:
-        figures = dict.fromkeys([*AUDIO_COUNTS, *AUDIO_SECONDS], 0)
+    timings["audio"] = time.time() - clock
+    staged_dirs, plan = [audio_dir], None
+    if audio.repacked:
+        clock = time.time()
+        repack_dir, repack_attempts = join(data_dir, "_repack"), join(staging, ".repack-attempts")
+        plan = plan_shards(
+            first_pass_shards(spark, fs, audio_dir),
+            audio.equal_shards,
+            audio.world_size,
+            audio.shard_max_clips,
+            int(audio.shard_max_mb * 1e6),
+        )
+        each = f" of {plan.per_shard:,} clip(s)" if plan.per_shard is not None else ""
+        progress.step(f"repacking the clips into {plan.shards:,} {audio.format} shard(s){each}")
+        if plan.first_ranks:
+            partitions = audio.partitions or max(1, min(plan.shards, _parallelism(spark) * 2))
+            repack_df = repack_clips(
+                spark, audio_dir, audio, plan, attempts_dir, repack_attempts, partitions
+            )
+            with progress:
+                repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)
+            figures = repacked_figures(figures, sum_audio_figures(spark, repack_dir))
+        fs.delete(attempts_dir)  # the first pass's shards: every clip is copied out
+        staged_dirs.append(repack_dir)
+        audio_dir, attempts_dir = repack_dir, repack_attempts
+        timings["audio_repack"] = time.time() - clock
     shards = publish_shards(spark, fs, audio_dir, attempts_dir, join(staging, SHARDS_DIR))
     fs.mkdirs(join(staging, REJECTED_AUDIO_DIR))
-    move_parts(
-        fs, join(audio_dir, f"kind={KIND_AUDIO_REJECTED}"), join(staging, REJECTED_AUDIO_DIR)
-    )
-    timings["audio"] = time.time() - clock
-    return audio_metrics(figures, shards, config.audio)
+    for staged_dir in staged_dirs:
+        rejected_dir = join(staged_dir, f"kind={KIND_AUDIO_REJECTED}")
+        move_parts(fs, rejected_dir, join(staging, REJECTED_AUDIO_DIR))
+    return audio_metrics(figures, shards, audio, plan)
 
 
 def _parallelism(spark: SparkSession) -> int:

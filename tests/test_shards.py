@@ -1,0 +1,104 @@
+"""Shard layout without Spark: member offsets, the repack plan, names, NeMo manifest lines."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from alm_spark.core.shards import (
+    ShardWriter,
+    attempt_name,
+    nemo_manifest_line,
+    plan_shards,
+    published_name,
+    repacked_shard_name,
+)
+
+
+def test_the_writer_gives_where_each_clips_audio_bytes_are(tmp_path: Path) -> None:
+    writer = ShardWriter(
+        lambda name: open(tmp_path / name, "wb"),  # noqa: SIM115 - the writer closes it
+        lambda n: f"s-{n}.tar",
+        3,
+        10**9,
+    )
+    placed = [
+        writer.add(f"k{k}", [("flac", bytes([k + 1]) * (700 + k)), ("json", b"{}")], 1.0)
+        for k in range(4)
+    ]
+    writer.close()
+    assert [(p.shard, p.index, p.size) for p in placed] == [
+        ("s-0.tar", 0, 700), ("s-0.tar", 1, 701), ("s-0.tar", 2, 702), ("s-1.tar", 0, 703),
+    ]  # fmt: skip
+    for p in placed:
+        with tarfile.open(tmp_path / p.shard) as tar:
+            member = tar.getmember(f"k{placed.index(p)}.flac")
+            assert (member.offset_data, member.size) == (p.offset, p.size)
+        data = (tmp_path / p.shard).read_bytes()[p.offset : p.offset + p.size]
+        assert data == bytes([placed.index(p) + 1]) * p.size
+
+
+def test_without_equal_shards_each_first_pass_shard_is_one_shard_in_name_order() -> None:
+    plan = plan_shards([("b", 3, 30), ("a", 5, 50)], False, 1, 3, 10**9)
+    assert (plan.shards, plan.per_shard) == (2, None)
+    assert [plan.target("a", i) for i in range(5)] == [0] * 5
+    assert [plan.target("b", i) for i in range(3)] == [1] * 3
+    assert [plan.rank("b", i) for i in range(3)] == [5, 6, 7]
+
+
+@pytest.mark.parametrize(
+    ("clips", "world_size", "max_clips", "shards", "per_shard", "left_out"),
+    [
+        (8, 2, 3, 4, 2, 0),  # 3 shards needed, 4 for 2 ranks
+        (8, 3, 2, 6, 1, 2),
+        (10, 1, 4, 3, 3, 1),
+        (1000, 8, 100, 16, 62, 8),
+        (7, 8, 100, 0, 0, 7),  # fewer clips than ranks: nothing can be equal
+        (0, 1, 100, 0, 0, 0),
+    ],
+)
+def test_equal_shards_hold_as_many_clips_and_their_count_is_a_multiple_of_the_world_size(
+    clips: int, world_size: int, max_clips: int, shards: int, per_shard: int, left_out: int
+) -> None:
+    first = [("x", clips // 2, 0), ("w", clips - clips // 2, 0)]
+    plan = plan_shards(first, True, world_size, max_clips, 10**12)
+    assert (plan.shards, plan.per_shard) == (shards, per_shard)
+    targets = [plan.target(name, i) for name, n, _ in sorted(first) for i in range(n)]
+    assert targets.count(None) == left_out
+    kept = [t for t in targets if t is not None]
+    assert kept == sorted(kept)  # first-pass order: each shard reads few files, in order
+    assert all(kept.count(t) == per_shard for t in range(shards))
+
+
+def test_equal_shards_also_keep_the_average_shard_within_the_size_limit() -> None:
+    plan = plan_shards([("a", 100, 10**9)], True, 2, 1000, 300 * 10**6)
+    assert (plan.shards, plan.per_shard) == (4, 25)  # 1 GB / 300 MB -> 4 shards, for 2 ranks
+
+
+def test_names_an_attempt_writes_and_the_names_it_publishes() -> None:
+    assert attempt_name("audio_3.tar", 17) == "audio_3.attempt-17.tar"
+    assert published_name("audio_3.attempt-17.tar") == "audio_3.tar"
+    assert published_name(attempt_name("manifest_12.json", 4)) == "manifest_12.json"
+    assert published_name(attempt_name("shard-00001-0002.tar", 5)) == "shard-00001-0002.tar"
+    assert repacked_shard_name("nemo", 12) == "audio_12.tar"
+    assert repacked_shard_name("webdataset", 12) == "shard-000012.tar"
+
+
+def test_a_nemo_manifest_line_names_the_member_and_keeps_the_clips_facts() -> None:
+    meta = {
+        "key": "m-1-00000001-0000", "audio_filepath": "audio/a.flac", "source": "file:/m.jsonl",
+        "line": 1, "duration": 9.5, "text": "hi there", "speakers": {"a": 9.5},
+    }  # fmt: skip
+    line = json.loads(nemo_manifest_line(meta, "m-1-00000001-0000.flac", 3))
+    assert list(line)[:6] == [
+        "audio_filepath", "duration", "offset", "text", "shard_id", "source_audio_filepath",
+    ]  # fmt: skip
+    assert line == {
+        "audio_filepath": "m-1-00000001-0000.flac", "duration": 9.5, "offset": 0,
+        "text": "hi there", "shard_id": 3, "source_audio_filepath": "audio/a.flac",
+        "key": "m-1-00000001-0000", "source": "file:/m.jsonl", "line": 1,
+        "speakers": {"a": 9.5},
+    }  # fmt: skip
