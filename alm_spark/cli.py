@@ -40,15 +40,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the pipeline. Overrides look like section.key=value, values in YAML "
         "(builder.truncation=false, input.manifest_path=[a.jsonl,b.jsonl]).",
     )
-    run.add_argument("--config", help="YAML config (local path or URI); defaults apply without it")
-    run.add_argument("overrides", nargs="*", metavar="section.key=value")
-    run.add_argument("--quiet", "-q", action="store_true", help="no progress or summary output")
-    run.add_argument(
-        "--progress",
-        choices=["auto", "on", "off"],
-        help="show steps and progress (default: output.progress, auto = on for local runs)",
+    _add_job_arguments(run)
+    recut = sub.add_parser(
+        "recut",
+        help="cut the audio of a finished output again, into a new output path",
+        description="Cut every kept window of a finished output (its _windows/ table) into "
+        "new shards at output.path, with this run's audio settings (audio.format=nemo, "
+        "audio.sample_rate=24000, ...); windows are not rebuilt. Example: alm-spark recut "
+        "out output.path=out_nemo audio.format=nemo",
     )
-    run.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    recut.add_argument("finished", help="the finished output (local path or URI)")
+    _add_job_arguments(recut)
 
     report = sub.add_parser(
         "report",
@@ -86,6 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("expected", help="reference JSONL file or directory (.gz allowed)")
     compare.add_argument("--show", type=int, default=10, help="differences to print (default 10)")
     return parser
+
+
+def _add_job_arguments(command: argparse.ArgumentParser) -> None:
+    """The options ``run`` and ``recut`` share."""
+    command.add_argument(
+        "--config", help="YAML config (local path or URI); defaults apply without it"
+    )
+    command.add_argument("overrides", nargs="*", metavar="section.key=value")
+    command.add_argument("--quiet", "-q", action="store_true", help="no progress or summary output")
+    command.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        help="show steps and progress (default: output.progress, auto = on for local runs)",
+    )
+    command.add_argument("--debug", action="store_true", help="show tracebacks of failures")
 
 
 def _error(message: str) -> None:
@@ -229,11 +246,19 @@ def _run(args: argparse.Namespace) -> int:
     from alm_spark.spark.io import check_local_inputs
     from alm_spark.spark.publish import check_output_parent
 
+    recut = args.command == "recut"
     overrides = list(args.overrides)
     if args.progress:
         overrides.append(f"output.progress={args.progress}")
+    if recut:
+        overrides.append("audio.enabled=true")
     config = load_config(args.config, overrides)
-    check_local_inputs(config.input.paths)
+    if recut:
+        from alm_spark.spark.pipeline import check_recut_config
+
+        check_recut_config(config)
+    else:
+        check_local_inputs(config.input.paths)
     check_output_parent(config.output.path)
     if config.audio.enabled:
         from alm_spark.core.audio import check_audio_libraries
@@ -245,7 +270,7 @@ def _run(args: argparse.Namespace) -> int:
     if not remote:  # a Spark Connect client starts no JVM
         _check_java()
     from alm_spark.core.summary import format_summary
-    from alm_spark.spark.pipeline import run_pipeline
+    from alm_spark.spark.pipeline import recut_audio, run_pipeline
     from alm_spark.spark.progress import Progress
 
     spark = build_session(config)
@@ -254,7 +279,10 @@ def _run(args: argparse.Namespace) -> int:
     master = str(spark.conf.get("spark.master", "local[*]"))
     progress = Progress(spark, enabled=_progress_enabled(config, args.quiet, master))
     try:
-        result = run_pipeline(spark, config, progress=progress)
+        if recut:
+            result = recut_audio(spark, config, args.finished, progress=progress)
+        else:
+            result = run_pipeline(spark, config, progress=progress)
     finally:
         progress.close()
         if not _under_spark_submit():
@@ -337,7 +365,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        commands = {"run": _run, "report": _report, "compare": _compare, "paths": _paths}
+        commands = {
+            "run": _run,
+            "recut": _run,
+            "report": _report,
+            "compare": _compare,
+            "paths": _paths,
+        }
         return commands[args.command](args)
     except (ConfigError, InputError, OutputError) as err:
         _error(str(err))

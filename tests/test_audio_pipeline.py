@@ -357,3 +357,62 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(tmp_path: Path) 
     assert sorted(p.name for p in (out / "_shards").iterdir()) == sorted(
         p.name for p in before if p.parent.name == "_shards"
     )
+
+
+def test_a_recut_from_a_finished_output_gives_the_runs_clips_and_keys(
+    spark: Any, runs: dict[str, Any], tmp_path: Path
+) -> None:
+    from alm_spark.spark.pipeline import recut_audio
+
+    finished = runs["fused"]
+    config = load_config(
+        None, [f"output.path={tmp_path / 'nemo'}", "audio.enabled=true", "audio.format=nemo",
+               "audio.shard_max_clips=2"],
+    )  # fmt: skip
+    result = recut_audio(spark, config, str(_out(finished)))
+    out = _out(result)
+
+    # The same windows cut the same way as the run that built them as NeMo shards.
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    assert files(out / "_shards") == files(_out(runs["nemo"]) / "_shards")
+    assert result.metrics["audio"] == runs["nemo"].metrics["audio"]
+    assert result.metrics["recut_from"] == str(finished.output_path)
+    assert result.metrics["filtered_windows"] == finished.metrics["filtered_windows"]
+    assert result.metrics["config"]["builder"] == finished.metrics["config"]["builder"]
+    assert result.metrics["config"]["audio"]["format"] == "nemo"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_SUCCESS", "_metrics.json", "_rejected_audio", "_report.html", "_shards",
+    ]  # fmt: skip
+    summary = format_summary(result.metrics, str(out))
+    assert f"Windows from:        {finished.output_path}" in summary
+    # The finished output is only read.
+    assert (_out(finished) / "_SUCCESS").exists()
+
+
+def test_a_recut_refuses_what_it_cannot_read(
+    spark: Any, runs: dict[str, Any], tmp_path: Path
+) -> None:
+    from alm_spark.core.errors import ConfigError, InputError, OutputError
+    from alm_spark.spark.pipeline import recut_audio
+
+    def recut(finished: Path, *overrides: str) -> None:
+        config = load_config(None, ["audio.enabled=true", *overrides])
+        recut_audio(spark, config, str(finished))
+
+    plain = _out(runs["plain"])
+    with pytest.raises(InputError) as err:
+        recut(plain, f"output.path={tmp_path / 'a'}")
+    assert str(err.value) == (
+        f"file:{plain}: has no _windows/ table to re-cut from (runs write it with "
+        "audio.enabled or output.windows_table: true)"
+    )
+    with pytest.raises(InputError, match="not a finished alm_spark output"):
+        recut(runs["source"].parent, f"output.path={tmp_path / 'b'}")
+    fused = _out(runs["fused"])
+    with pytest.raises(OutputError, match="must not contain each other"):
+        recut(fused, f"output.path={fused / 'inside'}")
+    with pytest.raises(ConfigError, match=r"^audio\.path_field: a re-cut reads the path"):
+        recut(fused, f"output.path={tmp_path / 'c'}", "audio.path_field=path")
+    assert not (tmp_path / "a").exists()

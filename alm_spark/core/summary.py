@@ -55,6 +55,8 @@ def _audio_lines(m: dict[str, Any], output_path: str) -> list[str]:
 def format_summary(metrics: dict[str, Any], output_path: str) -> str:
     """The end-of-run block the CLI prints, from a run's ``_metrics.json`` content."""
     m = metrics
+    if "recut_from" in m:
+        return _recut_summary(m, output_path)
     losses = m["losses"]
     audio, filtered = m["audio_duration"], m["filtered_dur"]
     audio_text = f"{format_hours(audio)} of audio" if audio is not None else "audio: overflow"
@@ -96,3 +98,21 @@ def format_summary(metrics: dict[str, Any], output_path: str) -> str:
             f"{OVERFLOW} (null in _metrics.json): {shown}",
         )
     return "\n".join(lines)
+
+
+def _recut_summary(m: dict[str, Any], output_path: str) -> str:
+    """The block ``alm-spark recut`` prints: the windows it read, the clips it wrote."""
+    rule = "=" * 64
+    return "\n".join(
+        [
+            rule,
+            "ALM AUDIO RE-CUT COMPLETE",
+            rule,
+            f"Windows from:        {m['recut_from']}",
+            f"Filtered windows:    {m['filtered_windows']:>10}",
+            *_audio_lines(m, output_path),
+            f"Output:              {output_path}",
+            f"Wall time:           {m['run']['wall_seconds']:.1f} s",
+            rule,
+        ]
+    )

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 
 from alm_spark.core.audio import (
     AUDIO_COUNTS,
@@ -35,7 +36,7 @@ from alm_spark.core.audio import (
     repacked_figures,
 )
 from alm_spark.core.config import PipelineConfig
-from alm_spark.core.errors import AlmSparkError
+from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
 from alm_spark.core.figures import assemble_report, mark_overflows
 from alm_spark.core.names import (
     KIND_AUDIO_REJECTED,
@@ -53,6 +54,7 @@ from alm_spark.core.names import (
     REJECTED_DIR,
     REPORT_FILE,
     SHARDS_DIR,
+    SUCCESS_FILE,
     WINDOWS_DIR,
 )
 from alm_spark.core.report import render_report
@@ -73,9 +75,10 @@ from alm_spark.spark.failures import (
     names_no_damaged_file,
     wait_for_running_tasks,
 )
-from alm_spark.spark.fs import FileSystem, filesystem_for, join
+from alm_spark.spark.fs import FileSystem, filesystem_for, is_within, join
 from alm_spark.spark.io import (
     ManifestSources,
+    escape_glob,
     input_size,
     read_manifest_lines,
     read_staged,
@@ -99,6 +102,7 @@ from alm_spark.spark.schemas import (
     STAGED_BLOCK_SCHEMA,
     STAGED_REJECTED_SCHEMA,
     STAGED_REPORT_SCHEMA,
+    WINDOWS_TABLE_SCHEMA,
 )
 from alm_spark.spark.session import job_sql_conf, scoped_conf
 from alm_spark.spark.transforms import (
@@ -310,7 +314,7 @@ def _stage_results(
             )
         elif counted is not None:
             _check_same_splits(spark, data_dir, config, counted)
-        if out_cfg.windows_table:
+        if out_cfg.windows_table or config.audio.enabled:  # audio runs can be re-cut from it
             progress.step(f"writing the windows table ({raw['filtered_windows']:,} windows)")
             write_windows_table(spark, data_dir, out_cfg.format, join(data_dir, WINDOWS_DIR))
         timings["process_and_write"] = time.time() - clock
@@ -328,27 +332,35 @@ def _stage_audio(
     spark: SparkSession,
     fs: FileSystem,
     config: PipelineConfig,
-    staged: _Staged,
+    windows_df: DataFrame,
+    counts: tuple[int, int],
     data_dir: str,
     staging: str,
     progress: Progress,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """Cut every kept window's clip into shards in the staging directory; the figures."""
+    """Cut every kept window's clip into shards in the staging directory; the figures.
+
+    Args:
+        spark: The session.
+        fs: File system for metadata operations.
+        config: The job's settings (``audio`` and ``output.format``).
+        windows_df: One row per kept window (:data:`AUDIO_WINDOWS_SCHEMA`).
+        counts: How many windows and entries ``windows_df`` holds.
+        data_dir: Where staged rows go (inside ``staging``).
+        staging: The staging directory: ``_shards/`` and ``_rejected_audio/`` go there.
+        progress: Steps and the status line.
+        timings: Seconds per step, added to.
+    """
     clock = time.time()
     audio = config.audio
-    windows = int(staged.raw["filtered_windows"])
+    windows, entries = counts
     audio_dir = join(data_dir, "_audio")
     attempts_dir = join(staging, ".shard-attempts")
     progress.step(f"cutting {windows:,} clip(s) into {audio.format} shards")
     figures: dict[str, Any] = dict.fromkeys([*AUDIO_COUNTS, *AUDIO_SECONDS], 0)
     if windows:
-        windows_df = read_staged(
-            spark, data_dir, KIND_WINDOW, AUDIO_WINDOWS_SCHEMA, config.output.format
-        )
-        partitions = audio.partitions or max(
-            1, min(int(staged.raw["entries_written"]), _parallelism(spark) * 2)
-        )
+        partitions = audio.partitions or max(1, min(entries, _parallelism(spark) * 2))
         counters = None if progress.clips is None else (progress.clips, progress.audio_ms)
         audio_df = cut_audio(windows_df, audio, attempts_dir, partitions, counters)
         progress.audio = True
@@ -408,7 +420,7 @@ def _finish(
     part_files = move_parts(fs, join(data_dir, f"kind={KIND_ENTRY}"), staging)
     fs.mkdirs(join(staging, REJECTED_DIR))
     move_parts(fs, staged.numbered_dir, join(staging, REJECTED_DIR))
-    if config.output.windows_table:
+    if config.output.windows_table or config.audio.enabled:
         fs.mkdirs(join(staging, WINDOWS_DIR))
         move_parts(fs, join(data_dir, WINDOWS_DIR), join(staging, WINDOWS_DIR))
     if config.output.lost_window_details == "separate":
@@ -416,6 +428,15 @@ def _finish(
         move_parts(fs, join(data_dir, f"kind={KIND_LOST}"), join(staging, LOST_WINDOWS_DIR))
     fs.delete(data_dir)
     return part_files
+
+
+def _write_metrics(fs: FileSystem, staging: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Write ``_metrics.json`` and ``_report.html`` into the staging directory."""
+    metrics = mark_overflows(metrics)  # a sum beyond the largest double: null, named
+    text = json.dumps(metrics, indent=2, allow_nan=False)
+    fs.write_text(join(staging, METRICS_FILE), text + "\n")
+    fs.write_text(join(staging, REPORT_FILE), render_report(metrics))
+    return metrics
 
 
 def _name_damaged_input(spark: SparkSession, sources: ManifestSources, err: Exception) -> None:
@@ -489,7 +510,13 @@ def _run_holding_lock(
             raise
         audio = None
         if config.audio.enabled:
-            audio = _stage_audio(spark, fs, config, staged, data_dir, staging, progress, timings)
+            windows_df = read_staged(
+                spark, data_dir, KIND_WINDOW, AUDIO_WINDOWS_SCHEMA, config.output.format
+            )
+            counts = (int(staged.raw["filtered_windows"]), int(staged.raw["entries_written"]))
+            audio = _stage_audio(
+                spark, fs, config, windows_df, counts, data_dir, staging, progress, timings
+            )
         progress.step("publishing")
         clock = time.time()
         part_files = _finish(fs, staging, data_dir, staged, config)
@@ -514,10 +541,7 @@ def _run_holding_lock(
         }
         metrics["config"] = config.to_dict()
         metrics["report"] = staged.report
-        metrics = mark_overflows(metrics)  # a sum beyond the largest double: null, named
-        text = json.dumps(metrics, indent=2, allow_nan=False)
-        fs.write_text(join(staging, METRICS_FILE), text + "\n")
-        fs.write_text(join(staging, REPORT_FILE), render_report(metrics))
+        metrics = _write_metrics(fs, staging, metrics)
         publish(fs, staging, output, run_id)
     except BaseException:
         wait_for_running_tasks(spark)  # a failed job's other tasks may still be writing
@@ -527,3 +551,121 @@ def _run_holding_lock(
             log.warning("could not remove staging directory %s", staging)
         raise
     return RunResult(output_path=output, metrics=metrics)
+
+
+def recut_audio(
+    spark: SparkSession,
+    config: PipelineConfig,
+    finished: str,
+    fs: FileSystem | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Cut the kept windows of a finished output again, into ``output.path``.
+
+    The windows come from the finished output's ``_windows/`` table (audio runs write
+    it; so does ``output.windows_table``); nothing is rebuilt and the finished output
+    is only read. The new output holds ``_shards/``, ``_rejected_audio/``,
+    ``_metrics.json`` (the finished run's figures with this cut's ``audio`` block and
+    settings) and ``_report.html``. Clip keys are the finished run's.
+
+    Args:
+        spark: An existing session (classic or Spark Connect).
+        config: Validated configuration; its ``audio`` and ``output`` sections apply.
+        finished: The finished output to read the windows from.
+        fs: File system for metadata operations; derived from ``spark`` when None.
+        progress: Where to report steps and progress; silent when None.
+
+    Raises:
+        InputError: When ``finished`` is not a finished output with a windows table.
+        OutputError: When ``output.path`` cannot be used (or is ``finished`` itself).
+    """
+    check_audio_libraries()
+    fs = fs or filesystem_for(spark)
+    progress = progress or Progress(spark, enabled=False)
+    started, run_id = time.time(), new_run_id()
+    check_recut_config(config)
+    source = fs.qualify(finished)
+    output = fs.qualify(config.output.path)
+    check_output_parent(output, fs)
+    if is_within(output, source) or is_within(source, output):
+        raise OutputError(
+            f"output.path: {output} and the output being re-cut ({source}) must not contain "
+            "each other"
+        )
+    old = _finished_metrics(fs, source)
+    windows_df = spark.read.schema(WINDOWS_TABLE_SCHEMA).parquet(
+        escape_glob(join(source, WINDOWS_DIR))
+    )
+    windows_df = windows_df.withColumn("audio_path", F.col(config.audio.path_field))
+    counts = (int(old["filtered_windows"]), int(old["entries_written"]))
+    with OutputLock(fs, output, run_id):
+        recover_leftovers(fs, output)
+        check_output_location(fs, output, ManifestSources((), ()), config.output.mode)
+        staging = staging_path(output, run_id)
+        data_dir = join(staging, "_data")
+        timings: dict[str, float] = {}
+        try:
+            audio = _stage_audio(
+                spark, fs, config, windows_df, counts, data_dir, staging, progress, timings
+            )
+            progress.step("publishing")
+            fs.delete(data_dir)
+            finished_at = time.time()
+            metrics = {
+                **old,
+                "audio": audio,
+                "recut_from": source,
+                "config": {**old.get("config", {}), "audio": config.to_dict()["audio"]},
+                "run": {
+                    "run_id": run_id,
+                    "started_at": _utc(started),
+                    "finished_at": _utc(finished_at),
+                    "wall_seconds": round(finished_at - started, 3),
+                    "timings": {step: round(seconds, 3) for step, seconds in timings.items()},
+                    "spark_version": spark.version,
+                    "output_path": output,
+                    "recut_from": source,
+                },
+            }
+            metrics = _write_metrics(fs, staging, metrics)
+            publish(fs, staging, output, run_id)
+        except BaseException:
+            wait_for_running_tasks(spark)
+            try:
+                fs.delete(staging)
+            except Exception:
+                log.warning("could not remove staging directory %s", staging)
+            raise
+    return RunResult(output_path=output, metrics=metrics)
+
+
+def check_recut_config(config: PipelineConfig) -> None:
+    """Refuse settings a re-cut cannot honour, before any Spark work.
+
+    Raises:
+        ConfigError: When ``audio.path_field`` is not a column of the windows table.
+    """
+    field = config.audio.path_field
+    if field not in WINDOWS_TABLE_SCHEMA.fieldNames():
+        raise ConfigError(
+            f"audio.path_field: a re-cut reads the path from the windows table, which holds "
+            f"audio_filepath and swift_audio_filepath, not {field}"
+        )
+
+
+def _finished_metrics(fs: FileSystem, source: str) -> dict[str, Any]:
+    """The ``_metrics.json`` of a finished output that has a windows table."""
+    if not fs.exists(join(source, SUCCESS_FILE)):
+        raise InputError(f"{source}: not a finished alm_spark output (no {SUCCESS_FILE})")
+    try:
+        metrics = json.loads(fs.read_text(join(source, METRICS_FILE)))
+    except Exception as err:
+        raise InputError(f"{source}: cannot read {METRICS_FILE}: {err}") from None
+    if not isinstance(metrics, dict) or metrics.get("producer") != PRODUCER:
+        raise InputError(f"{source}: {METRICS_FILE} was not written by {PRODUCER}")
+    if not fs.exists(join(source, WINDOWS_DIR)):
+        raise InputError(
+            f"{source}: has no {WINDOWS_DIR}/ table to re-cut from (runs write it with "
+            "audio.enabled or output.windows_table: true)"
+        )
+    return metrics
