@@ -5,7 +5,8 @@ conversations with matching recordings, runs ``alm-spark run`` with ``audio.enab
 (local[2], 16 kHz mono FLAC clips in WebDataset shards, the windows table on), then the
 plain script (``audio_plain.py``: a ``soundfile.read`` per window and a soxr resample per
 snippet, as NeMo Curator's snippet extraction does) over the same windows, each as its own
-process measured from outside (wall time, peak RSS of the process tree).
+process measured from outside (wall time, peak RSS of the process tree). Last, the same
+windows are re-cut as equal NeMo shards (``alm-spark recut``: the cut and the repack pass).
 
 Figures: hours of clips per second of wall time per core (the job's 2 cores, the script's
 1), for the whole job and for its audio step alone (``run.timings.audio``), and the ratio.
@@ -85,6 +86,7 @@ def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str,
     if plain["returncode"] != 0:
         raise SystemExit(f"plain script failed on {fmt}:\n{plain['stderr'][-3000:]}")
     figures = json.loads(plain["stdout"].strip().splitlines()[-1])
+    nemo = _recut_nemo(out, results / f"nemo-{fmt}")
     hours = audio["hours_written"]
     job_rate = hours / job["wall_seconds"] / CORES
     step_rate = hours / timings["audio"] / CORES
@@ -111,16 +113,47 @@ def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str,
             "phases": figures["phases"],
             "hours_per_second_per_core": round(plain_rate, 5),
         },
+        "nemo": nemo,
         "ratio_job_to_plain": round(job_rate / plain_rate, 2),
         "ratio_audio_step_to_plain": round(step_rate / plain_rate, 2),
+        "ratio_nemo_step_to_plain": round(
+            nemo["audio_step_hours_per_second_per_core"] / plain_rate, 2
+        ),
+    }
+
+
+def _recut_nemo(finished: Path, out: Path) -> dict[str, Any]:
+    """The same windows re-cut as equal NeMo shards: the cut plus the repack pass."""
+    recut = measure(
+        [str(BIN / "alm-spark"), "recut", "--quiet", str(finished), f"output.path={out}",
+         f"spark.master={MASTER}", "audio.format=nemo", "audio.equal_shards=true",
+         "audio.world_size=2", "audio.shard_max_clips=100"],
+        _env(),
+    )  # fmt: skip
+    if recut["returncode"] != 0:
+        raise SystemExit(f"recut failed:\n{recut['stderr'][-3000:]}")
+    metrics = json.loads((out / "_metrics.json").read_text())
+    audio, timings = metrics["audio"], metrics["run"]["timings"]
+    step = timings["audio"] + timings["audio_repack"]
+    return {
+        "wall_seconds": recut["wall_seconds"],
+        "timings": timings,
+        "clips": audio["clips_written"],
+        "shards": audio["shards"],
+        "clips_per_shard": audio["clips_per_shard"],
+        "clips_left_out": audio["clips_lost"]["equal_shards"],
+        "hours": round(audio["hours_written"], 4),
+        "repack_share": round(timings["audio_repack"] / step, 3),
+        "audio_step_hours_per_second_per_core": round(audio["hours_written"] / step / CORES, 5),
     }
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| source | clips | hours | job wall s | job h/s/core | audio step h/s/core "
-        "| plain wall s | plain h/s/core | job ÷ plain | step ÷ plain |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| plain wall s | plain h/s/core | job ÷ plain | step ÷ plain "
+        "| nemo step h/s/core (repack share) | nemo step ÷ plain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -128,7 +161,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"| {r['job']['wall_seconds']:.1f} | {r['job']['hours_per_second_per_core']:.4f} "
             f"| {r['job']['audio_step_hours_per_second_per_core']:.4f} "
             f"| {r['plain']['wall_seconds']:.1f} | {r['plain']['hours_per_second_per_core']:.4f} "
-            f"| {r['ratio_job_to_plain']:.2f} | {r['ratio_audio_step_to_plain']:.2f} |"
+            f"| {r['ratio_job_to_plain']:.2f} | {r['ratio_audio_step_to_plain']:.2f} "
+            f"| {r['nemo']['audio_step_hours_per_second_per_core']:.4f} "
+            f"({r['nemo']['repack_share']:.0%}) | {r['ratio_nemo_step_to_plain']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

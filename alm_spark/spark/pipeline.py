@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
@@ -570,7 +570,8 @@ def recut_audio(
 
     Args:
         spark: An existing session (classic or Spark Connect).
-        config: Validated configuration; its ``audio`` and ``output`` sections apply.
+        config: Validated configuration; its ``audio`` and ``output`` sections apply
+            (``audio.enabled`` is implied).
         finished: The finished output to read the windows from.
         fs: File system for metadata operations; derived from ``spark`` when None.
         progress: Where to report steps and progress; silent when None.
@@ -584,6 +585,7 @@ def recut_audio(
     progress = progress or Progress(spark, enabled=False)
     started, run_id = time.time(), new_run_id()
     check_recut_config(config)
+    config = replace(config, audio=replace(config.audio, enabled=True))
     source = fs.qualify(finished)
     output = fs.qualify(config.output.path)
     check_output_parent(output, fs)
