@@ -6,7 +6,7 @@ conversations with matching recordings, runs ``alm-spark run`` with ``audio.enab
 plain script (``audio_plain.py``: a ``soundfile.read`` per window and a soxr resample per
 snippet, as NeMo Curator's snippet extraction does) over the same windows, each as its own
 process measured from outside (wall time, peak RSS of the process tree). Last, the same
-windows are re-cut as equal NeMo shards (``alm-spark recut``: the cut and the repack pass).
+job runs again writing equal NeMo shards (the cut and the repack pass).
 
 Figures: hours of clips per second of wall time per core (the job's 2 cores, the script's
 1), for the whole job and for its audio step alone (``run.timings.audio``), and the ratio.
@@ -86,7 +86,7 @@ def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str,
     if plain["returncode"] != 0:
         raise SystemExit(f"plain script failed on {fmt}:\n{plain['stderr'][-3000:]}")
     figures = json.loads(plain["stdout"].strip().splitlines()[-1])
-    nemo = _recut_nemo(out, results / f"nemo-{fmt}")
+    nemo = _run_nemo(manifest, results / f"nemo-{fmt}")
     hours = audio["hours_written"]
     job_rate = hours / job["wall_seconds"] / CORES
     step_rate = hours / timings["audio"] / CORES
@@ -122,21 +122,22 @@ def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str,
     }
 
 
-def _recut_nemo(finished: Path, out: Path) -> dict[str, Any]:
-    """The same windows re-cut as equal NeMo shards: the cut plus the repack pass."""
-    recut = measure(
-        [str(BIN / "alm-spark"), "recut", "--quiet", str(finished), f"output.path={out}",
-         f"spark.master={MASTER}", "audio.format=nemo", "audio.equal_shards=true",
-         "audio.world_size=2", "audio.shard_max_clips=100"],
+def _run_nemo(manifest: Path, out: Path) -> dict[str, Any]:
+    """The same job writing equal NeMo shards: the cut plus the repack pass."""
+    job = measure(
+        [str(BIN / "alm-spark"), "run", "--quiet", f"input.manifest_path={manifest}",
+         f"output.path={out}", f"spark.master={MASTER}", "audio.enabled=true",
+         "audio.format=nemo", "audio.equal_shards=true", "audio.world_size=2",
+         "audio.shard_max_clips=100"],
         _env(),
     )  # fmt: skip
-    if recut["returncode"] != 0:
-        raise SystemExit(f"recut failed:\n{recut['stderr'][-3000:]}")
+    if job["returncode"] != 0:
+        raise SystemExit(f"nemo job failed:\n{job['stderr'][-3000:]}")
     metrics = json.loads((out / "_metrics.json").read_text())
     audio, timings = metrics["audio"], metrics["run"]["timings"]
     step = timings["audio"] + timings["audio_repack"]
     return {
-        "wall_seconds": recut["wall_seconds"],
+        "wall_seconds": job["wall_seconds"],
         "timings": timings,
         "clips": audio["clips_written"],
         "shards": audio["shards"],

@@ -242,7 +242,9 @@ def test_equal_nemo_shards_hold_as_many_clips_and_the_rest_is_rejected_with_its_
     assert equalized[0]["error"] == (
         f"left out so that each of the {audio['shards']} shard(s) holds {per_shard} clip(s)"
     )
-    assert "left out to give every shard as many clips" in (out / "_report.html").read_text()
+    report = (out / "_report.html").read_text()
+    assert "left out to give every shard as many clips" in report
+    assert "nemo shards of 2 clips" in report
 
 
 def _count(shard: Path) -> int:

@@ -402,11 +402,13 @@ def _audio(m: dict[str, Any]) -> str:
     a = m["audio"]
     lost = sum(a["clips_lost"].values())
     lost_hours = sum(a["seconds_lost"].values())
+    each = a.get("clips_per_shard")  # equal shards
+    shards = f"{escape(a['format'])} shards" + (f" of {each:,} clips" if each is not None else "")
     tiles = "".join(
         [
             _tile(f"{a['clips_written']:,}", "clips written"),
             _tile(_hours(a["seconds_written"]), "of audio in clips"),
-            _tile(f"{a['shards']:,}", f"{escape(a['format'])} shards"),
+            _tile(f"{a['shards']:,}", shards),
             _tile(f"{lost:,}", f"clips lost ({_hours(lost_hours)})"),
         ]
     )
@@ -414,12 +416,14 @@ def _audio(m: dict[str, Any]) -> str:
         (label, a["seconds_lost"][reason], f"{a['clips_lost'][reason]:,} clips, "
          f"{_hours(a['seconds_lost'][reason])}")
         for reason, label in _AUDIO_REASON_LABELS.items()
+        if reason in a["clips_lost"]  # older outputs lack the newer reasons
     ]  # fmt: skip
     table = _table(
         ["reason", "clips", "hours"],
         [
             (label, f"{a['clips_lost'][reason]:,}", _hours(a["seconds_lost"][reason]))
             for reason, label in _AUDIO_REASON_LABELS.items()
+            if reason in a["clips_lost"]
         ],
     )
     return (
