@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from alm_spark.core.config import PipelineConfig, SparkConfig, load_config
+from alm_spark.core.config import PipelineConfig, SparkConfig, load_config, recut_config
 from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
 
 EXIT_OK = 0
@@ -241,25 +241,30 @@ def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
     return setting == "on" or master.startswith("local")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from alm_spark.spark.failures import quiet_failure_logs
+def _job_config(args: argparse.Namespace) -> PipelineConfig:
+    """The settings of ``run`` or ``recut``, checked as far as possible without a JVM."""
     from alm_spark.spark.io import check_local_inputs
+    from alm_spark.spark.pipeline import check_recut_config
     from alm_spark.spark.publish import check_output_parent
 
-    recut = args.command == "recut"
     overrides = list(args.overrides)
     if args.progress:
         overrides.append(f"output.progress={args.progress}")
-    if recut:
-        overrides.append("audio.enabled=true")
-    config = load_config(args.config, overrides)
-    if recut:
-        from alm_spark.spark.pipeline import check_recut_config
-
+    if args.command == "recut":  # the finished run's audio settings, the file, overrides
+        config = recut_config(_recorded_config(args.finished), args.config, overrides)
         check_recut_config(config)
     else:
+        config = load_config(args.config, overrides)
         check_local_inputs(config.input.paths)
     check_output_parent(config.output.path)
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from alm_spark.spark.failures import quiet_failure_logs
+
+    recut = args.command == "recut"
+    config = _job_config(args)
     if config.audio.enabled:
         from alm_spark.core.audio import check_audio_libraries
 
@@ -290,6 +295,21 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_summary(result.metrics, result.output_path))
     return EXIT_OK
+
+
+def _recorded_config(output: str) -> dict[str, Any] | None:
+    """The settings a finished output recorded; None where unreadable (refused later)."""
+    import fsspec
+
+    from alm_spark.core.audio import fsspec_url
+    from alm_spark.core.names import METRICS_FILE
+
+    try:
+        with fsspec.open(fsspec_url(output.rstrip("/") + "/" + METRICS_FILE), "rt") as f:
+            recorded = json.load(f).get("config")
+    except Exception:  # missing, unreadable, not JSON: recut_audio names the cause
+        return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def _report(args: argparse.Namespace) -> int:

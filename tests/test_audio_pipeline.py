@@ -418,3 +418,24 @@ def test_a_recut_refuses_what_it_cannot_read(
     with pytest.raises(ConfigError, match=r"^audio\.path_field: a re-cut reads the path"):
         recut(fused, f"output.path={tmp_path / 'c'}", "audio.path_field=path")
     assert not (tmp_path / "a").exists()
+    # A re-cut holds no windows; an older version's table lacks columns.
+    recut_out = tmp_path / "recut_out"
+    recut_out.mkdir()
+    (recut_out / "_SUCCESS").write_text("")
+    (recut_out / "_metrics.json").write_text(
+        json.dumps({"producer": "alm_spark", "recut_from": "file:/data/out"})
+    )
+    with pytest.raises(InputError) as err:
+        recut(recut_out, f"output.path={tmp_path / 'd'}")
+    assert str(err.value) == (
+        f"file:{recut_out}: is a re-cut and has no _windows/ table; re-cut file:/data/out instead"
+    )
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "_SUCCESS").write_text("")
+    (old / "_metrics.json").write_text(json.dumps({"producer": "alm_spark"}))
+    spark.createDataFrame([("m.jsonl", 1)], "source string, line long").write.parquet(
+        str(old / "_windows")
+    )
+    with pytest.raises(InputError, match="_windows/ table lacks audio_filepath, audio_sample_rate"):
+        recut(old, f"output.path={tmp_path / 'e'}")

@@ -400,3 +400,25 @@ def test_yaml_merge_keys_and_aliases_are_not_duplicates(tmp_path: Path) -> None:
     cfg = load_config(str(path))
     assert (cfg.builder.min_speakers, cfg.builder.max_speakers) == (1, 3)
     assert cfg.spark.conf == {"spark.a": "3", "spark.b": "2"}
+
+
+def test_a_recut_starts_from_the_finished_runs_audio_settings(tmp_path: Path) -> None:
+    from alm_spark.core.config import recut_config
+
+    finished = load_config(
+        None, ["audio.enabled=true", "audio.root=s3://bucket/audio", "audio.sample_rate=24000"]
+    ).to_dict()
+    finished["audio"]["from_a_later_version"] = 1  # unknown keys are not carried
+    config = recut_config(finished, overrides=["audio.format=nemo", "output.path=/tmp/x"])
+    assert config.audio.root == "s3://bucket/audio"
+    assert config.audio.sample_rate == 24000
+    assert (config.audio.format, config.audio.enabled) == ("nemo", True)
+    yaml_file = tmp_path / "recut.yaml"
+    yaml_file.write_text("audio:\n  sample_rate: 8000\n")
+    assert recut_config(finished, str(yaml_file)).audio.sample_rate == 8000
+    assert recut_config(finished, str(yaml_file), ["audio.sample_rate=16000"]).audio.root == (
+        "s3://bucket/audio"
+    )
+    assert recut_config(None).audio == load_config(None, ["audio.enabled=true"]).audio
+    with pytest.raises(ConfigError, match=r"^audio\.channels: must be between 1 and 2, got 5"):
+        recut_config(finished, overrides=["audio.channels=5"])

@@ -58,6 +58,8 @@ def test_without_equal_shards_each_first_pass_shard_is_one_shard_in_name_order()
         (1000, 8, 100, 16, 62, 8),
         (7, 8, 100, 0, 0, 7),  # fewer clips than ranks: nothing can be equal
         (0, 1, 100, 0, 0, 0),
+        (5, 4, 1, 4, 1, 1),  # 5 shards needed, 8 too many for 5 clips: 4 of 1
+        (6, 4, 2, 4, 1, 2),
     ],
 )
 def test_equal_shards_hold_as_many_clips_and_their_count_is_a_multiple_of_the_world_size(
@@ -75,7 +77,15 @@ def test_equal_shards_hold_as_many_clips_and_their_count_is_a_multiple_of_the_wo
 
 def test_equal_shards_also_keep_the_average_shard_within_the_size_limit() -> None:
     plan = plan_shards([("a", 100, 10**9)], True, 2, 1000, 300 * 10**6)
-    assert (plan.shards, plan.per_shard) == (4, 25)  # 1 GB / 300 MB -> 4 shards, for 2 ranks
+    assert (plan.shards, plan.per_shard, plan.clips) == (4, 25, 100)  # 1 GB / 300 MB, 2 ranks
+
+
+def test_clips_larger_than_the_size_limit_get_a_shard_each_not_none() -> None:
+    plan = plan_shards([("a", 10, 20 * 10**6)], True, 1, 1000, 10**6)
+    assert (plan.shards, plan.per_shard) == (10, 1)
+    assert [plan.target("a", i) for i in range(10)] == list(range(10))
+    small = plan_shards([("a", 6, 600)], True, 4, 1000, 50)  # 12 needed by size, 6 clips
+    assert (small.shards, small.per_shard) == (4, 1)
 
 
 def test_names_an_attempt_writes_and_the_names_it_publishes() -> None:

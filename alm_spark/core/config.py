@@ -750,3 +750,36 @@ def load_config(path: str | None = None, overrides: Sequence[str] = ()) -> Pipel
     """
     raw = read_yaml(path) if path else {}
     return build_config(apply_overrides(raw, overrides))
+
+
+def recut_config(
+    finished: Mapping[str, Any] | None,
+    path: str | None = None,
+    overrides: Sequence[str] = (),
+) -> PipelineConfig:
+    """The settings of a re-cut: the finished run's ``audio`` section, then YAML, overrides.
+
+    Args:
+        finished: The finished output's recorded settings (``config`` of its
+            ``_metrics.json``); its ``audio`` keys this version knows are the base, so
+            ``audio.root``, the rate and the codec carry over unless given again.
+        path: Config file; its sections apply over that base.
+        overrides: ``section.key=value`` strings, applied last.
+
+    Returns:
+        The validated configuration, ``audio.enabled`` on.
+
+    Raises:
+        ConfigError: Naming the first bad setting.
+    """
+    raw = read_yaml(path) if path else {}
+    known = {f.name for f in fields(AudioConfig)}
+    recorded = (finished or {}).get("audio") or {}
+    base = (
+        {k: v for k, v in recorded.items() if k in known} if isinstance(recorded, Mapping) else {}
+    )
+    given = raw.get("audio") or {}
+    if not isinstance(given, Mapping):
+        return build_config(raw)  # refused, naming the section
+    merged = {**raw, "audio": {**base, **given}}
+    return build_config(apply_overrides(merged, [*overrides, "audio.enabled=true"]))

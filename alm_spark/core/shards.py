@@ -130,11 +130,13 @@ class ShardPlan:
         shards: How many shards are published.
         per_shard: With equal shards, the clips in every one; None: each first-pass
             shard becomes one published shard, numbered in name order.
+        clips: The clips of the first pass.
     """
 
     first_ranks: tuple[tuple[str, int], ...]
     shards: int
     per_shard: int | None
+    clips: int = 0
     _numbers: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -167,9 +169,10 @@ def plan_shards(
     """Plan the published shards from the first pass's ``(name, clips, bytes)``.
 
     With ``equal``, the shard count is the smallest multiple of ``world_size`` that
-    keeps shards within ``max_clips`` and, on average, ``max_bytes``; every shard then
-    holds ``clips // shards`` clips and the remainder is left out. Fewer clips than
-    ``world_size`` leave no shard at all.
+    keeps shards within ``max_clips`` and, on average, ``max_bytes``, but no more than
+    the clips can fill (then the largest multiple of ``world_size`` that they can, one
+    clip a shard); every shard holds ``clips // shards`` clips and the remainder, fewer
+    than the shard count, is left out. Fewer clips than ``world_size`` leave no shard.
     """
     ordered = sorted(first_pass)
     ranks: list[tuple[str, int]] = []
@@ -178,13 +181,14 @@ def plan_shards(
         ranks.append((name, total))
         total, size = total + clips, size + nbytes
     if not equal:
-        return ShardPlan(tuple(ranks), len(ranks), None)
-    needed = max(-(-total // max_clips), -(-size // max_bytes), 1)
+        return ShardPlan(tuple(ranks), len(ranks), None, total)
+    # Shards needed for the limits, but never more than one clip each can fill.
+    needed = min(max(-(-total // max_clips), -(-size // max_bytes), 1), max(total, 1))
     shards = world_size * -(-needed // world_size)
-    per_shard = total // shards
-    if per_shard == 0:
-        shards = 0
-    return ShardPlan(tuple(ranks), shards, per_shard)
+    if shards > total:  # rounding up to the world size overshot: round down instead
+        shards = world_size * (total // world_size)
+    per_shard = total // shards if shards else 0
+    return ShardPlan(tuple(ranks), shards, per_shard, total)
 
 
 def attempt_name(name: str, attempt: int) -> str:

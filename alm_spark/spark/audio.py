@@ -437,6 +437,8 @@ class _Packer:
         handle = self._source[1]
         handle.seek(offset)
         data: bytes = handle.read(size)
+        if len(data) != size:  # a first-pass shard cut short: never publish a partial clip
+            raise OSError(f"{shard}: {size} bytes expected at {offset}, {len(data)} read")
         return data
 
 
@@ -477,9 +479,9 @@ def repack_clip_batches(
             for row in batch.to_pylist():
                 meta = json.loads(row["meta"])
                 seconds = float(row["seconds"])
-                if int(row["target"]) >= plan.shards:
+                if int(row["target"]) >= plan.shards:  # seconds of window, as other losses
                     figures.counts["clips_lost_equal_shards"] += 1
-                    figures.seconds["seconds_lost_equal_shards"] += seconds
+                    figures.seconds["seconds_lost_equal_shards"] += meta["end"] - meta["start"]
                     kinds.append(KIND_AUDIO_REJECTED)
                     records.append(_rejected_record(meta, "equal_shards", left_out))
                     continue
@@ -545,7 +547,8 @@ def publish_shards(
     or speculative attempts.
 
     Returns:
-        One ``{name, clips, bytes, seconds, manifest}`` per published shard, by name.
+        One ``{name, clips, bytes, seconds, manifest}`` per published shard, in
+        number order.
     """
     fs.mkdirs(shards_dir)
     published: list[dict[str, Any]] = []
@@ -565,4 +568,4 @@ def publish_shards(
             published.append({**shard, "name": name, "manifest": manifest})
     if fs.exists(attempts_dir):
         fs.delete(attempts_dir)
-    return published
+    return sorted(published, key=lambda s: (len(s["name"]), s["name"]))  # audio_2 < audio_10

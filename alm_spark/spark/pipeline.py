@@ -58,7 +58,7 @@ from alm_spark.core.names import (
     WINDOWS_DIR,
 )
 from alm_spark.core.report import render_report
-from alm_spark.core.shards import plan_shards
+from alm_spark.core.shards import ShardPlan, plan_shards
 from alm_spark.core.summary import format_bytes
 from alm_spark.spark.audio import (
     AUDIO_WINDOWS_SCHEMA,
@@ -373,33 +373,62 @@ def _stage_audio(
     if audio.repacked:
         clock = time.time()
         repack_dir, repack_attempts = join(data_dir, "_repack"), join(staging, ".repack-attempts")
-        plan = plan_shards(
-            first_pass_shards(spark, fs, audio_dir),
-            audio.equal_shards,
-            audio.world_size,
-            audio.shard_max_clips,
-            int(audio.shard_max_mb * 1e6),
+        plan = _repack(
+            spark, fs, config, audio_dir, attempts_dir, repack_dir, repack_attempts, progress
         )
-        each = f" of {plan.per_shard:,} clip(s)" if plan.per_shard is not None else ""
-        progress.step(f"repacking the clips into {plan.shards:,} {audio.format} shard(s){each}")
         if plan.first_ranks:
-            partitions = audio.partitions or max(1, min(plan.shards, _parallelism(spark) * 2))
-            repack_df = repack_clips(
-                spark, audio_dir, audio, plan, attempts_dir, repack_attempts, partitions
-            )
-            with progress:
-                repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)
             figures = repacked_figures(figures, sum_audio_figures(spark, repack_dir))
-        fs.delete(attempts_dir)  # the first pass's shards: every clip is copied out
         staged_dirs.append(repack_dir)
         audio_dir, attempts_dir = repack_dir, repack_attempts
         timings["audio_repack"] = time.time() - clock
+    wait_for_running_tasks(spark)  # a killed speculative attempt may still be writing
     shards = publish_shards(spark, fs, audio_dir, attempts_dir, join(staging, SHARDS_DIR))
     fs.mkdirs(join(staging, REJECTED_AUDIO_DIR))
     for staged_dir in staged_dirs:
         rejected_dir = join(staged_dir, f"kind={KIND_AUDIO_REJECTED}")
         move_parts(fs, rejected_dir, join(staging, REJECTED_AUDIO_DIR))
     return audio_metrics(figures, shards, audio, plan)
+
+
+def _repack(
+    spark: SparkSession,
+    fs: FileSystem,
+    config: PipelineConfig,
+    first_dir: str,
+    first_attempts: str,
+    repack_dir: str,
+    repack_attempts: str,
+    progress: Progress,
+) -> ShardPlan:
+    """Plan the published shards and copy the first pass's clips into them."""
+    audio = config.audio
+    plan = plan_shards(
+        first_pass_shards(spark, fs, first_dir),
+        audio.equal_shards,
+        audio.world_size,
+        audio.shard_max_clips,
+        max(1, int(audio.shard_max_mb * 1e6)),
+    )
+    if plan.first_ranks:
+        each = f" of {plan.per_shard:,} clip(s)" if plan.per_shard is not None else ""
+        progress.step(f"repacking the clips into {plan.shards:,} {audio.format} shard(s){each}")
+        if plan.shards == 0:
+            log.warning(
+                "audio.equal_shards: %d clip(s) cannot fill %d shard(s) equally; none is kept "
+                "(see _rejected_audio/)",
+                plan.clips,
+                audio.world_size,
+            )
+        most = max(1, plan.shards)  # a task per shard at most
+        partitions = min(audio.partitions or _parallelism(spark) * 2, most)
+        repack_df = repack_clips(
+            spark, first_dir, audio, plan, first_attempts, repack_attempts, partitions
+        )
+        with progress:
+            repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)
+    if fs.exists(first_attempts):
+        fs.delete(first_attempts)  # the first pass's shards: every clip was copied out
+    return plan
 
 
 def _parallelism(spark: SparkSession) -> int:
@@ -571,7 +600,9 @@ def recut_audio(
     Args:
         spark: An existing session (classic or Spark Connect).
         config: Validated configuration; its ``audio`` and ``output`` sections apply
-            (``audio.enabled`` is implied).
+            (``audio.enabled`` is implied). Build it with
+            :func:`~alm_spark.core.config.recut_config` to start from the finished
+            run's audio settings, as ``alm-spark recut`` does.
         finished: The finished output to read the windows from.
         fs: File system for metadata operations; derived from ``spark`` when None.
         progress: Where to report steps and progress; silent when None.
@@ -595,9 +626,16 @@ def recut_audio(
             "each other"
         )
     old = _finished_metrics(fs, source)
-    windows_df = spark.read.schema(WINDOWS_TABLE_SCHEMA).parquet(
-        escape_glob(join(source, WINDOWS_DIR))
+    table = escape_glob(join(source, WINDOWS_DIR))
+    missing = sorted(
+        set(WINDOWS_TABLE_SCHEMA.fieldNames()) - set(spark.read.parquet(table).columns)
     )
+    if missing:  # written by an older version
+        raise InputError(
+            f"{source}: its {WINDOWS_DIR}/ table lacks {', '.join(missing)} (written by an "
+            "older alm_spark); run the job again to re-cut it"
+        )
+    windows_df = spark.read.schema(WINDOWS_TABLE_SCHEMA).parquet(table)
     windows_df = windows_df.withColumn("audio_path", F.col(config.audio.path_field))
     counts = (int(old["filtered_windows"]), int(old["entries_written"]))
     with OutputLock(fs, output, run_id):
@@ -666,6 +704,11 @@ def _finished_metrics(fs: FileSystem, source: str) -> dict[str, Any]:
     if not isinstance(metrics, dict) or metrics.get("producer") != PRODUCER:
         raise InputError(f"{source}: {METRICS_FILE} was not written by {PRODUCER}")
     if not fs.exists(join(source, WINDOWS_DIR)):
+        if "recut_from" in metrics:  # a re-cut holds clips, not windows
+            raise InputError(
+                f"{source}: is a re-cut and has no {WINDOWS_DIR}/ table; re-cut "
+                f"{metrics['recut_from']} instead"
+            )
         raise InputError(
             f"{source}: has no {WINDOWS_DIR}/ table to re-cut from (runs write it with "
             "audio.enabled or output.windows_table: true)"
