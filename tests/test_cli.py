@@ -222,3 +222,24 @@ def test_hostile_settings_exit_2_before_spark_starts(
     assert err.startswith(f"alm-spark: error: {message.format(dup=dup)}")
     assert err.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["audio.path_field=path"], "audio.path_field: a re-cut reads the path from the windows"),
+        (["audio.world_size=4"], "audio.world_size: 4 needs audio.equal_shards: true"),
+        (["audio.format=lhotse"], "audio.format: expected one of webdataset, nemo"),
+    ],
+)
+def test_recut_settings_are_refused_before_spark_starts(
+    args: list[str], message: str, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "build_session", lambda *a, **k: pytest.fail("Spark was started"))
+    out = tmp_path / "out"
+    code = cli.main(["recut", str(tmp_path / "finished"), *args, f"output.path={out}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"alm-spark: error: {message}")
+    assert err.count("\n") == 1
+    assert not out.exists()
