@@ -459,6 +459,35 @@ def _finish(
     return part_files
 
 
+#: After a failure, staging must stay gone this long before it is taken as removed.
+_QUIET_SECONDS = 1.0
+
+
+def _remove_staging(spark: SparkSession, fs: FileSystem, staging: str) -> None:
+    """Remove a failed run's staging directory, and again if a dying task recreates it.
+
+    A failed job's other tasks are killed after it fails; until they stop they can
+    still create their attempt folders there (Spark 3.5 does, even after the tracker
+    counts no running task), so the directory must stay absent for a moment.
+    """
+    wait_for_running_tasks(spark)
+    deadline = time.monotonic() + 30
+    quiet_since = None
+    while time.monotonic() < deadline:
+        try:
+            if fs.exists(staging):
+                fs.delete(staging)
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= _QUIET_SECONDS:
+                return
+        except Exception:
+            log.warning("could not remove staging directory %s", staging)
+            return
+        time.sleep(0.1)
+
+
 def _write_metrics(fs: FileSystem, staging: str, metrics: dict[str, Any]) -> dict[str, Any]:
     """Write ``_metrics.json`` and ``_report.html`` into the staging directory."""
     metrics = mark_overflows(metrics)  # a sum beyond the largest double: null, named
@@ -573,11 +602,7 @@ def _run_holding_lock(
         metrics = _write_metrics(fs, staging, metrics)
         publish(fs, staging, output, run_id)
     except BaseException:
-        wait_for_running_tasks(spark)  # a failed job's other tasks may still be writing
-        try:
-            fs.delete(staging)
-        except Exception:
-            log.warning("could not remove staging directory %s", staging)
+        _remove_staging(spark, fs, staging)
         raise
     return RunResult(output_path=output, metrics=metrics)
 
@@ -670,11 +695,7 @@ def recut_audio(
             metrics = _write_metrics(fs, staging, metrics)
             publish(fs, staging, output, run_id)
         except BaseException:
-            wait_for_running_tasks(spark)
-            try:
-                fs.delete(staging)
-            except Exception:
-                log.warning("could not remove staging directory %s", staging)
+            _remove_staging(spark, fs, staging)
             raise
     return RunResult(output_path=output, metrics=metrics)
 
