@@ -15,7 +15,6 @@ import pytest
 from alm_spark import cli
 from alm_spark.core.compare import compare_paths
 from alm_spark.core.config import build_config, bundled_sample_path
-from alm_spark.core.names import ENGINES
 from alm_spark.core.render import EntryRenderer
 from tests.conftest import FIXTURES, REPO, read_lines
 
@@ -158,8 +157,9 @@ def test_console_script_runs_the_dataframe_engine(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ENGINES)
-def test_spark_submit_run(tmp_path: Path, engine: str) -> None:
+def test_spark_submit_run(tmp_path: Path) -> None:
+    """spark-submit of the entry script (the default engine; the other one has its own
+    console-script test above, and the cluster tests submit both)."""
     spark_submit = [str(BIN / "spark-submit"), "--master", "local[2]"]
     # The config's master points nowhere: the run works only if spark-submit's wins.
     unused = "spark.master=spark://127.0.0.1:9"
@@ -167,7 +167,6 @@ def test_spark_submit_run(tmp_path: Path, engine: str) -> None:
         [*spark_submit, str(REPO / "jobs" / "alm_pipeline.py")],
         tmp_path,
         unused,
-        f"spark.engine={engine}",
         "output.windows_table=true",
     )
     # spark-submit passes everything the Python driver prints to its own stdout.
@@ -242,4 +241,17 @@ def test_recut_settings_are_refused_before_spark_starts(
     assert code == 2
     assert err.startswith(f"alm-spark: error: {message}")
     assert err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_the_entry_script_passes_recut_on(tmp_path: Path) -> None:
+    """``spark-submit alm_pipeline.py recut ...`` is the recut command, not a run."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "alm_pipeline.py"), "recut", str(tmp_path),
+         "audio.path_field=path", f"output.path={out}"],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("alm-spark: error: audio.path_field: a re-cut reads the path")
     assert not out.exists()
