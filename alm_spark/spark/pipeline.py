@@ -506,6 +506,21 @@ def _name_damaged_input(spark: SparkSession, sources: ManifestSources, err: Exce
         raise DamagedInputError(damaged) from err
 
 
+def _run_facts(
+    spark: SparkSession, run_id: str, started: float, timings: dict[str, float]
+) -> dict[str, Any]:
+    """The ``run`` block's first fields, ending now: id, times, step timings, Spark."""
+    finished = time.time()
+    return {
+        "run_id": run_id,
+        "started_at": _utc(started),
+        "finished_at": _utc(finished),
+        "wall_seconds": round(finished - started, 3),
+        "timings": {step: round(seconds, 3) for step, seconds in timings.items()},
+        "spark_version": spark.version,
+    }
+
+
 def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -582,14 +597,8 @@ def _run_holding_lock(
         if audio is not None:
             metrics["audio"] = audio
         timings["publish"] = time.time() - clock
-        finished = time.time()
         metrics["run"] = {
-            "run_id": run_id,
-            "started_at": _utc(started),
-            "finished_at": _utc(finished),
-            "wall_seconds": round(finished - started, 3),
-            "timings": {step: round(seconds, 3) for step, seconds in timings.items()},
-            "spark_version": spark.version,
+            **_run_facts(spark, run_id, started, timings),
             "input_paths": list(config.input.paths),
             "input_files": staged.input_files,
             "inputs_skipped": list(sources.skipped[:100]),
@@ -675,19 +684,13 @@ def recut_audio(
             )
             progress.step("publishing")
             fs.delete(data_dir)
-            finished_at = time.time()
             metrics = {
                 **old,
                 "audio": audio,
                 "recut_from": source,
                 "config": {**old.get("config", {}), "audio": config.to_dict()["audio"]},
                 "run": {
-                    "run_id": run_id,
-                    "started_at": _utc(started),
-                    "finished_at": _utc(finished_at),
-                    "wall_seconds": round(finished_at - started, 3),
-                    "timings": {step: round(seconds, 3) for step, seconds in timings.items()},
-                    "spark_version": spark.version,
+                    **_run_facts(spark, run_id, started, timings),
                     "output_path": output,
                     "recut_from": source,
                 },
