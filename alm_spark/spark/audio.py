@@ -337,11 +337,17 @@ def first_pass_shards(
     spark: SparkSession, fs: FileSystem, staged_dir: str
 ) -> list[tuple[str, int, int]]:
     """The committed first-pass shards as ``(name, clips, bytes)`` (one row per shard)."""
+    rows = _shard_rows(spark, fs, staged_dir)
+    return [(row["name"], int(row["clips"]), int(row["bytes"])) for row in rows]
+
+
+def _shard_rows(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[dict[str, Any]]:
+    """The committed attempts' ``shard`` rows, by name (one small row per shard)."""
     if not fs.exists(f"{staged_dir}/kind={KIND_SHARD}"):
         return []
     where = escape_glob(f"{staged_dir}/kind={KIND_SHARD}")
-    rows = spark.read.schema(SHARD_SCHEMA).json(where).select("name", "clips", "bytes").collect()
-    return [(row["name"], int(row["clips"]), int(row["bytes"])) for row in rows]
+    shards_df = spark.read.schema(SHARD_SCHEMA).json(where)
+    return [row.asDict() for row in shards_df.orderBy("name").collect()]
 
 
 def with_targets(batches: Iterator[pa.RecordBatch], plan: ShardPlan) -> Iterator[pa.RecordBatch]:
@@ -552,20 +558,16 @@ def publish_shards(
     """
     fs.mkdirs(shards_dir)
     published: list[dict[str, Any]] = []
-    if fs.exists(f"{staged_dir}/kind={KIND_SHARD}"):
-        where = escape_glob(f"{staged_dir}/kind={KIND_SHARD}")
-        shards_df = spark.read.schema(SHARD_SCHEMA).json(where)
-        for row in shards_df.orderBy("name").collect():  # one small row per shard
-            shard = row.asDict()
-            name = published_name(shard["name"])
-            fs.rename(join(attempts_dir, shard["name"]), join(shards_dir, name))
-            manifest = shard["manifest"]
-            if manifest is not None:
-                fs.mkdirs(join(shards_dir, NEMO_MANIFESTS_DIR))
-                target = join(shards_dir, NEMO_MANIFESTS_DIR, published_name(manifest))
-                fs.rename(join(attempts_dir, manifest), target)
-                manifest = f"{NEMO_MANIFESTS_DIR}/{published_name(manifest)}"
-            published.append({**shard, "name": name, "manifest": manifest})
+    for shard in _shard_rows(spark, fs, staged_dir):
+        name = published_name(shard["name"])
+        fs.rename(join(attempts_dir, shard["name"]), join(shards_dir, name))
+        manifest = shard["manifest"]
+        if manifest is not None:
+            fs.mkdirs(join(shards_dir, NEMO_MANIFESTS_DIR))
+            target = join(shards_dir, NEMO_MANIFESTS_DIR, published_name(manifest))
+            fs.rename(join(attempts_dir, manifest), target)
+            manifest = f"{NEMO_MANIFESTS_DIR}/{published_name(manifest)}"
+        published.append({**shard, "name": name, "manifest": manifest})
     if fs.exists(attempts_dir):
         fs.delete(attempts_dir)
     return sorted(published, key=lambda s: (len(s["name"]), s["name"]))  # audio_2 < audio_10
