@@ -65,19 +65,23 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _run_job(manifest: Path, out: Path, *overrides: str) -> tuple[dict[str, Any], Any]:
+    """``alm-spark run`` with audio on, measured from outside; the figures and metrics."""
+    job = measure(
+        [str(BIN / "alm-spark"), "run", "--quiet", f"input.manifest_path={manifest}",
+         f"output.path={out}", f"spark.master={MASTER}", "audio.enabled=true", *overrides],
+        _env(),
+    )  # fmt: skip
+    if job["returncode"] != 0:
+        raise SystemExit(f"job failed ({' '.join(overrides)}):\n{job['stderr'][-3000:]}")
+    return job, json.loads((out / "_metrics.json").read_text())
+
+
 def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str, Any]:
     """The job and the plain script on one format's data."""
     manifest = ensure_data(fmt, profile, entries)
     out = results / f"job-{fmt}"
-    job = measure(
-        [str(BIN / "alm-spark"), "run", "--quiet", f"input.manifest_path={manifest}",
-         f"output.path={out}", f"spark.master={MASTER}", "audio.enabled=true",
-         "output.windows_table=true"],
-        _env(),
-    )  # fmt: skip
-    if job["returncode"] != 0:
-        raise SystemExit(f"job failed on {fmt}:\n{job['stderr'][-3000:]}")
-    metrics = json.loads((out / "_metrics.json").read_text())
+    job, metrics = _run_job(manifest, out, "output.windows_table=true")
     audio, timings = metrics["audio"], metrics["run"]["timings"]
     plain = measure(
         [sys.executable, str(HERE / "audio_plain.py"), str(out / "_windows"), str(manifest.parent)],
@@ -124,16 +128,10 @@ def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str,
 
 def _run_nemo(manifest: Path, out: Path) -> dict[str, Any]:
     """The same job writing equal NeMo shards: the cut plus the repack pass."""
-    job = measure(
-        [str(BIN / "alm-spark"), "run", "--quiet", f"input.manifest_path={manifest}",
-         f"output.path={out}", f"spark.master={MASTER}", "audio.enabled=true",
-         "audio.format=nemo", "audio.equal_shards=true", "audio.world_size=2",
-         "audio.shard_max_clips=100"],
-        _env(),
+    job, metrics = _run_job(
+        manifest, out, "audio.format=nemo", "audio.equal_shards=true", "audio.world_size=2",
+        "audio.shard_max_clips=100",
     )  # fmt: skip
-    if job["returncode"] != 0:
-        raise SystemExit(f"nemo job failed:\n{job['stderr'][-3000:]}")
-    metrics = json.loads((out / "_metrics.json").read_text())
     audio, timings = metrics["audio"], metrics["run"]["timings"]
     step = timings["audio"] + timings["audio_repack"]
     return {

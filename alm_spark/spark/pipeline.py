@@ -20,6 +20,8 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -555,11 +557,41 @@ def run_pipeline(
     sources = resolve_manifest_paths(fs, config.input.paths)
     output = fs.qualify(config.output.path)
     check_output_parent(output, fs)
-    with OutputLock(fs, output, run_id):  # one run per output path, from here to the end
-        return _run_holding_lock(spark, config, fs, progress, started, run_id, sources, output)
+    with _staged_output(spark, fs, output, run_id, sources, config.output.mode) as staging:
+        metrics = _run_staged(
+            spark, config, fs, progress, started, run_id, sources, output, staging
+        )
+    return RunResult(output_path=output, metrics=metrics)
 
 
-def _run_holding_lock(
+@contextmanager
+def _staged_output(
+    spark: SparkSession,
+    fs: FileSystem,
+    output: str,
+    run_id: str,
+    sources: ManifestSources,
+    mode: str,
+) -> Iterator[str]:
+    """Everything that touches the output path, around the work that fills staging.
+
+    Holds the output's lock (one run per output path), clears a killed run's leftovers,
+    checks the location, yields the run's staging path, then publishes it; on any
+    failure staging is removed and the old output stays as it was.
+    """
+    with OutputLock(fs, output, run_id):
+        recover_leftovers(fs, output)
+        check_output_location(fs, output, sources, mode)
+        staging = staging_path(output, run_id)
+        try:
+            yield staging
+            publish(fs, staging, output, run_id)
+        except BaseException:
+            _remove_staging(spark, fs, staging)
+            raise
+
+
+def _run_staged(
     spark: SparkSession,
     config: PipelineConfig,
     fs: FileSystem,
@@ -568,52 +600,44 @@ def _run_holding_lock(
     run_id: str,
     sources: ManifestSources,
     output: str,
-) -> RunResult:
-    """Clear leftovers, stage, publish: everything that touches the output path."""
-    recover_leftovers(fs, output)
-    check_output_location(fs, output, sources, config.output.mode)
-    staging = staging_path(output, run_id)
+    staging: str,
+) -> dict[str, Any]:
+    """Stage the whole run's output in ``staging``; returns its metrics."""
     data_dir = join(staging, "_data")
     timings: dict[str, float] = {}
     try:
-        try:
-            staged = _stage_results(spark, fs, config, sources, data_dir, progress, timings)
-        except Exception as err:
-            _name_damaged_input(spark, sources, err)
-            raise
-        audio = None
-        if config.audio.enabled:
-            windows_df = read_staged(
-                spark, data_dir, KIND_WINDOW, AUDIO_WINDOWS_SCHEMA, config.output.format
-            )
-            counts = (int(staged.raw["filtered_windows"]), int(staged.raw["entries_written"]))
-            audio = _stage_audio(
-                spark, fs, config, windows_df, counts, data_dir, staging, progress, timings
-            )
-        progress.step("publishing")
-        clock = time.time()
-        part_files = _finish(fs, staging, data_dir, staged, config)
-        metrics = {"producer": PRODUCER, **_metrics(staged.raw)}
-        if audio is not None:
-            metrics["audio"] = audio
-        timings["publish"] = time.time() - clock
-        metrics["run"] = {
-            **_run_facts(spark, run_id, started, timings),
-            "input_paths": list(config.input.paths),
-            "input_files": staged.input_files,
-            "inputs_skipped": list(sources.skipped[:100]),
-            "input_bytes": progress.input_bytes,
-            "output_path": output,
-            "part_files": part_files,
-        }
-        metrics["config"] = config.to_dict()
-        metrics["report"] = staged.report
-        metrics = _write_metrics(fs, staging, metrics)
-        publish(fs, staging, output, run_id)
-    except BaseException:
-        _remove_staging(spark, fs, staging)
+        staged = _stage_results(spark, fs, config, sources, data_dir, progress, timings)
+    except Exception as err:
+        _name_damaged_input(spark, sources, err)
         raise
-    return RunResult(output_path=output, metrics=metrics)
+    audio = None
+    if config.audio.enabled:
+        windows_df = read_staged(
+            spark, data_dir, KIND_WINDOW, AUDIO_WINDOWS_SCHEMA, config.output.format
+        )
+        counts = (int(staged.raw["filtered_windows"]), int(staged.raw["entries_written"]))
+        audio = _stage_audio(
+            spark, fs, config, windows_df, counts, data_dir, staging, progress, timings
+        )
+    progress.step("publishing")
+    clock = time.time()
+    part_files = _finish(fs, staging, data_dir, staged, config)
+    metrics = {"producer": PRODUCER, **_metrics(staged.raw)}
+    if audio is not None:
+        metrics["audio"] = audio
+    timings["publish"] = time.time() - clock
+    metrics["run"] = {
+        **_run_facts(spark, run_id, started, timings),
+        "input_paths": list(config.input.paths),
+        "input_files": staged.input_files,
+        "inputs_skipped": list(sources.skipped[:100]),
+        "input_bytes": progress.input_bytes,
+        "output_path": output,
+        "part_files": part_files,
+    }
+    metrics["config"] = config.to_dict()
+    metrics["report"] = staged.report
+    return _write_metrics(fs, staging, metrics)
 
 
 def recut_audio(
@@ -672,34 +696,27 @@ def recut_audio(
     windows_df = spark.read.schema(WINDOWS_TABLE_SCHEMA).parquet(table)
     windows_df = windows_df.withColumn("audio_path", F.col(config.audio.path_field))
     counts = (int(old["filtered_windows"]), int(old["entries_written"]))
-    with OutputLock(fs, output, run_id):
-        recover_leftovers(fs, output)
-        check_output_location(fs, output, ManifestSources((), ()), config.output.mode)
-        staging = staging_path(output, run_id)
+    nothing_read = ManifestSources((), ())
+    with _staged_output(spark, fs, output, run_id, nothing_read, config.output.mode) as staging:
         data_dir = join(staging, "_data")
         timings: dict[str, float] = {}
-        try:
-            audio = _stage_audio(
-                spark, fs, config, windows_df, counts, data_dir, staging, progress, timings
-            )
-            progress.step("publishing")
-            fs.delete(data_dir)
-            metrics = {
-                **old,
-                "audio": audio,
+        audio = _stage_audio(
+            spark, fs, config, windows_df, counts, data_dir, staging, progress, timings
+        )
+        progress.step("publishing")
+        fs.delete(data_dir)
+        metrics = {
+            **old,
+            "audio": audio,
+            "recut_from": source,
+            "config": {**old.get("config", {}), "audio": config.to_dict()["audio"]},
+            "run": {
+                **_run_facts(spark, run_id, started, timings),
+                "output_path": output,
                 "recut_from": source,
-                "config": {**old.get("config", {}), "audio": config.to_dict()["audio"]},
-                "run": {
-                    **_run_facts(spark, run_id, started, timings),
-                    "output_path": output,
-                    "recut_from": source,
-                },
-            }
-            metrics = _write_metrics(fs, staging, metrics)
-            publish(fs, staging, output, run_id)
-        except BaseException:
-            _remove_staging(spark, fs, staging)
-            raise
+            },
+        }
+        metrics = _write_metrics(fs, staging, metrics)
     return RunResult(output_path=output, metrics=metrics)
 
 
