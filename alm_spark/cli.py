@@ -45,9 +45,9 @@ def _parser() -> argparse.ArgumentParser:
         "recut",
         help="cut the audio of a finished output again, into a new output path",
         description="Cut every kept window of a finished output (its _windows/ table) into "
-        "new shards at output.path, with this run's audio settings (audio.format=nemo, "
-        "audio.sample_rate=24000, ...); windows are not rebuilt. Example: alm-spark recut "
-        "out output.path=out_nemo audio.format=nemo",
+        "new shards at output.path, with the finished run's audio settings as changed by "
+        "--config and overrides (audio.format=nemo, audio.sample_rate=24000, ...); windows "
+        "are not rebuilt. Example: alm-spark recut out output.path=out_nemo audio.format=nemo",
     )
     recut.add_argument("finished", help="the finished output (local path or URI)")
     _add_job_arguments(recut)
