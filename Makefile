@@ -51,7 +51,7 @@ run: $(STAMP) java-check
 # Two generated conversations with matching audio (WAV and FLAC, ~20 minutes), cut into
 # WebDataset shards: the audio step on a laptop.
 run-audio: $(STAMP) java-check
-	$(BIN)/python -m alm_spark.core.datagen --profile demo --lines 2 --audio --out alm_audio_demo/demo.jsonl
+	$(BIN)/python -m alm_spark.testing.datagen --profile demo --lines 2 --audio --out alm_audio_demo/demo.jsonl
 	$(BIN)/alm-spark run --config $(CONFIG) input.manifest_path=alm_audio_demo/demo.jsonl \
 	  output.path=alm_audio_output audio.enabled=true $(ARGS)
 

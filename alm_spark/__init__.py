@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from alm_spark.core.config import (
+from alm_spark.algorithm.render import EntryRenderer, LineOutcome
+from alm_spark.config import (
     BuilderConfig,
     InputConfig,
     OutputConfig,
@@ -20,11 +21,10 @@ from alm_spark.core.config import (
     SparkConfig,
     load_config,
 )
-from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
-from alm_spark.core.render import EntryRenderer, LineOutcome
+from alm_spark.errors import AlmSparkError, ConfigError, InputError, OutputError
 
 if TYPE_CHECKING:
-    from alm_spark.spark.frames import (
+    from alm_spark.engines.frames import (
         MANIFEST_SCHEMA,
         build_windows,
         entry_stats,
@@ -33,22 +33,22 @@ if TYPE_CHECKING:
         parse_manifests,
         read_manifests,
     )
-    from alm_spark.spark.pipeline import run_pipeline
-    from alm_spark.spark.schemas import WINDOWS_TABLE_SCHEMA
+    from alm_spark.run.job import run_pipeline
+    from alm_spark.storage.schemas import WINDOWS_TABLE_SCHEMA
 
 __version__ = "0.1.0"
 
 #: The Spark layer's public names, imported when first used (they need pyspark).
 _SPARK_API = {
-    "MANIFEST_SCHEMA": "alm_spark.spark.frames",
-    "build_windows": "alm_spark.spark.frames",
-    "entry_stats": "alm_spark.spark.frames",
-    "explode_segments": "alm_spark.spark.frames",
-    "filter_overlaps": "alm_spark.spark.frames",
-    "parse_manifests": "alm_spark.spark.frames",
-    "read_manifests": "alm_spark.spark.frames",
-    "run_pipeline": "alm_spark.spark.pipeline",
-    "WINDOWS_TABLE_SCHEMA": "alm_spark.spark.schemas",
+    "MANIFEST_SCHEMA": "alm_spark.engines.frames",
+    "build_windows": "alm_spark.engines.frames",
+    "entry_stats": "alm_spark.engines.frames",
+    "explode_segments": "alm_spark.engines.frames",
+    "filter_overlaps": "alm_spark.engines.frames",
+    "parse_manifests": "alm_spark.engines.frames",
+    "read_manifests": "alm_spark.engines.frames",
+    "run_pipeline": "alm_spark.run.job",
+    "WINDOWS_TABLE_SCHEMA": "alm_spark.storage.schemas",
 }
 
 

@@ -17,8 +17,8 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from alm_spark.core.config import PipelineConfig, SparkConfig, load_config, recut_config
-from alm_spark.core.errors import AlmSparkError, ConfigError, InputError, OutputError
+from alm_spark.config import PipelineConfig, SparkConfig, load_config, recut_config
+from alm_spark.errors import AlmSparkError, ConfigError, InputError, OutputError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -132,7 +132,7 @@ def build_session(config: PipelineConfig) -> Any:
     """
     from pyspark.sql import SparkSession
 
-    from alm_spark.spark.session import (
+    from alm_spark.run.session import (
         NO_CRC_CONF,
         configure_builder,
         console_conf,
@@ -212,7 +212,7 @@ def _session_target(config: PipelineConfig) -> SparkConfig:
             )
         spark = replace(spark, remote=os.environ["SPARK_REMOTE"])
     if spark.remote:
-        from alm_spark.spark.session import connect_problem
+        from alm_spark.run.session import connect_problem
 
         problem = connect_problem()
         if problem:
@@ -224,7 +224,7 @@ def _connect_session(spark_config: SparkConfig) -> Any:
     """A Spark Connect session: nothing of the job's needs a JVM on this side."""
     from pyspark.sql import SparkSession
 
-    from alm_spark.spark.session import connect_conf
+    from alm_spark.run.session import connect_conf
 
     settings = connect_conf(spark_config)
     builder = SparkSession.builder.remote(str(spark_config.remote))
@@ -243,9 +243,9 @@ def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
 
 def _job_config(args: argparse.Namespace) -> PipelineConfig:
     """The settings of ``run`` or ``recut``, checked as far as possible without a JVM."""
-    from alm_spark.spark.io import check_local_inputs
-    from alm_spark.spark.pipeline import check_recut_config
-    from alm_spark.spark.publish import check_output_parent
+    from alm_spark.run.job import check_recut_config
+    from alm_spark.storage.io import check_local_inputs
+    from alm_spark.storage.publish import check_output_parent
 
     overrides = list(args.overrides)
     if args.progress:
@@ -261,12 +261,12 @@ def _job_config(args: argparse.Namespace) -> PipelineConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from alm_spark.spark.failures import quiet_failure_logs
+    from alm_spark.run.failures import quiet_failure_logs
 
     recut = args.command == "recut"
     config = _job_config(args)
     if config.audio.enabled:
-        from alm_spark.core.audio import check_audio_libraries
+        from alm_spark.audio.cut import check_audio_libraries
 
         check_audio_libraries()  # before a JVM starts
     remote = config.spark.remote or (
@@ -274,9 +274,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     if not remote:  # a Spark Connect client starts no JVM
         _check_java()
-    from alm_spark.core.summary import format_summary
-    from alm_spark.spark.pipeline import recut_audio, run_pipeline
-    from alm_spark.spark.progress import Progress
+    from alm_spark.report.summary import format_summary
+    from alm_spark.run.job import recut_audio, run_pipeline
+    from alm_spark.run.progress import Progress
 
     spark = build_session(config)
     if not args.debug:  # a failure is reported in one line, not as executors' stack traces
@@ -301,8 +301,8 @@ def _recorded_config(output: str) -> dict[str, Any] | None:
     """The settings a finished output recorded; None where unreadable (refused later)."""
     import fsspec
 
-    from alm_spark.core.audio import fsspec_url
-    from alm_spark.core.names import METRICS_FILE
+    from alm_spark.audio.cut import fsspec_url
+    from alm_spark.names import METRICS_FILE
 
     try:
         with fsspec.open(fsspec_url(output.rstrip("/") + "/" + METRICS_FILE), "rt") as f:
@@ -315,8 +315,8 @@ def _recorded_config(output: str) -> dict[str, Any] | None:
 def _report(args: argparse.Namespace) -> int:
     import fsspec
 
-    from alm_spark.core.names import METRICS_FILE, PRODUCER, REPORT_FILE
-    from alm_spark.core.report import render_report
+    from alm_spark.names import METRICS_FILE, PRODUCER, REPORT_FILE
+    from alm_spark.report.html import render_report
 
     source = args.output.rstrip("/") + "/" + METRICS_FILE
     try:
@@ -342,13 +342,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _paths(args: argparse.Namespace) -> int:
-    from alm_spark.launch import print_paths
+    from alm_spark.run.launch import print_paths
 
     return print_paths(args.names)
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from alm_spark.core.compare import compare_paths
+    from alm_spark.testing.compare import compare_paths
 
     for path in (args.actual, args.expected):
         if not os.path.exists(path):
@@ -370,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["submit"]:  # everything after it is spark-submit's or the job's
-        from alm_spark.launch import submit
+        from alm_spark.run.launch import submit
 
         try:
             return submit(argv[1:])
@@ -403,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted")
         return EXIT_FAILED
     except Exception as err:
-        from alm_spark.spark.failures import describe_failure
+        from alm_spark.run.failures import describe_failure
 
         debug = getattr(args, "debug", False)
         if debug:

@@ -34,8 +34,8 @@ sys.path.insert(0, str(HERE))
 
 from bench import BIN, MASTER, machine, measure  # noqa: E402
 
-from alm_spark.core.audiogen import write_audio  # noqa: E402
-from alm_spark.core.datagen import generate, write_jsonl  # noqa: E402
+from alm_spark.testing.audiogen import write_audio  # noqa: E402
+from alm_spark.testing.datagen import generate, write_jsonl  # noqa: E402
 
 RATE, CHANNELS, CORES = 44100, 2, 2
 

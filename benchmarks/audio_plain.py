@@ -26,7 +26,7 @@ import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alm_spark.core.audio import to_pcm16
+from alm_spark.audio.cut import to_pcm16
 
 
 def main() -> int:

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from alm_spark.core.datagen import generate, write_jsonl  # noqa: E402
+from alm_spark.testing.datagen import generate, write_jsonl  # noqa: E402
 
 BIN = Path(sys.executable).parent
 MASTER = "local[2]"

@@ -17,8 +17,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from alm_spark.core.config import build_config  # noqa: E402
-from alm_spark.core.render import EntryRenderer  # noqa: E402
+from alm_spark.algorithm.render import EntryRenderer  # noqa: E402
+from alm_spark.config import build_config  # noqa: E402
 from tests import oracle  # noqa: E402
 
 

@@ -137,7 +137,7 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """
     import pyspark
 
-    from alm_spark.spark.session import connect_problem
+    from alm_spark.run.session import connect_problem
     from tests.cluster import start_connect_server
 
     problem = connect_problem()

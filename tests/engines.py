@@ -12,9 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from alm_spark.core.config import BuilderConfig, OverlapConfig
-from alm_spark.core.entry import decode_line, parse_entry
-from alm_spark.core.grouped import (
+from alm_spark.algorithm.entry import decode_line, parse_entry
+from alm_spark.algorithm.render import EntryRenderer, LineOutcome
+from alm_spark.config import BuilderConfig, OverlapConfig
+from alm_spark.engines.grouped import (
     ROW_STATS,
     ROW_WINDOW,
     SEGMENT_COLUMNS,
@@ -25,7 +26,6 @@ from alm_spark.core.grouped import (
     rebuild_results,
     segment_fields,
 )
-from alm_spark.core.render import EntryRenderer, LineOutcome
 
 KEY_NAMES = ("source", "line")
 KEY = ("file:/in.jsonl", 1)

@@ -1,9 +1,9 @@
 """A literal, slow transcription of ALM_SPEC §1 and §2: the test oracle.
 
 Written rule by rule from the specification, on plain dicts, with no attempt at
-speed. The fast implementation in :mod:`alm_spark.core.windows` / :mod:`alm_spark.core.entry`
-must agree with it on every input. The benchmark harness also uses it as the
-"plain script" a user would write.
+speed. The fast implementation in :mod:`alm_spark.algorithm.windows` and
+:mod:`alm_spark.algorithm.entry` must agree with it on every input. The benchmark
+harness also uses it as the "plain script" a user would write.
 
 Sums are explicit left-to-right loops: Python 3.12's ``sum()`` uses compensated
 summation for floats, which the reference does not.

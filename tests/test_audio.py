@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from alm_spark.core import audio
-from alm_spark.core.audio import (
+from alm_spark.audio import cut as audio
+from alm_spark.audio.cut import (
     WindowClip,
     audio_metrics,
     clip_frames,
@@ -23,9 +23,9 @@ from alm_spark.core.audio import (
     resolve_audio_path,
     to_pcm16,
 )
-from alm_spark.core.audiogen import signal, write_audio
-from alm_spark.core.config import AudioConfig, ConfigError, load_config
-from alm_spark.core.shards import ShardWriter
+from alm_spark.audio.shards import ShardWriter
+from alm_spark.config import AudioConfig, ConfigError, load_config
+from alm_spark.testing.audiogen import signal, write_audio
 
 SOURCE = "file:/data/set/part.jsonl"
 

@@ -14,13 +14,13 @@ import pytest
 import soundfile as sf
 import webdataset as wds
 
-from alm_spark.core.audio import clip_key, frame_bounds, to_pcm16
-from alm_spark.core.audiogen import signal, write_audio
-from alm_spark.core.compare import iter_jsonl
-from alm_spark.core.config import load_config
-from alm_spark.core.names import ENGINES
-from alm_spark.core.summary import format_summary
-from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.audio.cut import clip_key, frame_bounds, to_pcm16
+from alm_spark.config import load_config
+from alm_spark.names import ENGINES
+from alm_spark.report.summary import format_summary
+from alm_spark.run.job import run_pipeline
+from alm_spark.testing.audiogen import signal, write_audio
+from alm_spark.testing.compare import iter_jsonl
 from tests.conftest import write_jsonl
 
 #: Small windows, so a short recording gives several.
@@ -268,8 +268,8 @@ def test_no_attempt_files_are_left_and_the_output_lines_are_unchanged(
 
 
 def test_only_committed_attempts_shards_are_published(spark: Any, tmp_path: Path) -> None:
-    from alm_spark.spark.audio import publish_shards
-    from alm_spark.spark.fs import filesystem_for
+    from alm_spark.audio.tasks import publish_shards
+    from alm_spark.storage.fs import filesystem_for
 
     staged = tmp_path / "staged"
     (staged / "kind=shard").mkdir(parents=True)
@@ -364,7 +364,7 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(tmp_path: Path) 
 def test_a_recut_from_a_finished_output_gives_the_runs_clips_and_keys(
     spark: Any, runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    from alm_spark.spark.pipeline import recut_audio
+    from alm_spark.run.job import recut_audio
 
     finished = runs["fused"]
     config = load_config(
@@ -396,8 +396,8 @@ def test_a_recut_from_a_finished_output_gives_the_runs_clips_and_keys(
 def test_a_recut_refuses_what_it_cannot_read(
     spark: Any, runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    from alm_spark.core.errors import ConfigError, InputError, OutputError
-    from alm_spark.spark.pipeline import recut_audio
+    from alm_spark.errors import ConfigError, InputError, OutputError
+    from alm_spark.run.job import recut_audio
 
     def recut(finished: Path, *overrides: str) -> None:
         config = load_config(None, ["audio.enabled=true", *overrides])

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from alm_spark import cli
-from alm_spark.core.compare import compare_paths
-from alm_spark.core.config import build_config, bundled_sample_path
-from alm_spark.core.render import EntryRenderer
+from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.config import build_config, bundled_sample_path
+from alm_spark.testing.compare import compare_paths
 from tests.conftest import FIXTURES, REPO, read_lines
 
 BIN = Path(sys.executable).parent

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from alm_spark.core.compare import compare_paths
-from alm_spark.core.config import build_config
-from alm_spark.core.datagen import generate, write_jsonl
-from alm_spark.core.errors import ConfigError
-from alm_spark.core.names import ENGINES
+from alm_spark.config import build_config
+from alm_spark.errors import ConfigError
+from alm_spark.names import ENGINES
+from alm_spark.testing.compare import compare_paths
+from alm_spark.testing.datagen import generate, write_jsonl
 from tests.cluster import (
     EXECUTOR_CLASS,
     LOOPBACK,

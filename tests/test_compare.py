@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.compare import compare_entries, compare_paths, first_difference
+from alm_spark.testing.compare import compare_entries, compare_paths, first_difference
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.config import (
+from alm_spark.algorithm.windows import WindowParams
+from alm_spark.config import (
     BuilderConfig,
     InputConfig,
     OutputConfig,
@@ -19,8 +20,7 @@ from alm_spark.core.config import (
     load_config,
     parse_override,
 )
-from alm_spark.core.errors import ConfigError
-from alm_spark.core.windows import WindowParams
+from alm_spark.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -403,7 +403,7 @@ def test_yaml_merge_keys_and_aliases_are_not_duplicates(tmp_path: Path) -> None:
 
 
 def test_a_recut_starts_from_the_finished_runs_audio_settings(tmp_path: Path) -> None:
-    from alm_spark.core.config import recut_config
+    from alm_spark.config import recut_config
 
     finished = load_config(
         None, ["audio.enabled=true", "audio.root=s3://bucket/audio", "audio.sample_rate=24000"]

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from alm_spark import cli
-from alm_spark.core.compare import compare_paths, iter_jsonl
-from alm_spark.core.config import load_config
-from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.config import load_config
+from alm_spark.run.job import run_pipeline
+from alm_spark.testing.compare import compare_paths, iter_jsonl
 from tests.cluster import ConnectServer, pyspark_version, server_env
 from tests.conftest import REPO, fixtures_dir, write_jsonl
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alm_spark.core.datagen import generate, main, write_jsonl
+from alm_spark.testing.datagen import generate, main, write_jsonl
 
 
 def test_same_seed_same_entries_and_prefix_stability() -> None:

@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from alm_spark.core.compare import compare_paths, iter_jsonl
-from alm_spark.core.config import load_config
-from alm_spark.core.datagen import corner_entry
-from alm_spark.core.names import ENGINES
-from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.config import load_config
+from alm_spark.names import ENGINES
+from alm_spark.run.job import run_pipeline
+from alm_spark.testing.compare import compare_paths, iter_jsonl
+from alm_spark.testing.datagen import corner_entry
 from tests.conftest import TWO_SPEAKER_ENTRY, write_jsonl
 
 BAD_LINES = [

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from alm_spark.core.config import build_config
-from alm_spark.core.entry import RejectedLine, decode_line, parse_entry
-from alm_spark.core.render import EntryRenderer
+from alm_spark.algorithm.entry import RejectedLine, decode_line, parse_entry
+from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.config import build_config
 
 GOOD_SEGMENT = {"start": 0, "end": 1, "speaker": "a", "metrics": {"bandwidth": 8000}}
 

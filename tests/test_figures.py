@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from alm_spark.core.config import build_config
-from alm_spark.core.figures import (
+from alm_spark.algorithm.render import EntryRenderer, covered_seconds
+from alm_spark.config import build_config
+from alm_spark.report.figures import (
     DURATION_BINS,
     FigureAccumulator,
     assemble_report,
     duration_edges,
     reason_kind,
 )
-from alm_spark.core.render import EntryRenderer, covered_seconds
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_accumulate_and_assemble() -> None:
 
 
 def test_keys_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("alm_spark.core.figures.MAX_KEYS", 2)
+    monkeypatch.setattr("alm_spark.report.figures.MAX_KEYS", 2)
     accumulator = FigureAccumulator(build_config({}).builder)
     for reason in ["a", "b", "c", "d"]:
         accumulator.reject(reason)

@@ -18,7 +18,7 @@ from pyspark.sql.types import (
 )
 
 from alm_spark import BuilderConfig, OverlapConfig
-from alm_spark.spark.frames import (
+from alm_spark.engines.frames import (
     KEPT_FIELDS,
     SEGMENT_STRUCT,
     WINDOW_FIELDS,
@@ -185,7 +185,7 @@ def test_a_table_of_manifests_with_its_own_key(spark) -> None:
 
 
 def test_line_numbers_do_not_depend_on_split_settings(spark, tmp_path: Path) -> None:
-    from alm_spark.spark.session import scoped_conf
+    from alm_spark.run.session import scoped_conf
 
     lines = [json.dumps({**TWO_SPEAKER_ENTRY, "k": k, "pad": "x" * 200}) for k in range(40)]
     path = write_jsonl(tmp_path / "in.jsonl", [*lines[:20], "", *lines[20:]])
@@ -199,7 +199,7 @@ def test_line_numbers_do_not_depend_on_split_settings(spark, tmp_path: Path) -> 
 
 
 def test_changed_splits_fail_instead_of_misnumbering(spark, tmp_path: Path) -> None:
-    from alm_spark.spark.session import scoped_conf
+    from alm_spark.run.session import scoped_conf
 
     path = write_jsonl(
         tmp_path / "in.jsonl", [json.dumps({**TWO_SPEAKER_ENTRY, "pad": "x" * 200})] * 30

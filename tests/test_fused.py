@@ -6,10 +6,10 @@ import json
 
 import pyarrow as pa
 
-from alm_spark.core.config import build_config
-from alm_spark.core.render import EntryRenderer
-from alm_spark.spark.fused import map_line_batches
-from alm_spark.spark.schemas import RESULT_ARROW_SCHEMA
+from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.config import build_config
+from alm_spark.engines.fused import map_line_batches
+from alm_spark.storage.schemas import RESULT_ARROW_SCHEMA
 
 GOOD = json.dumps(
     {
@@ -97,7 +97,7 @@ def test_lone_surrogates_do_not_break_the_batch() -> None:
 def test_output_batches_are_bounded(monkeypatch) -> None:
     cfg = build_config({})
     line_size = len(EntryRenderer(cfg.builder, cfg.overlap).render(GOOD).output)
-    monkeypatch.setattr("alm_spark.spark.results.OUTPUT_BATCH_BYTES", 2 * line_size + 1)
+    monkeypatch.setattr("alm_spark.engines.results.OUTPUT_BATCH_BYTES", 2 * line_size + 1)
     batches = list(
         map_line_batches(iter([_batch([("f", 0, GOOD)] * 10)]), cfg.builder, cfg.overlap)
     )

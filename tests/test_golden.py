@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from alm_spark.core.compare import compare_entries, iter_jsonl
-from alm_spark.core.config import load_config
-from alm_spark.core.render import EntryRenderer
+from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.config import load_config
+from alm_spark.testing.compare import compare_entries, iter_jsonl
 from tests import oracle
 from tests.conftest import GOLDEN_CASES, GOLDEN_IDS, fixtures_dir, read_lines
 

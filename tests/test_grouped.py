@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alm_spark.core.config import BuilderConfig, OverlapConfig
-from alm_spark.core.datagen import generate
-from alm_spark.core.entry import decode_line, parse_entry
-from alm_spark.core.grouped import (
+from alm_spark.algorithm.entry import decode_line, parse_entry
+from alm_spark.algorithm.windows import WindowParams, compute_overlaps, compute_windows
+from alm_spark.config import BuilderConfig, OverlapConfig
+from alm_spark.engines.grouped import (
     KEPT_COLUMNS,
     WINDOW_COLUMNS,
     build_entry,
     filter_entry,
     rebuild_results,
 )
-from alm_spark.core.windows import WindowParams, compute_overlaps, compute_windows
+from alm_spark.testing.datagen import generate
 from tests.conftest import TWO_SPEAKER_ENTRY
 from tests.engines import KEY, KEY_NAMES, segment_rows
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.errors import InputError
-from alm_spark.spark.fs import FsspecFileSystem, HadoopFileSystem
-from alm_spark.spark.io import check_local_inputs, read_manifest_lines, resolve_manifest_paths
+from alm_spark.errors import InputError
+from alm_spark.storage.fs import FsspecFileSystem, HadoopFileSystem
+from alm_spark.storage.io import check_local_inputs, read_manifest_lines, resolve_manifest_paths
 
 
 def _tree(root: Path) -> Path:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.compare import compare_paths
-from alm_spark.core.datagen import generate, write_jsonl
+from alm_spark.testing.compare import compare_paths
+from alm_spark.testing.datagen import generate, write_jsonl
 
 BIN = Path(sys.executable).parent
 KILL_AFTER = (2.0, 6.0, 8.5, 10.5)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark import cli, launch
+from alm_spark import cli
+from alm_spark.run import launch
 from tests.conftest import REPO
 
 

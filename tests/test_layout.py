@@ -1,18 +1,32 @@
-"""The two layers: the core never imports pyspark; report and compare run without it."""
+"""The package's rooms: which never import pyspark, and report and compare run without it."""
 
 from __future__ import annotations
 
 import json
 import pkgutil
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-import alm_spark.core
-from alm_spark.core.report import render_report
+import alm_spark
+from alm_spark.report.html import render_report
 from tests.conftest import REPO
 from tests.test_report import _metrics
+
+PACKAGE = Path(alm_spark.__file__).parent
+
+#: Folders whose every module runs without pyspark, and single modules elsewhere that must.
+NO_PYSPARK_FOLDERS = ("algorithm", "report", "testing")
+NO_PYSPARK_MODULES = (
+    "alm_spark.cli",
+    "alm_spark.config",
+    "alm_spark.errors",
+    "alm_spark.names",
+    "alm_spark.audio.cut",
+    "alm_spark.audio.shards",
+    "alm_spark.engines.grouped",
+    "alm_spark.run.launch",
+)
 
 # Run in a fresh interpreter in which importing pyspark fails, as on a machine without it.
 BLOCK_PYSPARK = """
@@ -37,11 +51,21 @@ def _without_pyspark(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_core_modules_never_import_pyspark(tmp_path: Path) -> None:
-    names = sorted(m.name for m in pkgutil.iter_modules(alm_spark.core.__path__))
-    assert {"config", "grouped", "names", "render", "windows"} <= set(names)
-    imports = "".join(f"import alm_spark.core.{name}\n" for name in names)
-    code = imports + "import alm_spark, alm_spark.cli\nassert 'pyspark' not in sys.modules\n"
+def _pyspark_free_modules() -> list[str]:
+    names = list(NO_PYSPARK_MODULES)
+    for folder in NO_PYSPARK_FOLDERS:
+        found = pkgutil.iter_modules([str(PACKAGE / folder)])
+        names += [f"alm_spark.{folder}.{module.name}" for module in found]
+    return sorted(names)
+
+
+def test_algorithm_report_and_audio_cutting_never_import_pyspark() -> None:
+    names = _pyspark_free_modules()
+    assert {"alm_spark.algorithm.entry", "alm_spark.report.html", "alm_spark.audio.cut"} <= set(
+        names
+    )
+    imports = "".join(f"import {name}\n" for name in names)
+    code = imports + "import alm_spark\nassert 'pyspark' not in sys.modules, 'pyspark imported'\n"
     done = _without_pyspark(code, REPO)
     assert done.returncode == 0, done.stderr
 
@@ -61,10 +85,3 @@ def test_report_and_compare_run_without_pyspark(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "EQUAL" in done.stdout
     assert (out / "_report.html").read_text() == render_report(_metrics())
-
-
-def test_spark_layer_points_one_way() -> None:
-    core = Path(alm_spark.core.__file__).parent
-    upward = re.compile(r"^\s*(from|import) alm_spark\.(spark|cli)\b", re.MULTILINE)
-    offenders = [path.name for path in sorted(core.glob("*.py")) if upward.search(path.read_text())]
-    assert offenders == []

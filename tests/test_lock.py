@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.config import load_config
-from alm_spark.core.errors import OutputError
-from alm_spark.spark.fs import FsspecFileSystem
-from alm_spark.spark.lock import LockInfo, OutputLock, lock_path, process_alive
-from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.config import load_config
+from alm_spark.errors import OutputError
+from alm_spark.run.job import run_pipeline
+from alm_spark.storage.fs import FsspecFileSystem
+from alm_spark.storage.lock import LockInfo, OutputLock, lock_path, process_alive
 from tests.conftest import TWO_SPEAKER_ENTRY
 
 BIN = Path(sys.executable).parent

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from alm_spark.core.compare import iter_jsonl
-from alm_spark.core.config import build_config, load_config
-from alm_spark.core.entry import MAX_NESTING, RejectedLine, decode_line, nesting_depth
-from alm_spark.core.names import ENGINES
-from alm_spark.core.render import EntryRenderer
-from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.algorithm.entry import MAX_NESTING, RejectedLine, decode_line, nesting_depth
+from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.config import build_config, load_config
+from alm_spark.names import ENGINES
+from alm_spark.run.job import run_pipeline
+from alm_spark.testing.compare import iter_jsonl
 
 TOO_DEEP = f"invalid JSON: nested deeper than {MAX_NESTING} levels"
 

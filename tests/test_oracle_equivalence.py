@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from alm_spark.core.compare import first_difference
-from alm_spark.core.config import build_config
-from alm_spark.core.datagen import corner_entry, corner_params, generate
-from alm_spark.core.names import ENGINES
+from alm_spark.config import build_config
+from alm_spark.names import ENGINES
+from alm_spark.testing.compare import first_difference
+from alm_spark.testing.datagen import corner_entry, corner_params, generate
 from tests import oracle
 from tests.engines import engine_outcome
 

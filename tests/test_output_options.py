@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from alm_spark.core.compare import compare_entries, compare_paths, iter_jsonl
-from alm_spark.core.config import load_config
-from alm_spark.core.datagen import generate
-from alm_spark.core.errors import AlmSparkError, OutputError
-from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.config import load_config
+from alm_spark.errors import AlmSparkError, OutputError
+from alm_spark.run.job import run_pipeline
+from alm_spark.testing.compare import compare_entries, compare_paths, iter_jsonl
+from alm_spark.testing.datagen import generate
 
 LINES = 12
 
@@ -162,7 +162,7 @@ def test_output_path_with_glob_characters(
 def test_separate_mode_refuses_keys_from_different_splits(
     spark, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from alm_spark.spark import pipeline
+    from alm_spark.run import job as pipeline
 
     real = pipeline._split_offsets
 

@@ -11,14 +11,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from alm_spark.core.compare import iter_jsonl
-from alm_spark.core.config import build_config, load_config
-from alm_spark.core.figures import mark_overflows
-from alm_spark.core.names import ENGINES
-from alm_spark.core.report import render_report
-from alm_spark.core.summary import format_figure, format_hours, format_summary
-from alm_spark.spark.fused import map_line_batches
-from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.config import build_config, load_config
+from alm_spark.engines.fused import map_line_batches
+from alm_spark.names import ENGINES
+from alm_spark.report.figures import mark_overflows
+from alm_spark.report.html import render_report
+from alm_spark.report.summary import format_figure, format_hours, format_summary
+from alm_spark.run.job import run_pipeline
+from alm_spark.testing.compare import iter_jsonl
 
 #: Valid: one segment of 1.7e308 seconds; three of them add up past the largest double.
 HUGE = {

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.compare import compare_paths
+from alm_spark.testing.compare import compare_paths
 from tests.cluster import StandaloneCluster, server_env, spark_home
 from tests.conftest import REPO, fixtures_dir
 

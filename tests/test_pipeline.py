@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.compare import compare_paths, iter_jsonl
-from alm_spark.core.config import load_config
-from alm_spark.core.errors import OutputError
-from alm_spark.core.names import ENGINES
-from alm_spark.core.summary import format_summary
-from alm_spark.spark.pipeline import run_pipeline
-from alm_spark.spark.session import scoped_conf
+from alm_spark.config import load_config
+from alm_spark.errors import OutputError
+from alm_spark.names import ENGINES
+from alm_spark.report.summary import format_summary
+from alm_spark.run.job import run_pipeline
+from alm_spark.run.session import scoped_conf
+from alm_spark.testing.compare import compare_paths, iter_jsonl
 from tests.conftest import (
     GOLDEN_CASES,
     GOLDEN_IDS,
@@ -141,7 +141,7 @@ def test_failed_run_leaves_old_output_and_no_staging(spark, tmp_path: Path, monk
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("alm_spark.spark.pipeline.move_parts", broken)
+    monkeypatch.setattr("alm_spark.run.job.move_parts", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _run(spark, src, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
@@ -196,7 +196,7 @@ def test_refuses_to_replace_other_spark_outputs(spark, tmp_path: Path) -> None:
 
 
 def test_a_failed_swap_puts_the_old_output_back(spark, tmp_path: Path, monkeypatch) -> None:
-    from alm_spark.spark.fs import HadoopFileSystem
+    from alm_spark.storage.fs import HadoopFileSystem
 
     src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
     old = _run(spark, src, tmp_path / "out").metrics["run"]["run_id"]

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from alm_spark.core.summary import format_bytes
-from alm_spark.spark.progress import FileCounter, Progress
+from alm_spark.report.summary import format_bytes
+from alm_spark.run.progress import FileCounter, Progress
 
 
 class _Tracker:

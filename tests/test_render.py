@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from alm_spark.core import render as render_module
-from alm_spark.core.config import build_config
-from alm_spark.core.render import EntryRenderer, escape_lone_surrogates
+from alm_spark.algorithm import render as render_module
+from alm_spark.algorithm.render import EntryRenderer, escape_lone_surrogates
+from alm_spark.config import build_config
 from tests import oracle
 
 OVERLAP_KEYS = [

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from alm_spark import cli
-from alm_spark.core.config import build_config
-from alm_spark.core.figures import assemble_report
-from alm_spark.core.report import column_chart, hbar_chart, render_report
+from alm_spark.config import build_config
+from alm_spark.report.figures import assemble_report
+from alm_spark.report.html import column_chart, hbar_chart, render_report
 
 
 def _metrics() -> dict[str, Any]:

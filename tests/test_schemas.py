@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql.types import DoubleType, LongType, StringType
 
-from alm_spark.spark.schemas import RESULT_ARROW_SCHEMA, RESULT_SCHEMA
+from alm_spark.storage.schemas import RESULT_ARROW_SCHEMA, RESULT_SCHEMA
 
 
 def test_result_schemas_agree() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.shards import (
+from alm_spark.audio.shards import (
     ShardWriter,
     attempt_name,
     nemo_manifest_line,

@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 
 from alm_spark import cli
-from alm_spark.core.config import load_config
-from alm_spark.core.errors import OutputError
-from alm_spark.spark.failures import (
+from alm_spark.config import load_config
+from alm_spark.errors import OutputError
+from alm_spark.run.failures import (
     DamagedInputError,
     describe_failure,
     failure_chain,
     find_damaged_input,
     names_no_damaged_file,
 )
-from alm_spark.spark.pipeline import run_pipeline
-from alm_spark.spark.publish import check_output_parent
+from alm_spark.run.job import run_pipeline
+from alm_spark.storage.publish import check_output_parent
 from tests.conftest import TWO_SPEAKER_ENTRY
 
 BIN = Path(sys.executable).parent
@@ -378,7 +378,7 @@ def test_a_full_disk_keeps_the_old_output(spark, tmp_path: Path, monkeypatch) ->
             subprocess.run(["umount", str(disk)], check=False)
         return
     # No mount allowed here: inject ENOSPC where the run writes its metrics.
-    from alm_spark.spark import fs as fs_module
+    from alm_spark.storage import fs as fs_module
 
     _, out, before = _good_output(spark, tmp_path)
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.core.compare import iter_jsonl
-from alm_spark.core.config import load_config
-from alm_spark.core.errors import OutputError
-from alm_spark.spark.fs import FsspecFileSystem, local_path, real_location
-from alm_spark.spark.io import resolve_manifest_paths
-from alm_spark.spark.pipeline import run_pipeline
+from alm_spark.config import load_config
+from alm_spark.errors import OutputError
+from alm_spark.run.job import run_pipeline
+from alm_spark.storage.fs import FsspecFileSystem, local_path, real_location
+from alm_spark.storage.io import resolve_manifest_paths
+from alm_spark.testing.compare import iter_jsonl
 from tests.conftest import TWO_SPEAKER_ENTRY
 
 FIVE_LINES = [json.dumps({**TWO_SPEAKER_ENTRY, "n": n}) for n in range(4)] + ["not json"]

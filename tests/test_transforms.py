@@ -7,15 +7,15 @@ import json
 from chispa import assert_df_equality
 from pyspark.sql import Row
 
-from alm_spark.core.config import build_config
-from alm_spark.core.render import EntryRenderer
-from alm_spark.spark.schemas import (
+from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.config import build_config
+from alm_spark.engines.transforms import map_lines_to_results, result_metrics, with_line_numbers
+from alm_spark.storage.schemas import (
     MANIFEST_LINES_SCHEMA,
     REJECTED_SCHEMA,
     STAGED_BLOCK_SCHEMA,
     STAGED_REJECTED_SCHEMA,
 )
-from alm_spark.spark.transforms import map_lines_to_results, result_metrics, with_line_numbers
 from tests.conftest import TWO_SPEAKER_ENTRY
 
 ENTRY = TWO_SPEAKER_ENTRY

@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alm_spark.core.config import build_config
-from alm_spark.core.render import EntryRenderer
-from alm_spark.core.windows import (
+from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.algorithm.windows import (
     _first_duration_overflow,
     _first_label_overflow,
     _scan_label_overflow,
     compute_overlaps,
     sequential_sum,
 )
+from alm_spark.config import build_config
 from tests import oracle
 
 Runner = Callable[..., dict[str, Any]]

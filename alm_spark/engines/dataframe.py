@@ -1,0 +1,185 @@
+"""The ``dataframe`` engine: the job built from the public DataFrame API.
+
+read -> number lines -> decode (:func:`~alm_spark.engines.frames.parse_manifests`) ->
+explode segments -> builder (grouped pandas UDF) -> overlap filter (grouped pandas
+UDF) -> one output line per entry. The last step joins each line's text with its
+entry's rows, collected per entry in the JVM, and renders the line with the same
+renderer as the fused engine, from those rows (the builder does not run again).
+
+What it shuffles: the exploded segments (to the builder's groups), the window rows
+(to the overlap filter's groups), and, for the join that renders the output, every
+line's text and each entry's compact rows. The text is shuffled once; the builder's
+rows are cached, as three steps read them. The fused engine shuffles nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import pyarrow as pa
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from alm_spark.config import BuilderConfig, OverlapConfig
+from alm_spark.engines.frames import (
+    ENTRY_KEY,
+    build_entries,
+    explode_segments,
+    filter_overlaps,
+    number_lines,
+    parse_manifests,
+    split_line_counts,
+)
+from alm_spark.engines.grouped import (
+    KEPT_COLUMNS,
+    ROW_STATS,
+    ROW_WINDOW,
+    STATS_COLUMNS,
+    WINDOW_COLUMNS,
+    rebuild_results,
+)
+from alm_spark.engines.results import Counter, LineTask, texts
+from alm_spark.storage.schemas import RESULT_SCHEMA
+
+
+def render_joined_batches(
+    batches: Iterator[pa.RecordBatch],
+    builder: BuilderConfig,
+    overlap: OverlapConfig,
+    *,
+    lost_windows: str = "inline",
+    windows_table: bool = False,
+    audio_path_field: str | None = None,
+    progress: Counter | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Render each numbered line from its entry's DataFrame rows (``mapInArrow``).
+
+    Args:
+        batches: ``source, line, value, stats, windows, kept``: a line, its entry's
+            statistics row and its lists of builder and kept windows (null for a
+            line that was rejected, which is rejected here again with its reason).
+        builder: Builder settings.
+        overlap: Overlap-filter settings.
+        lost_windows: ``output.lost_window_details``.
+        windows_table: Also emit one ``window`` record per filtered window.
+        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
+            (``audio.path_field``, for the audio step).
+        progress: Counts rendered lines, once per batch.
+
+    Yields:
+        Batches of :data:`~alm_spark.storage.schemas.RESULT_ARROW_SCHEMA`, as the fused
+        engine's (without split counts: the lines are numbered already).
+    """
+    task = LineTask(
+        builder,
+        overlap,
+        lost_windows,
+        windows_table=windows_table,
+        audio_path_field=audio_path_field,
+    )
+    seen = False
+    for batch in batches:
+        columns = zip(
+            batch.column("source").to_pylist(),
+            batch.column("line").to_pylist(),
+            texts(batch.column("value")),
+            batch.column("stats").to_pylist(),
+            batch.column("windows").to_pylist(),
+            batch.column("kept").to_pylist(),
+            strict=True,
+        )
+        for source, line, text, stats, windows, kept in columns:
+            seen = True
+            results = partial(
+                _rebuilt, builder=builder, stats=stats, windows=windows or [], kept=kept or []
+            )
+            location = {"source": source, "line": line}
+            yield from task.render_line(location, text or "", (source, line), results)
+        if progress is not None and batch.num_rows:
+            progress.add(batch.num_rows)
+    yield from task.finish(seen_input=seen)
+
+
+def _rebuilt(table: Any, **rows: Any) -> Any:
+    return rebuild_results(table, rows["builder"], rows["stats"], rows["windows"], rows["kept"])
+
+
+@dataclass
+class DataFrameRun:
+    """The result rows of a run and what must be released after writing them.
+
+    Attributes:
+        results_df: Rows of :data:`~alm_spark.storage.schemas.RESULT_SCHEMA`.
+        total_lines: Physical lines in the input (blank ones included).
+        cached: DataFrames persisted for the run.
+    """
+
+    results_df: DataFrame
+    total_lines: int
+    cached: list[DataFrame]
+
+    def release(self) -> None:
+        """Unpersist what the run cached."""
+        for frame in self.cached:
+            frame.unpersist()
+
+
+def dataframe_results(
+    lines_df: DataFrame,
+    builder: BuilderConfig,
+    overlap: OverlapConfig,
+    *,
+    lost_windows: str = "inline",
+    windows_table: bool = False,
+    audio_path_field: str | None = None,
+    progress: Counter | None = None,
+) -> DataFrameRun:
+    """Chain the DataFrame API into the job's result rows.
+
+    Args:
+        lines_df: Physical lines (:data:`~alm_spark.storage.schemas.MANIFEST_LINES_SCHEMA`).
+        builder: Builder settings.
+        overlap: Overlap-filter settings.
+        lost_windows: ``output.lost_window_details``.
+        windows_table: Also emit windows-table records.
+        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
+            (``audio.path_field``, for the audio step).
+        progress: An accumulator counting rendered lines.
+    """
+    splits = split_line_counts(lines_df)
+    numbered_df = number_lines(lines_df, splits)
+    entries_df, _ = parse_manifests(numbered_df)
+    built_df = build_entries(explode_segments(entries_df), builder).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    key = list(ENTRY_KEY)
+    windows_df = built_df.where(F.col("kind") == ROW_WINDOW).select(*key, *WINDOW_COLUMNS)
+    stats_df = built_df.where(F.col("kind") == ROW_STATS).select(
+        *key, F.struct(*STATS_COLUMNS).alias("stats")
+    )
+    kept_df = filter_overlaps(windows_df, overlap)
+    windows_per_entry = windows_df.groupBy(*key).agg(
+        F.collect_list(F.struct(*WINDOW_COLUMNS)).alias("windows")
+    )
+    kept_per_entry = kept_df.groupBy(*key).agg(
+        F.collect_list(F.struct(*KEPT_COLUMNS)).alias("kept")
+    )
+    compact_df = stats_df.join(windows_per_entry, key, "left").join(kept_per_entry, key, "left")
+    joined_df = numbered_df.join(compact_df, key, "left").select(
+        *key, "value", "stats", "windows", "kept"
+    )
+    render = partial(
+        render_joined_batches,
+        builder=builder,
+        overlap=overlap,
+        lost_windows=lost_windows,
+        windows_table=windows_table,
+        audio_path_field=audio_path_field,
+        progress=progress,
+    )
+    total = sum(lines for _, lines in splits.values())
+    return DataFrameRun(joined_df.mapInArrow(render, RESULT_SCHEMA), total, [built_df])

@@ -1,0 +1,1 @@
+"""The driver: sessions, the job and the re-cut, progress, failures, spark-submit."""

@@ -1,0 +1,1 @@
+"""Storage: file systems, the output lock, publishing, schemas, reading and writing rows."""
