@@ -15,10 +15,13 @@ import shutil
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alm_spark.config import PipelineConfig, SparkConfig, load_config, recut_config
 from alm_spark.errors import AlmSparkError, ConfigError, InputError, OutputError
+
+if TYPE_CHECKING:
+    from alm_spark.run.checks import Job
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -241,41 +244,31 @@ def _progress_enabled(config: PipelineConfig, quiet: bool, master: str) -> bool:
     return setting == "on" or master.startswith("local")
 
 
-def _job_config(args: argparse.Namespace) -> PipelineConfig:
-    """The settings of ``run`` or ``recut``, checked as far as possible without a JVM."""
-    from alm_spark.run.job import check_recut_config
-    from alm_spark.storage.io import check_local_inputs
-    from alm_spark.storage.publish import check_output_parent
+def _job(args: argparse.Namespace) -> Job:
+    """The ``run`` or ``recut`` to do, its settings checked before a JVM starts."""
+    from alm_spark.run.checks import check_job
 
     overrides = list(args.overrides)
     if args.progress:
         overrides.append(f"output.progress={args.progress}")
     if args.command == "recut":  # the finished run's audio settings, the file, overrides
         config = recut_config(_recorded_config(args.finished), args.config, overrides)
-        check_recut_config(config)
-    else:
-        config = load_config(args.config, overrides)
-        check_local_inputs(config.input.paths)
-    check_output_parent(config.output.path)
-    return config
+        return check_job(config, recut_from=args.finished)
+    return check_job(load_config(args.config, overrides))
 
 
 def _run(args: argparse.Namespace) -> int:
     from alm_spark.run.failures import quiet_failure_logs
 
-    recut = args.command == "recut"
-    config = _job_config(args)
-    if config.audio.enabled:
-        from alm_spark.audio.cut import check_audio_libraries
-
-        check_audio_libraries()  # before a JVM starts
+    job = _job(args)
+    config = job.config
     remote = config.spark.remote or (
         None if config.spark.master else os.environ.get("SPARK_REMOTE")
     )
     if not remote:  # a Spark Connect client starts no JVM
         _check_java()
     from alm_spark.report.summary import format_summary
-    from alm_spark.run.job import recut_audio, run_pipeline
+    from alm_spark.run.job import run_job
     from alm_spark.run.progress import Progress
 
     spark = build_session(config)
@@ -284,10 +277,7 @@ def _run(args: argparse.Namespace) -> int:
     master = str(spark.conf.get("spark.master", "local[*]"))
     progress = Progress(spark, enabled=_progress_enabled(config, args.quiet, master))
     try:
-        if recut:
-            result = recut_audio(spark, config, args.finished, progress=progress)
-        else:
-            result = run_pipeline(spark, config, progress=progress)
+        result = run_job(spark, job, progress=progress)
     finally:
         progress.close()
         if not _under_spark_submit():

@@ -1,7 +1,7 @@
-"""Names and constants shared by every layer: figures, row kinds, output file names.
+"""Names and constants shared by every folder: figures, settings' choices, output file names.
 
-The core (this package) and the Spark layer (:mod:`alm_spark.spark`) both read these;
-nothing here imports anything else from the package.
+Every folder reads these; nothing here imports anything else from the package.
+Row kinds are in :mod:`alm_spark.rows`.
 """
 
 from __future__ import annotations
@@ -35,16 +35,31 @@ ENGINES = ("fused", "dataframe")
 AUDIO_CODECS = ("flac", "wav")
 AUDIO_FORMATS = ("webdataset", "nemo")
 
-# Kinds of the rows an engine produces before they are written.
-KIND_ENTRY = "entry"  # an output line
-KIND_REJECTED = "rejected"  # a staged rejected-line record (JSON)
-KIND_BLOCK = "block"  # how many lines one input split held (JSON)
-KIND_LOST = "lost"  # an entry's lost_win_full_data, with lost_window_details=separate
-KIND_REPORT = "report"  # a task's summed report figures (JSON)
-KIND_WINDOW = "window"  # one windows-table row (JSON), with output.windows_table
-KIND_SHARD = "shard"  # an audio shard a task attempt wrote (JSON), with audio.enabled
-KIND_AUDIO_REJECTED = "rejected_audio"  # a window whose clip could not be cut (JSON)
-KIND_CLIP = "clip"  # where a clip sits in a first-pass shard, for the repack pass (JSON)
+#: Why a window's clip could not be cut (``_rejected_audio/`` ``reason``), in the
+#: order ``_metrics.json`` and the report list them.
+AUDIO_REASONS = (
+    "no_path",  # the path field is missing or not text
+    "missing",  # no file at the path
+    "unreadable",  # libsndfile cannot open it (not audio, unknown format)
+    "corrupt",  # decoding failed part way
+    "before_start",  # the window starts before 0
+    "past_end",  # the window ends after the file's last frame
+    "empty",  # the window is shorter than one frame at the file's rate
+    "equal_shards",  # cut, then left out so that every shard holds as many clips
+)
+
+#: Counted figures of the audio step (per task, then summed over the run).
+AUDIO_COUNTS = (
+    "clips_written",
+    "bytes_written",
+    "entries",
+    "files_read",
+    "files_rate_mismatch",
+    *(f"clips_lost_{reason}" for reason in AUDIO_REASONS),
+)
+#: Seconds of audio written (at the clips' rate) and lost, by reason.
+AUDIO_SECONDS = ("seconds_written", *(f"seconds_lost_{reason}" for reason in AUDIO_REASONS))
+
 
 # The output directory's files and folders.
 METRICS_FILE = "_metrics.json"

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from alm_spark.algorithm.entry import decode_line, parse_entry
-from alm_spark.algorithm.render import EntryRenderer, LineOutcome
+from alm_spark.algorithm.render import EntryRenderer, LineOutcome, RowOptions
 from alm_spark.config import BuilderConfig, OverlapConfig
 from alm_spark.engines.grouped import (
     ROW_STATS,
@@ -63,7 +63,7 @@ def dataframe_outcome(
             table, builder, stats, windows.to_dict("records"), kept.to_dict("records")
         )
 
-    renderer = EntryRenderer(builder, overlap, lost_windows)
+    renderer = EntryRenderer(builder, overlap, RowOptions(lost_windows=lost_windows))
     return renderer.render(line, KEY if lost_windows == "separate" else None, results)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alm_spark import names
 from alm_spark.audio import cut as audio
 from alm_spark.audio.cut import (
     WindowClip,
@@ -296,7 +297,7 @@ def test_shards_close_at_their_limits_and_are_reproducible(tmp_path: Path) -> No
 
 
 def test_audio_metrics_name_every_reason() -> None:
-    figures = dict.fromkeys([*audio.AUDIO_COUNTS, *audio.AUDIO_SECONDS], 0)
+    figures = dict.fromkeys([*names.AUDIO_COUNTS, *names.AUDIO_SECONDS], 0)
     figures.update(clips_written=3, seconds_written=7200.0, clips_lost_missing=2)
     metrics = audio_metrics(figures, [{"name": "shard-00000-0000.tar"}], AudioConfig())
     assert metrics["hours_written"] == 2.0
@@ -308,7 +309,7 @@ def test_audio_metrics_name_every_reason() -> None:
 
 
 def test_after_a_repack_written_figures_are_the_published_ones_and_losses_add_up() -> None:
-    first = dict.fromkeys([*audio.AUDIO_COUNTS, *audio.AUDIO_SECONDS], 0)
+    first = dict.fromkeys([*names.AUDIO_COUNTS, *names.AUDIO_SECONDS], 0)
     first.update(clips_written=5, bytes_written=500, seconds_written=50.0, clips_lost_missing=2)
     second = dict.fromkeys(first, 0)
     second.update(clips_written=4, bytes_written=400, seconds_written=40.0)

@@ -268,7 +268,7 @@ def test_no_attempt_files_are_left_and_the_output_lines_are_unchanged(
 
 
 def test_only_committed_attempts_shards_are_published(spark: Any, tmp_path: Path) -> None:
-    from alm_spark.audio.tasks import publish_shards
+    from alm_spark.audio.publish import publish_shards
     from alm_spark.storage.fs import filesystem_for
 
     staged = tmp_path / "staged"
@@ -364,7 +364,7 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(tmp_path: Path) 
 def test_a_recut_from_a_finished_output_gives_the_runs_clips_and_keys(
     spark: Any, runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    from alm_spark.run.job import recut_audio
+    from alm_spark.run.recut import recut_audio
 
     finished = runs["fused"]
     config = load_config(
@@ -397,7 +397,7 @@ def test_a_recut_refuses_what_it_cannot_read(
     spark: Any, runs: dict[str, Any], tmp_path: Path
 ) -> None:
     from alm_spark.errors import ConfigError, InputError, OutputError
-    from alm_spark.run.job import recut_audio
+    from alm_spark.run.recut import recut_audio
 
     def recut(finished: Path, *overrides: str) -> None:
         config = load_config(None, ["audio.enabled=true", *overrides])

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from alm_spark.algorithm.render import EntryRenderer, covered_seconds
+from alm_spark.algorithm.coverage import covered_seconds
+from alm_spark.algorithm.render import EntryRenderer
 from alm_spark.config import build_config
 from alm_spark.report.figures import (
     DURATION_BINS,

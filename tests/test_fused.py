@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pyarrow as pa
 
-from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.algorithm.render import EntryRenderer, LineSettings, RowOptions
 from alm_spark.config import build_config
 from alm_spark.engines.fused import map_line_batches
 from alm_spark.storage.schemas import RESULT_ARROW_SCHEMA
@@ -32,14 +33,19 @@ def _batch(rows: list[tuple[str, int, str | None]]) -> pa.RecordBatch:
     )
 
 
-def _run(*batches: pa.RecordBatch, **options: object) -> list[dict[str, object]]:
+def _run(
+    *batches: pa.RecordBatch, options: RowOptions | None = None, **keywords: Any
+) -> list[dict[str, object]]:
     """Result rows, without the task's report rows (see test_report_rows)."""
-    return [r for r in _all_rows(*batches, **options) if r["kind"] != "report"]
+    return [r for r in _all_rows(*batches, options=options, **keywords) if r["kind"] != "report"]
 
 
-def _all_rows(*batches: pa.RecordBatch, **options: object) -> list[dict[str, object]]:
+def _all_rows(
+    *batches: pa.RecordBatch, options: RowOptions | None = None, **keywords: Any
+) -> list[dict[str, object]]:
     cfg = build_config({})
-    out = list(map_line_batches(iter(batches), cfg.builder, cfg.overlap, **options))
+    settings = LineSettings(cfg.builder, cfg.overlap, options or RowOptions())
+    out = list(map_line_batches(iter(batches), settings, **keywords))
     assert all(b.schema.equals(RESULT_ARROW_SCHEMA) for b in out)
     return [row for b in out for row in b.to_pylist()]
 
@@ -99,7 +105,9 @@ def test_output_batches_are_bounded(monkeypatch) -> None:
     line_size = len(EntryRenderer(cfg.builder, cfg.overlap).render(GOOD).output)
     monkeypatch.setattr("alm_spark.engines.results.OUTPUT_BATCH_BYTES", 2 * line_size + 1)
     batches = list(
-        map_line_batches(iter([_batch([("f", 0, GOOD)] * 10)]), cfg.builder, cfg.overlap)
+        map_line_batches(
+            iter([_batch([("f", 0, GOOD)] * 10)]), LineSettings(cfg.builder, cfg.overlap)
+        )
     )
     # The last batch also carries the block row and the task's report rows.
     assert [b.num_rows for b in batches][:4] == [2, 2, 2, 2]
@@ -163,7 +171,7 @@ def test_separate_lost_windows_are_keyed_by_line() -> None:
     )
     rows = _run(
         _batch([("f%20x", 100, ""), ("f%20x", 100, lossy)]),
-        lost_windows="separate",
+        options=RowOptions(lost_windows="separate"),
         line_offsets={("f%20x", 100): 41},
     )
     assert [r["kind"] for r in rows] == ["entry", "lost", "block"]

@@ -162,16 +162,17 @@ def test_output_path_with_glob_characters(
 def test_separate_mode_refuses_keys_from_different_splits(
     spark, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from alm_spark.run import job as pipeline
+    from alm_spark.engines import fused
 
-    real = pipeline._split_offsets
+    real = fused.split_line_counts
 
     def skewed(lines_df):
-        offsets, counted = real(lines_df)
-        key = next(iter(counted))
-        return offsets, {**counted, key: counted[key] + 1}
+        counts = real(lines_df)
+        key = next(iter(counts))
+        before, lines = counts[key]
+        return {**counts, key: (before, lines + 1)}
 
-    monkeypatch.setattr(pipeline, "_split_offsets", skewed)
+    monkeypatch.setattr(fused, "split_line_counts", skewed)
     with pytest.raises(AlmSparkError, match="split differently"):
         _run(spark, source, tmp_path / "out", "output.lost_window_details=separate")
     assert not (tmp_path / "out").exists()

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from alm_spark.algorithm.render import LineSettings
 from alm_spark.config import build_config, load_config
 from alm_spark.engines.fused import map_line_batches
 from alm_spark.names import ENGINES
@@ -46,7 +47,9 @@ def test_a_task_whose_figures_overflow_finishes() -> None:
         {"source": ["f"] * 3, "block_start": [0] * 3, "value": [json.dumps(HUGE)] * 3}
     )
     rows = [
-        r for b in map_line_batches(iter([batch]), cfg.builder, cfg.overlap) for r in b.to_pylist()
+        r
+        for b in map_line_batches(iter([batch]), LineSettings(cfg.builder, cfg.overlap))
+        for r in b.to_pylist()
     ]
     kinds = [r["kind"] for r in rows]
     assert kinds.count("entry") == 3

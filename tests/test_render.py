@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from alm_spark.algorithm import render as render_module
-from alm_spark.algorithm.render import EntryRenderer, escape_lone_surrogates
+from alm_spark.algorithm import process as process_module
+from alm_spark.algorithm.encode import escape_lone_surrogates
+from alm_spark.algorithm.render import EntryRenderer
 from alm_spark.config import build_config
 from tests import oracle
 
@@ -106,7 +107,7 @@ def test_internal_errors_become_rejections(monkeypatch: pytest.MonkeyPatch) -> N
     def broken(*_: object) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr(render_module, "compute_windows", broken)
+    monkeypatch.setattr(process_module, "compute_windows", broken)
     outcome = _renderer().render(json.dumps({"audio_sample_rate": 16000, "segments": []}))
     assert outcome.internal
     assert outcome.error == "internal error (please report): KeyError: 'boom'"

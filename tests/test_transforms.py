@@ -7,9 +7,10 @@ import json
 from chispa import assert_df_equality
 from pyspark.sql import Row
 
-from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.algorithm.render import EntryRenderer, LineSettings
 from alm_spark.config import build_config
-from alm_spark.engines.transforms import map_lines_to_results, result_metrics, with_line_numbers
+from alm_spark.engines.fused import map_lines_to_results
+from alm_spark.engines.transforms import result_metrics, with_line_numbers
 from alm_spark.storage.schemas import (
     MANIFEST_LINES_SCHEMA,
     REJECTED_SCHEMA,
@@ -31,7 +32,7 @@ def test_map_lines_to_results_matches_pure_python(spark) -> None:
     good = json.dumps(ENTRY)
     gated = json.dumps({**ENTRY, "audio_sample_rate": 8000})
     lines_df = _lines_df(spark, [("f", 0, good), ("f", 0, ""), ("f", 0, gated), ("f", 0, "{")])
-    result_df = lines_df.transform(map_lines_to_results, cfg.builder, cfg.overlap)
+    result_df = lines_df.transform(map_lines_to_results, LineSettings(cfg.builder, cfg.overlap))
 
     renderer = EntryRenderer(cfg.builder, cfg.overlap)
     expected = [renderer.render(good).output.decode(), renderer.render(gated).output.decode()]
@@ -54,7 +55,7 @@ def test_result_metrics_total_the_figures(spark) -> None:
     rows = [("f", 0, json.dumps(ENTRY)), ("f", 0, json.dumps(ENTRY)), ("f", 0, "x"), ("f", 0, " ")]
     totals = (
         _lines_df(spark, rows)
-        .transform(map_lines_to_results, cfg.builder, cfg.overlap)
+        .transform(map_lines_to_results, LineSettings(cfg.builder, cfg.overlap))
         .agg(*result_metrics())
         .first()
         .asDict()

@@ -1,60 +1,36 @@
-"""One manifest line in, one output line (or a rejection) out.
+"""A processed line rendered: its output line as UTF-8 JSON, and its keyed records.
 
-Decode and validate the line (:mod:`alm_spark.algorithm.entry`), build windows and filter
-overlaps (:mod:`alm_spark.algorithm.windows`), then render the output object as UTF-8 JSON.
+:class:`LineRenderer` turns a :class:`~alm_spark.algorithm.process.ProcessedLine` into
+bytes; :class:`EntryRenderer` does a line's whole job (process, then render) and turns
+any failure into a rejection reason.
 
-Rendering writes JSON bytes directly: each stripped segment is serialized once and
-its bytes reused in every window, filtered window and loss record that holds it,
-which is most of an output line. Keys keep the reference's order (input keys, then
-``windows``, ``stats``, ``truncation_events``, then the overlap keys); values the
-job does not interpret are re-serialized from the decoded input, unchanged.
+Rendering writes JSON bytes directly: each stripped segment is serialized once and its
+bytes reused in every window, filtered window and loss record that holds it, which is
+most of an output line. Keys keep the reference's order (input keys, then ``windows``,
+``stats``, ``truncation_events``, then the overlap keys); values the job does not
+interpret are re-serialized from the decoded input, unchanged.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from json import encoder as json_encoder
 from typing import Any
 
 import numpy as np
 
-from alm_spark.algorithm.entry import RejectedLine, decode_line, nesting_room, parse_entry
-from alm_spark.algorithm.windows import (
-    BuildResult,
-    OverlapResult,
-    SegmentTable,
-    WindowParams,
-    compute_overlaps,
-    compute_windows,
-    sequential_sum,
-    window_summary,
+from alm_spark import rows
+from alm_spark.algorithm.encode import dumps, finite_number, json_list, json_rows
+from alm_spark.algorithm.entry import nesting_room
+from alm_spark.algorithm.process import (
+    EntryFigures,
+    LineProcessor,
+    ProcessedLine,
+    ResultsProvider,
+    rejection_reason,
 )
-from alm_spark.config import BuilderConfig, OverlapConfig
-from alm_spark.names import LOSS_COUNTERS, LOST_WINDOW_MODES, METRIC_COUNTS, METRIC_DURATIONS
-
-#: Supplies an entry's builder and overlap results, given its segments; the DataFrame
-#: engine rebuilds them from its rows instead of computing them again.
-ResultsProvider = Callable[[SegmentTable], tuple[BuildResult, OverlapResult | None]]
-
-# The reference writer's form (ensure_ascii=False), with compact separators.
-# allow_nan=False: a number such as 1e999 decodes to infinity, which JSON cannot hold.
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":")
-)
-# JSONEncoder.encode builds a C encoder on every call; one persistent encoder saves
-# a fifth of the cost of the ~1,000 segment encodings per entry.
-_C_MAKE_ENCODER = getattr(json_encoder, "c_make_encoder", None)
-_C_ENCODE = (
-    _C_MAKE_ENCODER(
-        None, _ENCODER.default, json_encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-    if _C_MAKE_ENCODER is not None
-    else None
-)
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+from alm_spark.algorithm.windows import BuildResult, window_summary
+from alm_spark.config import BuilderConfig, OverlapConfig, PipelineConfig
+from alm_spark.names import LOSS_COUNTERS, LOST_WINDOW_MODES
 
 # Overlap keys in the order the reference adds them; defaults for entries without windows.
 _OVERLAP_DEFAULTS = (
@@ -69,76 +45,62 @@ _OVERLAP_DEFAULTS = (
     ("swift_filepath", b"null"),
 )
 
-
-def escape_lone_surrogates(text: str) -> str:
-    r"""Escape lone surrogates in JSON text so it encodes as UTF-8 with the same value.
-
-    ``"\\ud800"`` in an input line decodes to a lone surrogate, which UTF-8 cannot hold.
-    """
-    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+#: The line's file and 1-based line number, for records keyed by line.
+Key = tuple[str, int]
 
 
-def dumps(value: Any) -> bytes:
-    """A JSON value as compact UTF-8 bytes.
-
-    Raises:
-        ValueError: When the value holds an infinite or NaN float.
-    """
-    text = "".join(_C_ENCODE(value, 0)) if _C_ENCODE is not None else _ENCODER.encode(value)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return escape_lone_surrogates(text).encode("utf-8")
-
-
-@dataclass
-class EntryFigures:
-    """What the report needs from one entry, beyond the counters.
+@dataclass(frozen=True)
+class RowOptions:
+    """Which records a line yields besides its output line.
 
     Attributes:
-        sample_rate: ``audio_sample_rate`` as given (0 when missing).
-        window_durations: Duration of each window in ``filtered_windows``.
-        window_speakers: Distinct speakers in each of those windows.
-        dominant_share: The main speaker's share of each window's speech.
-        builder_coverage: Seconds of speech (segments) inside at least one builder window.
-        filtered_coverage: Seconds of speech inside at least one filtered window.
+        lost_windows: ``inline`` keeps ``stats.lost_win_full_data`` (the reference's
+            format); ``separate`` moves it to a record keyed by source and line; ``drop``
+            leaves it out (``output.lost_window_details``).
+        windows_table: Also render one ``_windows/`` row per filtered window.
+        audio_path_field: Also carry this manifest field in window rows, as
+            ``audio_path`` (the audio step's input; ``audio.path_field``).
     """
 
-    sample_rate: float = 0.0
-    window_durations: list[float] = field(default_factory=list)
-    window_speakers: list[int] = field(default_factory=list)
-    dominant_share: list[float] = field(default_factory=list)
-    builder_coverage: float = 0.0
-    filtered_coverage: float = 0.0
+    lost_windows: str = "inline"
+    windows_table: bool = False
+    audio_path_field: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.lost_windows not in LOST_WINDOW_MODES:
+            raise ValueError(f"lost_windows must be one of {LOST_WINDOW_MODES}")
+
+    @classmethod
+    def for_run(cls, config: PipelineConfig) -> RowOptions:
+        """What a run emits: audio runs need window rows (the audio step reads them)."""
+        audio = config.audio.enabled
+        return cls(
+            lost_windows=config.output.lost_window_details,
+            windows_table=config.output.windows_table or audio,
+            audio_path_field=config.audio.path_field if audio else None,
+        )
+
+    @property
+    def keyed(self) -> bool:
+        """Whether records are keyed by line number (so lines must be numbered)."""
+        return self.lost_windows == "separate" or self.windows_table
 
 
-def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The union of intervals ``[start, end]`` as sorted, disjoint intervals."""
-    if len(starts) == 0:
-        return np.zeros(0), np.zeros(0)
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], np.maximum(ends[order], starts[order])
-    reach = np.maximum.accumulate(e)
-    firsts = np.flatnonzero(np.concatenate(([True], s[1:] > reach[:-1])))
-    return s[firsts], np.maximum.reduceat(e, firsts)
+@dataclass(frozen=True)
+class LineSettings:
+    """Everything a task needs to turn lines into output.
 
+    The algorithm's settings, and which records to emit besides output lines.
+    """
 
-def covered_seconds(
-    seg_starts: np.ndarray, seg_ends: np.ndarray, win_starts: np.ndarray, win_ends: np.ndarray
-) -> float:
-    """Seconds of the segments (speech) that fall inside at least one window."""
-    u_start, u_end = merge_intervals(win_starts, win_ends)
-    if len(u_start) == 0 or len(seg_starts) == 0:
-        return 0.0
-    before = np.concatenate(([0.0], np.cumsum(u_end - u_start)))
+    builder: BuilderConfig
+    overlap: OverlapConfig
+    options: RowOptions = field(default_factory=RowOptions)
 
-    def covered_up_to(x: np.ndarray) -> np.ndarray:
-        k = np.searchsorted(u_start, x, side="right") - 1
-        inside = np.clip(x - u_start[np.maximum(k, 0)], 0, (u_end - u_start)[np.maximum(k, 0)])
-        return np.where(k >= 0, before[np.maximum(k, 0)] + inside, 0.0)
-
-    ends = np.maximum(seg_ends, seg_starts)
-    return float(np.sum(covered_up_to(ends) - covered_up_to(seg_starts)))
+    @classmethod
+    def for_run(cls, config: PipelineConfig) -> LineSettings:
+        """The settings of a run (:meth:`RowOptions.for_run`)."""
+        return cls(config.builder, config.overlap, RowOptions.for_run(config))
 
 
 @dataclass
@@ -168,211 +130,80 @@ class LineOutcome:
     window_rows: list[bytes] = field(default_factory=list)
 
 
-def _finite(value: Any) -> float | None:
-    """A JSON number as a finite double, else None (text, booleans, 1e999)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if number - number == 0 else None
+class LineRenderer:
+    """Renders processed lines with one set of output settings."""
 
-
-def _list(items: list[bytes]) -> bytes:
-    return b"[" + b",".join(items) + b"]"
-
-
-def _rows(matrix: list[list[float]]) -> list[bytes]:
-    """Each row of a float matrix as JSON, with one encoder call for the whole matrix."""
-    if not matrix:
-        return []
-    return [b"[" + row + b"]" for row in dumps(matrix)[2:-2].split(b"],[")]
-
-
-_KEYS: dict[str, bytes] = {}
-
-
-def _key(name: str) -> bytes:
-    """An object key as JSON; keys repeat on every line, so they are encoded once."""
-    encoded = _KEYS.get(name)
-    if encoded is None:
-        encoded = dumps(name)
-        if len(_KEYS) < 4096:
-            _KEYS[name] = encoded
-    return encoded
-
-
-def rejection_reason(err: Exception) -> tuple[str, bool]:
-    """Why a line is rejected, and whether the cause is a bug here rather than the line.
-
-    Args:
-        err: What processing the line raised.
-    """
-    if isinstance(err, RejectedLine):
-        return str(err), False
-    if isinstance(err, OverflowError) or (
-        isinstance(err, ValueError) and "JSON compliant" in str(err)
-    ):
-        return "a number is out of double range", False
-    return f"internal error (please report): {type(err).__name__}: {err}", True
-
-
-class EntryRenderer:
-    """Processes manifest lines with one builder and overlap configuration.
-
-    Cheap to build; build one per task and call :meth:`process` per line.
-    """
-
-    def __init__(
-        self,
-        builder: BuilderConfig,
-        overlap: OverlapConfig,
-        lost_windows: str = "inline",
-        *,
-        windows_table: bool = False,
-        audio_path_field: str | None = None,
-    ) -> None:
-        """Capture the settings.
-
-        Args:
-            builder: Builder parameters (spec §1).
-            overlap: Overlap-filter parameters (spec §2).
-            lost_windows: ``inline`` keeps ``stats.lost_win_full_data`` (the reference's
-                format); ``separate`` moves it to a record keyed by source and line;
-                ``drop`` leaves it out.
-            windows_table: Also render one ``_windows/`` row per filtered window
-                (:attr:`LineOutcome.window_rows`); needs the line's key.
-            audio_path_field: Also carry this manifest field in window rows, as
-                ``audio_path`` (the audio step's input; ``audio.path_field``).
-        """
-        if lost_windows not in LOST_WINDOW_MODES:
-            raise ValueError(f"lost_windows must be one of {LOST_WINDOW_MODES}")
-        self.lost_windows = lost_windows
-        self.windows_table = windows_table
-        self.audio_path_field = audio_path_field
-        self.params = WindowParams.from_builder(builder)
-        self.min_sample_rate = builder.min_sample_rate
+    def __init__(self, builder: BuilderConfig, options: RowOptions) -> None:
+        """Capture what rendering needs: the fields to drop and the records to emit."""
+        self.options = options
+        self.drop_fields = frozenset(builder.drop_fields)
         self.drop_top_level = frozenset(builder.drop_fields_top_level)
-        self.threshold = overlap.threshold
-        self.target_duration = overlap.target_duration
 
-    def render(
-        self,
-        text: str,
-        key: tuple[str, int] | None = None,
-        results: ResultsProvider | None = None,
-    ) -> LineOutcome:
-        """Render one non-blank line.
+    def render(self, line: ProcessedLine, key: Key | None = None) -> LineOutcome:
+        """The output line and the records of a processed line.
 
         Args:
-            text: The line.
-            key: The line's file and 1-based line number; required when lost windows
-                go to a separate record, or windows to the windows table.
-            results: The entry's builder and overlap results; computed here when None.
+            line: The processed line.
+            key: The line's file and number; required for keyed records
+                (:attr:`RowOptions.keyed`).
 
-        Returns:
-            The output line and the entry's figures, or the rejection reason.
+        Raises:
+            ValueError: When a value cannot be written as JSON (an infinite number).
         """
-        try:
-            # Absurd numbers end in a rejection, not a warning; values nested as deep as
-            # decoding allows must encode again, however deep the caller's stack is.
-            with np.errstate(all="ignore"), nesting_room():
-                return self._render(text, key, results)
-        except Exception as err:
-            error, internal = rejection_reason(err)
-            return LineOutcome(error=error, internal=internal)
-
-    def _render(
-        self, text: str, key: tuple[str, int] | None, results: ResultsProvider | None
-    ) -> LineOutcome:
-        data = decode_line(text)
-        table = parse_entry(data).table
-        total_dur = sequential_sum(table.end - table.start)
-        counts = dict.fromkeys(METRIC_COUNTS, 0)
-        durations = dict.fromkeys(METRIC_DURATIONS, 0.0)
-        counts["total_segments"] = table.size
-        durations["total_dur"] = total_dur
-
+        data, build = line.data, line.build
         fields: dict[str, bytes | None]
-        rate = data.get("audio_sample_rate", 0)
-        figures = EntryFigures(sample_rate=rate)
-        if rate < self.min_sample_rate:
-            counts["below_sample_rate"] = 1
-            counts["lost_sr"] = table.size
-            durations["dur_lost_sr"] = total_dur
-            stats, lost = self._stats(data, table.size, total_dur, counts, durations, b"[]", key)
+        if build is None:  # below the sample rate
+            stats, lost = self._stats(line, b"[]", key)
             fields = {
                 "audio_filepath": dumps(data.get("audio_filepath")),
                 "windows": b"[]",
                 "stats": stats,
                 "truncation_events": b"0",
             }
-            self._add_overlap_defaults(fields)
-            line = self._object(data, fields)
-            return LineOutcome(line, None, counts, durations, False, lost, figures)
-
-        if results is None:
-            build = compute_windows(table, self.params)
-            overlap = None
-            if build.window_count:
-                overlap = compute_overlaps(
-                    build.window_end, build.window_start, self.threshold, self.target_duration
-                )
         else:
-            build, overlap = results(table)
-        counts.update(build.counters)
-        durations.update(build.durations_lost)
-        counts["truncation_events"] = build.truncation_events
-        counts["windows"] = build.window_count
+            segments = [dumps(self._strip(seg)) for seg in line.table.segments]
+            # Window starts that cut a segment at the same word share one part.
+            parts = {id(p): dumps(self._strip(p)) for p in build.parts if p is not None}
+            parts.update({id(x.part): dumps(self._strip(x.part)) for x in build.losses if x.part})
+            windows = self._windows(build, segments, parts)
+            fields = dict.fromkeys((k for k in data if k not in self.drop_top_level), None)
+            fields["windows"] = json_list(windows)
+            stats, lost = self._stats(line, self._losses(build, segments, parts), key)
+            fields["stats"] = stats
+            fields["truncation_events"] = str(build.truncation_events).encode()
+            if line.has_windows:
+                self._add_overlap(fields, line, windows)
+        for name, value in _OVERLAP_DEFAULTS:
+            fields.setdefault(name, value)
+        window_rows = self.window_rows(line, key) if self.options.windows_table else []
+        output = self._object(data, fields)
+        return LineOutcome(
+            output, None, line.counts, line.durations, False, lost, line.figures, window_rows
+        )
 
-        segments = [dumps(self._strip(seg)) for seg in table.segments]
-        # Window starts that cut a segment at the same word share one part: encode it once.
-        parts = {id(p): dumps(self._strip(p)) for p in build.parts if p is not None}
-        parts.update({id(x.part): dumps(self._strip(x.part)) for x in build.losses if x.part})
-        windows = self._windows(build, segments, parts)
-        losses = self._losses(build, segments, parts)
-        fields = dict.fromkeys((k for k in data if k not in self.drop_top_level), None)
-        fields["windows"] = _list(windows)
-        stats, lost = self._stats(data, table.size, total_dur, counts, durations, losses, key)
-        fields["stats"] = stats
-        fields["truncation_events"] = str(build.truncation_events).encode()
-        window_rows: list[bytes] = []
-        if build.window_count == 0 or overlap is None:
-            self._add_overlap_defaults(fields)
-        else:
-            self._add_overlap(fields, data, build, overlap, windows, counts, durations)
-            self._add_figures(figures, table, build, overlap)
-            if self.windows_table:
-                window_rows = self._window_rows(data, table, build, overlap, key)
-        line = self._object(data, fields)
-        return LineOutcome(line, None, counts, durations, False, lost, figures, window_rows)
-
-    def _window_rows(
-        self,
-        data: dict[str, Any],
-        table: SegmentTable,
-        build: BuildResult,
-        overlap: OverlapResult,
-        key: tuple[str, int] | None,
-    ) -> list[bytes]:
-        """The ``_windows/`` rows: one per window of ``filtered_windows``.
+    def window_rows(self, line: ProcessedLine, key: Key | None) -> list[bytes]:
+        """The ``_windows/`` rows (:data:`alm_spark.rows.WINDOW`): one per filtered window.
 
         Segments are the window's output copies (stripped), so a dropped ``text`` or
         ``speaker`` is null here too.
         """
+        if not line.has_windows:
+            return []
         if key is None:
             raise ValueError("the windows table needs the line's source and number")
-        head: dict[str, Any] = {"source": key[0], "line": key[1]}
-        path = data.get("audio_filepath")
-        head["audio_filepath"] = path if isinstance(path, str) else None
-        swift = data.get("swift_audio_filepath")
-        head["swift_audio_filepath"] = swift if isinstance(swift, str) else None
-        head["audio_sample_rate"] = _finite(data.get("audio_sample_rate"))
-        if self.audio_path_field is not None:
-            audio_path = data.get(self.audio_path_field)
-            head["audio_path"] = audio_path if isinstance(audio_path, str) else None
-        rows = []
+        data, table, (build, overlap) = line.data, line.table, line.filtered()
+        head: dict[str, Any] = {
+            "source": key[0],
+            "line": key[1],
+            "audio_filepath": _text_or_none(data.get("audio_filepath")),
+            "swift_audio_filepath": _text_or_none(data.get("swift_audio_filepath")),
+            "audio_sample_rate": finite_number(data.get("audio_sample_rate")),
+        }
+        kind = rows.WINDOW
+        if self.options.audio_path_field is not None:
+            kind = rows.AUDIO_WINDOW
+            head["audio_path"] = _text_or_none(data.get(self.options.audio_path_field))
+        out = []
         for position, w in enumerate(overlap.filtered_windows.tolist()):
             first, stop, part = int(build.first[w]), int(build.stop[w]), build.parts[w]
             members = [self._strip(s) for s in table.segments[first:stop]]
@@ -382,83 +213,53 @@ class EntryRenderer:
                 {
                     "start": seg["start"],
                     "end": seg["end"],
-                    "speaker": seg.get("speaker") if isinstance(seg.get("speaker"), str) else None,
-                    "text": seg.get("text") if isinstance(seg.get("text"), str) else None,
+                    "speaker": _text_or_none(seg.get("speaker")),
+                    "text": _text_or_none(seg.get("text")),
                 }
                 for seg in members
             ]
-            row = {
-                **head,
-                "position": position,
-                **window_summary(table, build, w),
-                "segments": segments,
-                "text": " ".join(s["text"] for s in segments if s["text"]),
-            }
-            rows.append(dumps(row))
-        return rows
-
-    @staticmethod
-    def _add_figures(
-        figures: EntryFigures, table: SegmentTable, build: BuildResult, overlap: OverlapResult
-    ) -> None:
-        chosen = overlap.filtered_windows
-        ends, starts = build.window_end, build.window_start
-        figures.window_durations = (ends[chosen] - starts[chosen]).tolist()
-        figures.window_speakers = build.speakers[chosen].tolist()
-        speech = build.speech[chosen]
-        top = build.speaker_durations[chosen, 0]
-        share = np.divide(top, speech, out=np.zeros_like(top), where=speech > 0)
-        figures.dominant_share = share.tolist()
-        figures.builder_coverage = covered_seconds(table.start, table.end, starts, ends)
-        figures.filtered_coverage = covered_seconds(
-            table.start, table.end, starts[chosen], ends[chosen]
-        )
+            summary = window_summary(table, build, w)
+            text = " ".join(s["text"] for s in segments if s["text"])
+            values = {**head, "position": position, **summary, "segments": segments, "text": text}
+            out.append(dumps(kind.record(values)))
+        return out
 
     def _strip(self, segment: dict[str, Any]) -> dict[str, Any]:
-        drop = self.params.drop_fields
-        if drop.isdisjoint(segment):
+        if self.drop_fields.isdisjoint(segment):
             return segment
-        return {k: v for k, v in segment.items() if k not in drop}
+        return {k: v for k, v in segment.items() if k not in self.drop_fields}
 
     @staticmethod
     def _members(
-        segments: list[bytes],
-        parts: dict[int, bytes],
-        first: int,
-        stop: int,
-        part: dict[str, Any] | None,
+        segments: list[bytes], parts: dict[int, bytes], span: tuple[int, int, Any]
     ) -> bytes:
+        first, stop, part = span
         items = segments[first:stop]
         if part is not None:
             items.append(parts[id(part)])
-        return _list(items)
+        return json_list(items)
 
     def _windows(
         self, build: BuildResult, segments: list[bytes], parts: dict[int, bytes]
     ) -> list[bytes]:
-        durations = _rows(build.speaker_durations.tolist())
+        durations = json_rows(build.speaker_durations.tolist())
+        spans = zip(build.first.tolist(), build.stop.tolist(), build.parts, strict=True)
         return [
             b'{"segments":'
-            + self._members(segments, parts, first, stop, part)
+            + self._members(segments, parts, span)
             + b',"speaker_durations":'
             + spk
             + b"}"
-            for first, stop, part, spk in zip(
-                build.first.tolist(),
-                build.stop.tolist(),
-                build.parts,
-                durations,
-                strict=True,
-            )
+            for span, spk in zip(spans, durations, strict=True)
         ]
 
     def _losses(self, build: BuildResult, segments: list[bytes], parts: dict[int, bytes]) -> bytes:
-        return _list(
+        return json_list(
             [
                 b'{"index":'
                 + str(loss.index).encode()
                 + b',"window_segs":'
-                + self._members(segments, parts, loss.index, loss.stop, loss.part)
+                + self._members(segments, parts, (loss.index, loss.stop, loss.part))
                 + b',"next_seg":'
                 + segments[loss.next_index]
                 + b',"prev_seg":'
@@ -469,29 +270,24 @@ class EntryRenderer:
         )
 
     def _stats(
-        self,
-        data: dict[str, Any],
-        total_segments: int,
-        total_dur: float,
-        counts: dict[str, int],
-        durations: dict[str, float],
-        losses: bytes,
-        key: tuple[str, int] | None,
+        self, line: ProcessedLine, losses: bytes, key: Key | None
     ) -> tuple[bytes, bytes | None]:
         """The ``stats`` object, and the separate lost-windows record when there is one."""
+        data, counts, durations = line.data, line.counts, line.durations
         stats: dict[str, Any] = {
-            "total_segments": total_segments,
-            "total_dur": total_dur,
+            "total_segments": line.table.size,
+            "total_dur": durations["total_dur"],
             "swift_path": data.get("swift_audio_filepath", ""),
             "audio_sample_rate": data.get("audio_sample_rate", 0),
         }
         for name in LOSS_COUNTERS:
             stats[name] = counts[name]
             stats[f"dur_{name}"] = durations[f"dur_{name}"]
-        if self.lost_windows == "inline":
+        mode = self.options.lost_windows
+        if mode == "inline":
             # Spliced in as bytes: it is built from cached segment JSON.
             return dumps(stats)[:-1] + b',"lost_win_full_data":' + losses + b"}", None
-        if self.lost_windows == "drop":
+        if mode == "drop":
             return dumps(stats), None
         if key is None:
             raise ValueError("separate lost windows need the line's source and number")
@@ -501,39 +297,23 @@ class EntryRenderer:
         return dumps(stats), record[:-1] + b',"lost_win_full_data":' + losses + b"}"
 
     @staticmethod
-    def _add_overlap_defaults(fields: dict[str, bytes | None]) -> None:
-        for key, value in _OVERLAP_DEFAULTS:
-            if key not in fields:
-                fields[key] = value
-
     def _add_overlap(
-        self,
-        fields: dict[str, bytes | None],
-        data: dict[str, Any],
-        build: BuildResult,
-        overlap: OverlapResult,
-        windows: list[bytes],
-        counts: dict[str, int],
-        durations: dict[str, float],
+        fields: dict[str, bytes | None], line: ProcessedLine, windows: list[bytes]
     ) -> None:
+        build, overlap = line.filtered()
         ends, starts = build.window_end, build.window_start
         window_durs = ends - starts
-        kept_durs = window_durs[overlap.kept]
-        total_dur_window = sequential_sum(window_durs)
-        filtered_dur = sequential_sum(kept_durs)
-        fields["total_dur_window"] = dumps(total_dur_window)
+        pairs = np.column_stack((ends, starts))
+        fields["total_dur_window"] = dumps(line.durations["total_dur_window"])
         fields["total_dur_list_window"] = dumps(window_durs.tolist())
-        fields["total_dur_list_window_timestamps"] = dumps(np.column_stack((ends, starts)).tolist())
-        fields["filtered"] = dumps(np.column_stack((ends, starts))[overlap.kept].tolist())
-        fields["filtered_windows"] = _list([windows[k] for k in overlap.filtered_windows.tolist()])
-        fields["filtered_dur"] = dumps(filtered_dur)
-        fields["filtered_dur_list"] = dumps(kept_durs.tolist())
+        fields["total_dur_list_window_timestamps"] = dumps(pairs.tolist())
+        fields["filtered"] = dumps(pairs[overlap.kept].tolist())
+        chosen = overlap.filtered_windows.tolist()
+        fields["filtered_windows"] = json_list([windows[k] for k in chosen])
+        fields["filtered_dur"] = dumps(line.durations["filtered_dur"])
+        fields["filtered_dur_list"] = dumps(window_durs[overlap.kept].tolist())
         fields["manifest_filepath"] = b"null"
-        fields["swift_filepath"] = dumps(data.get("swift_audio_filepath", ""))
-        counts["filtered_windows"] = len(overlap.filtered_windows)
-        counts["filtered_pairs"] = len(overlap.kept)
-        durations["total_dur_window"] = total_dur_window
-        durations["filtered_dur"] = filtered_dur
+        fields["swift_filepath"] = dumps(line.data.get("swift_audio_filepath", ""))
 
     @staticmethod
     def _object(data: dict[str, Any], fields: dict[str, bytes | None]) -> bytes:
@@ -545,3 +325,49 @@ class EntryRenderer:
             )
             + b"}"
         )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class EntryRenderer:
+    """A line's whole job: process it, render it, or say why it is rejected.
+
+    Cheap to build; build one per task and call :meth:`render` per line.
+    """
+
+    def __init__(
+        self, builder: BuilderConfig, overlap: OverlapConfig, options: RowOptions | None = None
+    ) -> None:
+        """Capture the settings.
+
+        Args:
+            builder: Builder parameters (spec §1).
+            overlap: Overlap-filter parameters (spec §2).
+            options: Which records to emit besides the output line (default: none).
+        """
+        self.processor = LineProcessor(builder, overlap)
+        self.renderer = LineRenderer(builder, options or RowOptions())
+
+    def render(
+        self, text: str, key: Key | None = None, results: ResultsProvider | None = None
+    ) -> LineOutcome:
+        """Process and render one non-blank line.
+
+        Args:
+            text: The line.
+            key: The line's file and 1-based line number; required for keyed records.
+            results: Supplies the entry's builder and overlap results; computed when None.
+
+        Returns:
+            The output line and the entry's figures, or the rejection reason.
+        """
+        try:
+            # Absurd numbers end in a rejection, not a warning; values nested as deep as
+            # decoding allows must encode again, however deep the caller's stack is.
+            with np.errstate(all="ignore"), nesting_room():
+                return self.renderer.render(self.processor.process(text, results), key)
+        except Exception as err:
+            error, internal = rejection_reason(err)
+            return LineOutcome(error=error, internal=internal)

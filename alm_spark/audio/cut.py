@@ -30,31 +30,7 @@ import numpy as np
 from alm_spark.audio.shards import ShardPlan
 from alm_spark.config import AudioConfig
 from alm_spark.errors import ConfigError
-
-#: Why a window's clip could not be cut (``_rejected_audio/`` ``reason``), in the
-#: order ``_metrics.json`` and the report list them.
-AUDIO_REASONS = (
-    "no_path",  # the path field is missing or not text
-    "missing",  # no file at the path
-    "unreadable",  # libsndfile cannot open it (not audio, unknown format)
-    "corrupt",  # decoding failed part way
-    "before_start",  # the window starts before 0
-    "past_end",  # the window ends after the file's last frame
-    "empty",  # the window is shorter than one frame at the file's rate
-    "equal_shards",  # cut, then left out so that every shard holds as many clips
-)
-
-#: Counted figures of the audio step (per task, then summed over the run).
-AUDIO_COUNTS = (
-    "clips_written",
-    "bytes_written",
-    "entries",
-    "files_read",
-    "files_rate_mismatch",
-    *(f"clips_lost_{reason}" for reason in AUDIO_REASONS),
-)
-#: Seconds of audio written (at the clips' rate) and lost, by reason.
-AUDIO_SECONDS = ("seconds_written", *(f"seconds_lost_{reason}" for reason in AUDIO_REASONS))
+from alm_spark.names import AUDIO_REASONS
 
 #: Frames read from the decoder at a time.
 READ_BLOCK = 1 << 16

@@ -24,7 +24,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from alm_spark.config import BuilderConfig, OverlapConfig
+from alm_spark.algorithm.render import LineSettings
+from alm_spark.engines.base import StagedBlocks, Steps
 from alm_spark.engines.frames import (
     ENTRY_KEY,
     build_entries,
@@ -47,14 +48,7 @@ from alm_spark.storage.schemas import RESULT_SCHEMA
 
 
 def render_joined_batches(
-    batches: Iterator[pa.RecordBatch],
-    builder: BuilderConfig,
-    overlap: OverlapConfig,
-    *,
-    lost_windows: str = "inline",
-    windows_table: bool = False,
-    audio_path_field: str | None = None,
-    progress: Counter | None = None,
+    batches: Iterator[pa.RecordBatch], settings: LineSettings, *, progress: Counter | None = None
 ) -> Iterator[pa.RecordBatch]:
     """Render each numbered line from its entry's DataFrame rows (``mapInArrow``).
 
@@ -62,25 +56,15 @@ def render_joined_batches(
         batches: ``source, line, value, stats, windows, kept``: a line, its entry's
             statistics row and its lists of builder and kept windows (null for a
             line that was rejected, which is rejected here again with its reason).
-        builder: Builder settings.
-        overlap: Overlap-filter settings.
-        lost_windows: ``output.lost_window_details``.
-        windows_table: Also emit one ``window`` record per filtered window.
-        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
-            (``audio.path_field``, for the audio step).
+        settings: The builder, the overlap filter and the records to emit.
         progress: Counts rendered lines, once per batch.
 
     Yields:
         Batches of :data:`~alm_spark.storage.schemas.RESULT_ARROW_SCHEMA`, as the fused
         engine's (without split counts: the lines are numbered already).
     """
-    task = LineTask(
-        builder,
-        overlap,
-        lost_windows,
-        windows_table=windows_table,
-        audio_path_field=audio_path_field,
-    )
+    task = LineTask(settings)
+    builder = settings.builder
     seen = False
     for batch in batches:
         columns = zip(
@@ -122,6 +106,17 @@ class DataFrameRun:
     total_lines: int
     cached: list[DataFrame]
 
+    def finish(self, observed: dict[str, Any], staged_blocks: StagedBlocks) -> dict[str, Any]:
+        """The totals: blank lines never reach this engine's rows, so count them here."""
+        del staged_blocks  # lines are numbered before processing: nothing to check
+        written = observed["entries_written"] + observed["lines_rejected"]
+        return {**observed, "blank_lines": self.total_lines - written}
+
+    def numbered_rejected(self, rejected_df: DataFrame, staged_blocks: StagedBlocks) -> DataFrame:
+        """Rejected rows carry their line number already."""
+        del staged_blocks
+        return rejected_df.select("source", "line", "error", "raw")
+
     def release(self) -> None:
         """Unpersist what the run cached."""
         for frame in self.cached:
@@ -129,31 +124,19 @@ class DataFrameRun:
 
 
 def dataframe_results(
-    lines_df: DataFrame,
-    builder: BuilderConfig,
-    overlap: OverlapConfig,
-    *,
-    lost_windows: str = "inline",
-    windows_table: bool = False,
-    audio_path_field: str | None = None,
-    progress: Counter | None = None,
+    lines_df: DataFrame, settings: LineSettings, *, progress: Counter | None = None
 ) -> DataFrameRun:
     """Chain the DataFrame API into the job's result rows.
 
     Args:
         lines_df: Physical lines (:data:`~alm_spark.storage.schemas.MANIFEST_LINES_SCHEMA`).
-        builder: Builder settings.
-        overlap: Overlap-filter settings.
-        lost_windows: ``output.lost_window_details``.
-        windows_table: Also emit windows-table records.
-        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
-            (``audio.path_field``, for the audio step).
+        settings: The builder, the overlap filter and the records to emit.
         progress: An accumulator counting rendered lines.
     """
     splits = split_line_counts(lines_df)
     numbered_df = number_lines(lines_df, splits)
     entries_df, _ = parse_manifests(numbered_df)
-    built_df = build_entries(explode_segments(entries_df), builder).persist(
+    built_df = build_entries(explode_segments(entries_df), settings.builder).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     key = list(ENTRY_KEY)
@@ -161,7 +144,7 @@ def dataframe_results(
     stats_df = built_df.where(F.col("kind") == ROW_STATS).select(
         *key, F.struct(*STATS_COLUMNS).alias("stats")
     )
-    kept_df = filter_overlaps(windows_df, overlap)
+    kept_df = filter_overlaps(windows_df, settings.overlap)
     windows_per_entry = windows_df.groupBy(*key).agg(
         F.collect_list(F.struct(*WINDOW_COLUMNS)).alias("windows")
     )
@@ -172,14 +155,17 @@ def dataframe_results(
     joined_df = numbered_df.join(compact_df, key, "left").select(
         *key, "value", "stats", "windows", "kept"
     )
-    render = partial(
-        render_joined_batches,
-        builder=builder,
-        overlap=overlap,
-        lost_windows=lost_windows,
-        windows_table=windows_table,
-        audio_path_field=audio_path_field,
-        progress=progress,
-    )
+    render = partial(render_joined_batches, settings=settings, progress=progress)
     total = sum(lines for _, lines in splits.values())
     return DataFrameRun(joined_df.mapInArrow(render, RESULT_SCHEMA), total, [built_df])
+
+
+class DataFrameEngine:
+    """The job as chained DataFrame steps, with grouped maps per entry."""
+
+    name = "dataframe"
+
+    def start(self, lines_df: DataFrame, settings: LineSettings, steps: Steps) -> DataFrameRun:
+        """The result rows; numbering the lines first needs every split's line count."""
+        with steps.timed("count_lines"):
+            return dataframe_results(lines_df, settings, progress=steps.counter)

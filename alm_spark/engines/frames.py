@@ -44,7 +44,7 @@ from pyspark.sql.types import (
 )
 
 from alm_spark.algorithm.entry import decode_line, parse_entry
-from alm_spark.algorithm.render import rejection_reason
+from alm_spark.algorithm.process import rejection_reason
 from alm_spark.config import BuilderConfig, OverlapConfig
 from alm_spark.engines.grouped import (
     BUILT_COLUMNS,

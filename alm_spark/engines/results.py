@@ -2,7 +2,7 @@
 
 Each engine ends in a ``mapInArrow`` whose task renders lines with
 :class:`~alm_spark.algorithm.render.EntryRenderer` and emits rows of
-:data:`~alm_spark.storage.schemas.RESULT_ARROW_SCHEMA` through a :class:`LineTask`:
+:data:`~alm_spark.rows.RESULT` through a :class:`LineTask`:
 output lines with their figures, rejected-line records, separate lost-window
 records, windows-table records and, when the task ends, its summed report figures.
 Plain functions over pyarrow, testable without Spark.
@@ -16,12 +16,17 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from alm_spark.algorithm.render import EntryRenderer, ResultsProvider, dumps
-from alm_spark.config import BuilderConfig, OverlapConfig
-from alm_spark.names import KIND_ENTRY, KIND_LOST, KIND_REJECTED, KIND_REPORT, KIND_WINDOW
+from alm_spark.algorithm.encode import dumps
+from alm_spark.algorithm.process import ResultsProvider
+from alm_spark.algorithm.render import EntryRenderer, LineSettings
 from alm_spark.report.figures import FigureAccumulator, figure_record
-from alm_spark.storage.schemas import (
-    RESULT_ARROW_SCHEMA,
+from alm_spark.rows import (
+    KIND_ENTRY,
+    KIND_LOST,
+    KIND_REJECTED,
+    KIND_REPORT,
+    KIND_WINDOW,
+    RESULT,
     RESULT_COUNT_COLUMNS,
     RESULT_DURATION_COLUMNS,
 )
@@ -31,6 +36,7 @@ from alm_spark.storage.schemas import (
 OUTPUT_BATCH_BYTES = 64 * 1024 * 1024
 #: Arrow string arrays use 32-bit offsets: one batch holds less than 2 GiB.
 MAX_BATCH_BYTES = 2**31 - 1
+_RESULT_ARROW = RESULT.arrow_schema()
 
 
 class Counter(Protocol):
@@ -118,7 +124,7 @@ class _BatchBuilder:
         arrays += [
             pa.array(self.durations[name], type=pa.float64()) for name in RESULT_DURATION_COLUMNS
         ]
-        return pa.RecordBatch.from_arrays(arrays, schema=RESULT_ARROW_SCHEMA)
+        return pa.RecordBatch.from_arrays(arrays, schema=_RESULT_ARROW)
 
 
 class LineTask:
@@ -130,24 +136,10 @@ class LineTask:
     ``source`` is the file's path as written in records (not URL-encoded).
     """
 
-    def __init__(
-        self,
-        builder: BuilderConfig,
-        overlap: OverlapConfig,
-        lost_windows: str = "inline",
-        *,
-        windows_table: bool = False,
-        audio_path_field: str | None = None,
-    ) -> None:
+    def __init__(self, settings: LineSettings) -> None:
         """Set up the renderer and the figures for the task's settings."""
-        self.renderer = EntryRenderer(
-            builder,
-            overlap,
-            lost_windows,
-            windows_table=windows_table,
-            audio_path_field=audio_path_field,
-        )
-        self.figures = FigureAccumulator(builder)
+        self.renderer = EntryRenderer(settings.builder, settings.overlap, settings.options)
+        self.figures = FigureAccumulator(settings.builder)
         self.out = _BatchBuilder()
         self.lines = 0
 

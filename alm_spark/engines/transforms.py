@@ -2,72 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-
-import pyarrow as pa
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from alm_spark.config import BuilderConfig, OverlapConfig
-from alm_spark.engines.fused import map_line_batches
-from alm_spark.engines.results import Counter
-from alm_spark.names import KIND_ENTRY, KIND_REJECTED
-from alm_spark.storage.schemas import (
-    MANIFEST_LINES_SCHEMA,
-    RESULT_COUNT_COLUMNS,
-    RESULT_DURATION_COLUMNS,
-    RESULT_SCHEMA,
-)
-
-
-def map_lines_to_results(
-    lines_df: DataFrame,
-    builder: BuilderConfig,
-    overlap: OverlapConfig,
-    *,
-    lost_windows: str = "inline",
-    windows_table: bool = False,
-    audio_path_field: str | None = None,
-    line_offsets: Mapping[tuple[str, int], int] | None = None,
-    progress: Counter | None = None,
-) -> DataFrame:
-    """Build windows and filter overlaps for every line, where the line was read.
-
-    Each manifest line is a complete, independent entry, so the builder and the
-    overlap filter run per entry inside the partition that read it
-    (``mapInArrow``): nothing is shuffled.
-
-    Args:
-        lines_df: Lines with :data:`~alm_spark.storage.schemas.MANIFEST_LINES_SCHEMA`.
-        builder: Builder settings.
-        overlap: Overlap-filter settings.
-        lost_windows: ``output.lost_window_details``.
-        windows_table: Also emit windows-table records (``output.windows_table``).
-        audio_path_field: With window rows, also carry this manifest field as ``audio_path``
-            (``audio.path_field``, for the audio step).
-        line_offsets: Lines before each split (:func:`with_split_offsets`), for
-            ``lost_windows="separate"`` and the windows table.
-        progress: An accumulator counting processed lines.
-
-    Returns:
-        Rows of :data:`~alm_spark.storage.schemas.RESULT_SCHEMA`: ``entry`` rows (output lines
-        and their figures), ``rejected`` rows, ``lost`` rows (separate lost windows),
-        per-split ``block`` rows and each task's ``report`` rows.
-    """
-
-    def process(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        return map_line_batches(
-            batches,
-            builder,
-            overlap,
-            lost_windows=lost_windows,
-            windows_table=windows_table,
-            audio_path_field=audio_path_field,
-            line_offsets=line_offsets,
-            progress=progress,
-        )
-
-    return lines_df.select(*MANIFEST_LINES_SCHEMA.names).mapInArrow(process, RESULT_SCHEMA)
+from alm_spark.rows import KIND_ENTRY, KIND_REJECTED, RESULT_COUNT_COLUMNS, RESULT_DURATION_COLUMNS
 
 
 def result_metrics() -> list[Column]:
@@ -117,19 +55,6 @@ def with_line_numbers(rejected_df: DataFrame, blocks_df: DataFrame) -> DataFrame
         "error",
         "raw",
     )
-
-
-def with_split_offsets(lines_df: DataFrame) -> DataFrame:
-    """Count the lines of each input split, and of the same file's earlier splits.
-
-    Args:
-        lines_df: Lines with :data:`~alm_spark.storage.schemas.MANIFEST_LINES_SCHEMA`.
-
-    Returns:
-        ``source, block_start, lines, offset``: one small row per split.
-    """
-    counts_df = lines_df.groupBy("source", "block_start").agg(F.count("*").alias("lines"))
-    return counts_df.transform(with_earlier_lines)
 
 
 def sum_figures(figures_df: DataFrame) -> DataFrame:

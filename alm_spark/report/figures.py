@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from alm_spark.algorithm.render import LineOutcome, escape_lone_surrogates
+from alm_spark.algorithm.encode import escape_lone_surrogates
+from alm_spark.algorithm.render import LineOutcome
 from alm_spark.config import BuilderConfig
 
 VALUES = 5

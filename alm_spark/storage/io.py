@@ -21,11 +21,10 @@ from functools import reduce
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from alm_spark.config import OutputConfig
 from alm_spark.errors import InputError, OutputError
-from alm_spark.names import KIND_WINDOW
+from alm_spark.rows import WINDOW, RowKind
 from alm_spark.run.session import scoped_conf
 from alm_spark.storage.fs import (
     FileInfo,
@@ -358,11 +357,10 @@ def write_staged_results(results_df: DataFrame, path: str, output: OutputConfig)
         raise
 
 
-def read_staged(
-    spark: SparkSession, path: str, kind: str, schema: StructType, output_format: str
-) -> DataFrame:
-    """Read one kind of staged record back, as typed columns."""
-    where = escape_glob(f"{path}/kind={kind}")
+def read_staged(spark: SparkSession, path: str, kind: RowKind, output_format: str) -> DataFrame:
+    """Read one kind of staged record back, as typed columns (``kind``'s fields)."""
+    where = escape_glob(f"{path}/kind={kind.kind}")
+    schema = kind.spark_schema()
     if output_format == "parquet":
         parsed = spark.read.parquet(where).select(F.from_json("entry", schema).alias("r"))
         return parsed.select("r.*")
@@ -387,7 +385,7 @@ def write_windows_table(
         path: The table's directory.
     """
     try:
-        table_df = read_staged(spark, staged_dir, KIND_WINDOW, WINDOWS_TABLE_SCHEMA, staged_format)
+        table_df = read_staged(spark, staged_dir, WINDOW, staged_format)
         table_df.schema  # noqa: B018 - resolves the path: raises when no window was staged
     except Exception as err:
         if "PATH_NOT_FOUND" not in str(err) and "does not exist" not in str(err):

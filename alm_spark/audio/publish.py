@@ -1,0 +1,87 @@
+"""The audio step's committed rows read back on the driver, and shards published.
+
+Each task attempt writes its shards under names carrying its attempt id and returns
+one ``shard`` row per file; those rows are written through Spark's commit protocol,
+so the rows that reach the staging directory are exactly the committed attempts'.
+:func:`publish_shards` keeps only their files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from alm_spark.audio.shards import (
+    published_name,
+)
+from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS, NEMO_MANIFESTS_DIR
+from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_CLIP, KIND_SHARD
+from alm_spark.storage.fs import FileSystem, join
+from alm_spark.storage.io import escape_glob
+from alm_spark.storage.schemas import (
+    AUDIO_FIGURES_SCHEMA,
+    CLIP_SCHEMA,
+    SHARD_SCHEMA,
+)
+
+
+def sum_audio_figures(spark: SparkSession, staged_dir: str) -> dict[str, Any]:
+    """The step's figures summed over the committed tasks (one row reaches the driver)."""
+    where = escape_glob(f"{staged_dir}/kind={KIND_AUDIO_FIGURES}")
+    figures_df = spark.read.schema(AUDIO_FIGURES_SCHEMA).json(where)
+    names = [*AUDIO_COUNTS, *AUDIO_SECONDS]
+    (row,) = figures_df.agg(*(F.coalesce(F.sum(n), F.lit(0)).alias(n) for n in names)).collect()
+    return row.asDict()
+
+
+def first_pass_shards(
+    spark: SparkSession, fs: FileSystem, staged_dir: str
+) -> list[tuple[str, int, int]]:
+    """The committed first-pass shards as ``(name, clips, bytes)`` (one row per shard)."""
+    rows = _shard_rows(spark, fs, staged_dir)
+    return [(row["name"], int(row["clips"]), int(row["bytes"])) for row in rows]
+
+
+def _shard_rows(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[dict[str, Any]]:
+    """The committed attempts' ``shard`` rows, by name (one small row per shard)."""
+    if not fs.exists(f"{staged_dir}/kind={KIND_SHARD}"):
+        return []
+    where = escape_glob(f"{staged_dir}/kind={KIND_SHARD}")
+    shards_df = spark.read.schema(SHARD_SCHEMA).json(where)
+    return [row.asDict() for row in shards_df.orderBy("name").collect()]
+
+
+def publish_shards(
+    spark: SparkSession, fs: FileSystem, staged_dir: str, attempts_dir: str, shards_dir: str
+) -> list[dict[str, Any]]:
+    """Move the committed attempts' shards (and manifests) into ``shards_dir``.
+
+    Every other file of ``attempts_dir`` is dropped with it: those of failed, killed
+    or speculative attempts.
+
+    Returns:
+        One ``{name, clips, bytes, seconds, manifest}`` per published shard, in
+        number order.
+    """
+    fs.mkdirs(shards_dir)
+    published: list[dict[str, Any]] = []
+    for shard in _shard_rows(spark, fs, staged_dir):
+        name = published_name(shard["name"])
+        fs.rename(join(attempts_dir, shard["name"]), join(shards_dir, name))
+        manifest = shard["manifest"]
+        if manifest is not None:
+            fs.mkdirs(join(shards_dir, NEMO_MANIFESTS_DIR))
+            target = join(shards_dir, NEMO_MANIFESTS_DIR, published_name(manifest))
+            fs.rename(join(attempts_dir, manifest), target)
+            manifest = f"{NEMO_MANIFESTS_DIR}/{published_name(manifest)}"
+        published.append({**shard, "name": name, "manifest": manifest})
+    if fs.exists(attempts_dir):
+        fs.delete(attempts_dir)
+    return sorted(published, key=lambda s: (len(s["name"]), s["name"]))  # audio_2 < audio_10
+
+
+def read_clip_rows(spark: SparkSession, staged_dir: str) -> DataFrame:
+    """The first pass's committed ``clip`` rows (:data:`~alm_spark.rows.CLIP`)."""
+    return spark.read.schema(CLIP_SCHEMA).json(escape_glob(f"{staged_dir}/kind={KIND_CLIP}"))
