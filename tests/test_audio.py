@@ -15,6 +15,7 @@ import soundfile as sf
 from alm_spark import names
 from alm_spark.audio import cut as audio
 from alm_spark.audio.cut import (
+    EntryRecording,
     WindowClip,
     audio_metrics,
     clip_frames,
@@ -79,7 +80,9 @@ def test_same_rate_lossless_cuts_are_sample_exact(tmp_path: Path) -> None:
     write_audio(tmp_path / "a.flac", 10.0, rate, 2, "flac")
     config = AudioConfig(enabled=True, sample_rate=rate, channels=2)
     spans = [(1.0, 3.5), (2.0, 2.0001), (0.123, 9.999)]
-    result = cut_entry(_windows(*spans), "a.flac", f"file:{tmp_path}/m.jsonl", 7, config, 44100)
+    result = cut_entry(
+        _windows(*spans), EntryRecording(f"file:{tmp_path}/m.jsonl", 7, "a.flac", 44100), config
+    )
     assert result.source_rate == rate
     assert result.rate_mismatch is False
     for clip, (start, end) in zip(result.clips, spans, strict=True):
@@ -94,7 +97,9 @@ def test_downmix_and_resampling_give_the_exact_frame_count(tmp_path: Path) -> No
     write_audio(tmp_path / "a.wav", 6.0, 48000, 2, "wav")
     config = AudioConfig(enabled=True)  # 16 kHz mono flac
     spans = [(0.0, 1.0), (0.33333, 5.12345), (1.00001, 1.00009)]
-    result = cut_entry(_windows(*spans), "a.wav", f"file:{tmp_path}/m.jsonl", 1, config, 16000)
+    result = cut_entry(
+        _windows(*spans), EntryRecording(f"file:{tmp_path}/m.jsonl", 1, "a.wav", 16000), config
+    )
     assert result.rate_mismatch is True  # the manifest said 16000; decoded at 48000
     lengths = [len(_read(c.audio or b"")[0]) for c in result.clips]
     assert lengths == [16000, round(5.12345 * 16000) - round(0.33333 * 16000), 1]
@@ -109,7 +114,9 @@ def test_downmix_and_resampling_give_the_exact_frame_count(tmp_path: Path) -> No
 def test_a_mono_source_is_doubled_for_stereo_clips(tmp_path: Path) -> None:
     write_audio(tmp_path / "m.flac", 2.0, 16000, 1, "flac")
     config = AudioConfig(enabled=True, channels=2)
-    (clip,) = cut_entry(_windows((0.5, 1.0)), "m.flac", f"file:{tmp_path}/x.jsonl", 1, config).clips
+    (clip,) = cut_entry(
+        _windows((0.5, 1.0)), EntryRecording(f"file:{tmp_path}/x.jsonl", 1, "m.flac"), config
+    ).clips
     samples, _ = _read(clip.audio or b"")
     assert samples.shape == (8000, 2)
     assert np.array_equal(samples[:, 0], samples[:, 1])
@@ -120,7 +127,9 @@ def test_lossy_sources_give_clips_of_the_right_length(tmp_path: Path, fmt: str) 
     write_audio(tmp_path / f"a.{fmt}", 4.0, 44100, 2, fmt)
     config = AudioConfig(enabled=True)
     spans = [(0.5, 1.75), (3.0, 4.0)]
-    clips = cut_entry(_windows(*spans), f"a.{fmt}", f"file:{tmp_path}/m.jsonl", 1, config).clips
+    clips = cut_entry(
+        _windows(*spans), EntryRecording(f"file:{tmp_path}/m.jsonl", 1, f"a.{fmt}"), config
+    ).clips
     assert [c.reason for c in clips] == [None, None]
     assert [len(_read(c.audio or b"")[0]) for c in clips] == [20000, 16000]
 
@@ -131,18 +140,20 @@ def test_bad_audio_is_a_reason_per_window(tmp_path: Path) -> None:
     config = AudioConfig(enabled=True)
     source = f"file:{tmp_path}/m.jsonl"
     spans = [(-0.5, 1.0), (1.0, 3.5), (2.0, 2.00001), (0.0, 1.0)]
-    clips = cut_entry(_windows(*spans), "a.flac", source, 1, config).clips
+    clips = cut_entry(_windows(*spans), EntryRecording(source, 1, "a.flac"), config).clips
     assert [c.reason for c in clips] == ["before_start", "past_end", "empty", None]
     assert clips[1].error == "the window ends at 3.5 s, past the file's end (3.000 s)"
-    missing = cut_entry(_windows((0, 1), (1, 2)), "gone.flac", source, 2, config).clips
+    missing = cut_entry(
+        _windows((0, 1), (1, 2)), EntryRecording(source, 2, "gone.flac"), config
+    ).clips
     assert [(c.reason, c.error) for c in missing] == [
         ("missing", f"no audio file at {tmp_path}/gone.flac")
     ] * 2
-    unreadable = cut_entry(_windows((0, 1)), "text.flac", source, 3, config).clips
+    unreadable = cut_entry(_windows((0, 1)), EntryRecording(source, 3, "text.flac"), config).clips
     assert unreadable[0].reason == "unreadable"
     assert unreadable[0].error is not None
     assert unreadable[0].error.startswith(f"{tmp_path}/text.flac: ")
-    (no_path,) = cut_entry(_windows((0, 1)), None, source, 4, config).clips
+    (no_path,) = cut_entry(_windows((0, 1)), EntryRecording(source, 4, None), config).clips
     assert (no_path.reason, no_path.error) == ("no_path", "audio_filepath is missing or not text")
 
 
@@ -152,7 +163,9 @@ def test_a_stream_that_breaks_part_way_rejects_the_windows_after_it(tmp_path: Pa
     (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])  # header still says 4 s
     config = AudioConfig(enabled=True)
     spans = [(0.0, 1.0), (1.5, 3.0), (3.0, 3.5)]
-    clips = cut_entry(_windows(*spans), "cut.wav", f"file:{tmp_path}/m.jsonl", 1, config).clips
+    clips = cut_entry(
+        _windows(*spans), EntryRecording(f"file:{tmp_path}/m.jsonl", 1, "cut.wav"), config
+    ).clips
     reasons = [c.reason for c in clips]
     # libsndfile reports the frames actually present for a short WAV, or the stream
     # ends early: either way the first window is cut and the later ones are reasons.
@@ -187,7 +200,10 @@ def test_a_recording_is_opened_once_and_read_forward_once(tmp_path: Path) -> Non
     config = AudioConfig(enabled=True)
     _CountingFile.read_bytes = 0
     result = cut_entry(
-        _windows(*spans), "a.wav", f"file:{tmp_path}/m.jsonl", 1, config, 16000, opener
+        _windows(*spans),
+        EntryRecording(f"file:{tmp_path}/m.jsonl", 1, "a.wav", 16000),
+        config,
+        opener,
     )
     assert [c.reason for c in result.clips] == [None] * 5
     assert opened == [f"{tmp_path}/a.wav"]
@@ -246,7 +262,9 @@ def test_clip_json_carries_the_window_with_clip_relative_times(tmp_path: Path) -
         },
     )
     source = f"file:{tmp_path}/m.jsonl"
-    (clip,) = cut_entry([window], "a.flac", source, 9, AudioConfig(enabled=True)).clips
+    (clip,) = cut_entry(
+        [window], EntryRecording(source, 9, "a.flac"), AudioConfig(enabled=True)
+    ).clips
     assert json.loads(clip.meta or b"") == {
         "key": clip_key(source, 9, 1),
         "audio_filepath": "a.flac",

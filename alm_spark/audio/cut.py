@@ -124,6 +124,24 @@ class WindowClip:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EntryRecording:
+    """The entry whose windows are cut, and its recording.
+
+    Attributes:
+        source: The manifest file the entry came from.
+        line: The entry's line number in it.
+        audio_path: The value of ``audio.path_field``; None when missing or not text.
+        manifest_rate: The entry's ``audio_sample_rate``, to count files whose own rate
+            differs (they are decoded at their own rate).
+    """
+
+    source: str
+    line: int
+    audio_path: str | None
+    manifest_rate: float | None = None
+
+
 @dataclass
 class Clip:
     """A cut clip, encoded, or the reason it could not be cut."""
@@ -239,17 +257,15 @@ def encode(samples: np.ndarray, rate: int, codec: str) -> bytes:
     return out.getvalue()
 
 
-def clip_meta(
-    window: WindowClip, key: str, audio_path: str, source: str, line: int, config: AudioConfig
-) -> bytes:
+def clip_meta(window: WindowClip, key: str, entry: EntryRecording, config: AudioConfig) -> bytes:
     """The clip's JSON: the window's facts, segment times relative to the clip."""
     meta = dict(window.meta)
     segments = meta.pop("segments", [])
     record = {
         "key": key,
-        "audio_filepath": audio_path,
-        "source": source,
-        "line": line,
+        "audio_filepath": entry.audio_path,
+        "source": entry.source,
+        "line": entry.line,
         "window": window.window,
         "position": window.position,
         "start": window.start,
@@ -273,35 +289,28 @@ def _reject(clip: Clip, reason: str, error: str) -> Clip:
 
 def cut_entry(
     windows: Sequence[WindowClip],
-    audio_path: str | None,
-    source: str,
-    line: int,
+    entry: EntryRecording,
     config: AudioConfig,
-    manifest_rate: float | None = None,
     opener: Opener | None = None,
 ) -> EntryAudio:
     """Cut every window of one entry out of its recording, reading it once.
 
     Args:
         windows: The entry's kept windows (``filtered_windows``, in order).
-        audio_path: The value of ``audio.path_field``; None when missing or not text.
-        source: The manifest file the entry came from.
-        line: The entry's line number in it.
+        entry: The entry and its recording.
         config: The ``audio`` settings.
-        manifest_rate: The entry's ``audio_sample_rate``, to count files whose own
-            rate differs (they are decoded at their own rate).
         opener: Opens a resolved path for binary reading (fsspec when None).
 
     Returns:
         One :class:`Clip` per window, in the given order: encoded, or with a reason.
     """
-    clips = [Clip(w, clip_key(source, line, w.position)) for w in windows]
+    clips = [Clip(w, clip_key(entry.source, entry.line, w.position)) for w in windows]
     if not clips:
         return EntryAudio(clips)
-    if audio_path is None:
+    if entry.audio_path is None:
         error = f"{config.path_field} is missing or not text"
         return EntryAudio([_reject(c, "no_path", error) for c in clips])
-    url = resolve_audio_path(audio_path, source, config.root)
+    url = resolve_audio_path(entry.audio_path, entry.source, config.root)
     import soundfile
 
     try:
@@ -319,21 +328,16 @@ def cut_entry(
             return EntryAudio([_reject(c, "unreadable", error) for c in clips])
         with sound:
             rate = int(sound.samplerate)
-            mismatch = manifest_rate is not None and float(manifest_rate) != rate
-            _cut_all(clips, sound, rate, url, audio_path, source, line, config)
+            mismatch = entry.manifest_rate is not None and float(entry.manifest_rate) != rate
+            _cut_all(clips, sound, url, entry, config)
     return EntryAudio(clips, source_rate=rate, rate_mismatch=mismatch)
 
 
 def _cut_all(
-    clips: list[Clip],
-    sound: Any,
-    rate: int,
-    url: str,
-    audio_path: str,
-    source: str,
-    line: int,
-    config: AudioConfig,
+    clips: list[Clip], sound: Any, url: str, entry: EntryRecording, config: AudioConfig
 ) -> None:
+    """Cut each clip in the order of its first frame, reading the file forward once."""
+    rate = int(sound.samplerate)
     reader = _Reader(sound)
     total = int(sound.frames)
     broken: str | None = None
@@ -361,7 +365,7 @@ def _cut_all(
                 to_channels(samples, config.channels), rate, config.sample_rate, frames
             )
             clip.audio = encode(shaped, config.sample_rate, config.codec)
-            clip.meta = clip_meta(w, clip.key, audio_path, source, line, config)
+            clip.meta = clip_meta(w, clip.key, entry, config)
             clip.frames = frames
 
 

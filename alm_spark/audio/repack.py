@@ -27,8 +27,8 @@ from alm_spark.audio.shards import (
     repacked_shard_name,
 )
 from alm_spark.audio.tasks import (
-    BATCH_ROWS,
     AudioFigures,
+    TaskRows,
     rejected_record,
     shard_record,
     task_attempt,
@@ -36,7 +36,6 @@ from alm_spark.audio.tasks import (
 from alm_spark.config import AudioConfig
 from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_SHARD
 from alm_spark.storage.schemas import (
-    AUDIO_RESULT_ARROW_SCHEMA,
     AUDIO_RESULT_SCHEMA,
     TARGETED_CLIP_SCHEMA,
 )
@@ -169,8 +168,7 @@ def repack_clip_batches(
     fs.makedirs(root, exist_ok=True)
     packer = _Packer(config, fs, first_root, root, attempt)
     figures = AudioFigures()
-    kinds: list[str] = []
-    records: list[str] = []
+    out = TaskRows()
     left_out = f"left out so that each of the {plan.shards} shard(s) holds {plan.per_shard} clip(s)"
     try:
         for batch in batches:
@@ -180,22 +178,21 @@ def repack_clip_batches(
                 if int(row["target"]) >= plan.shards:  # seconds of window, as other losses
                     figures.counts["clips_lost_equal_shards"] += 1
                     figures.seconds["seconds_lost_equal_shards"] += meta["end"] - meta["start"]
-                    kinds.append(KIND_AUDIO_REJECTED)
-                    records.append(rejected_record(meta, "equal_shards", left_out))
+                    out.add(KIND_AUDIO_REJECTED, rejected_record(meta, "equal_shards", left_out))
                     continue
                 figures.counts["bytes_written"] += packer.add(row, meta)
                 figures.counts["clips_written"] += 1
                 figures.seconds["seconds_written"] += seconds
-            if len(kinds) >= BATCH_ROWS:
-                yield pa.record_batch([kinds, records], schema=AUDIO_RESULT_ARROW_SCHEMA)
-                kinds, records = [], []
+            if out.full():
+                yield out.batch()
         packer.close()
     except BaseException:
         packer.abort()
         raise
-    kinds += [KIND_SHARD] * len(packer.records) + [KIND_AUDIO_FIGURES]
-    records += [*packer.records, figures.record()]
-    yield pa.record_batch([kinds, records], schema=AUDIO_RESULT_ARROW_SCHEMA)
+    for record in packer.records:
+        out.add(KIND_SHARD, record)
+    out.add(KIND_AUDIO_FIGURES, figures.record())
+    yield out.batch()
 
 
 def repack_clips(

@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
-from alm_spark.audio.cut import WindowClip, cut_entry, fsspec_url
+from alm_spark.audio.cut import EntryRecording, WindowClip, cut_entry, fsspec_url
 from alm_spark.audio.shards import (
     ShardFile,
     ShardWriter,
@@ -35,7 +35,7 @@ from alm_spark.audio.shards import (
 from alm_spark.config import AudioConfig
 from alm_spark.engines.results import Counter
 from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS
-from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_CLIP, KIND_SHARD
+from alm_spark.rows import CLIP, KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_CLIP, KIND_SHARD
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_ARROW_SCHEMA,
     AUDIO_RESULT_SCHEMA,
@@ -55,6 +55,29 @@ class AudioFigures:
     def record(self) -> str:
         """The figures as one JSON record."""
         return json.dumps({**self.counts, **self.seconds})
+
+
+class TaskRows:
+    """The ``(kind, record)`` rows a task returns, handed to Spark in batches."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.records: list[str] = []
+
+    def add(self, kind: str, record: str) -> None:
+        """One more row."""
+        self.kinds.append(kind)
+        self.records.append(record)
+
+    def full(self) -> bool:
+        """Whether the pending rows make a batch."""
+        return len(self.kinds) >= BATCH_ROWS
+
+    def batch(self) -> pa.RecordBatch:
+        """The pending rows as a batch; none are pending afterwards."""
+        out = pa.record_batch([self.kinds, self.records], schema=AUDIO_RESULT_ARROW_SCHEMA)
+        self.kinds, self.records = [], []
+        return out
 
 
 def shard_name(partition: int, index: int, attempt: int) -> str:
@@ -148,27 +171,22 @@ def cut_window_batches(
         max_clips=config.shard_max_clips,
         max_bytes=int(config.shard_max_mb * 1e6),
     )
-    figures = AudioFigures()
-    kinds: list[str] = []
-    records: list[str] = []
+    figures, out = AudioFigures(), TaskRows()
     try:
         for rows in _entries(batches):
-            clips, seconds = _cut_rows(rows, config, writer, figures, kinds, records)
+            clips, seconds = _cut_rows(rows, config, writer, figures, out)
             if progress is not None:
                 progress[0].add(clips)
                 progress[1].add(round(seconds * 1000))
-            if len(kinds) >= BATCH_ROWS:
-                yield pa.record_batch([kinds, records], schema=AUDIO_RESULT_ARROW_SCHEMA)
-                kinds, records = [], []
+            if out.full():
+                yield out.batch()
         for shard in writer.close():
-            kinds.append(KIND_SHARD)
-            records.append(shard_record(shard))
+            out.add(KIND_SHARD, shard_record(shard))
     except BaseException:
         writer.abort()
         raise
-    kinds.append(KIND_AUDIO_FIGURES)
-    records.append(figures.record())
-    yield pa.record_batch([kinds, records], schema=AUDIO_RESULT_ARROW_SCHEMA)
+    out.add(KIND_AUDIO_FIGURES, figures.record())
+    yield out.batch()
 
 
 def _cut_rows(
@@ -176,20 +194,14 @@ def _cut_rows(
     config: AudioConfig,
     writer: ShardWriter,
     figures: AudioFigures,
-    kinds: list[str],
-    records: list[str],
+    out: TaskRows,
 ) -> tuple[int, float]:
     """Cut one entry's clips into the shard writer; returns clips and seconds written."""
     head = rows[0]
-    source, line = head["source"], int(head["line"])
-    result = cut_entry(
-        [_window(row) for row in rows],
-        head["audio_path"],
-        source,
-        line,
-        config,
-        manifest_rate=head["audio_sample_rate"],
+    entry = EntryRecording(
+        head["source"], int(head["line"]), head["audio_path"], head["audio_sample_rate"]
     )
+    result = cut_entry([_window(row) for row in rows], entry, config)
     figures.counts["entries"] += 1
     if result.source_rate is not None:
         figures.counts["files_read"] += 1
@@ -200,19 +212,10 @@ def _cut_rows(
         if clip.audio is not None and clip.meta is not None:
             if config.repacked:  # the JSON travels in the clip row to the repack pass
                 placed = writer.add(clip.key, [(config.codec, clip.audio)], seconds)
-                kinds.append(KIND_CLIP)
-                records.append(
-                    json.dumps(
-                        {
-                            "shard": placed.shard,
-                            "index": placed.index,
-                            "offset": placed.offset,
-                            "size": placed.size,
-                            "seconds": seconds,
-                            "meta": clip.meta.decode("utf-8"),
-                        }
-                    )
-                )
+                where = {"shard": placed.shard, "index": placed.index, "offset": placed.offset}
+                meta = clip.meta.decode("utf-8")
+                row = {**where, "size": placed.size, "seconds": seconds, "meta": meta}
+                out.add(KIND_CLIP, json.dumps(CLIP.record(row)))
             else:
                 writer.add(clip.key, [(config.codec, clip.audio), ("json", clip.meta)], seconds)
             figures.counts["clips_written"] += 1
@@ -224,18 +227,17 @@ def _cut_rows(
         reason = clip.reason or "unreadable"
         figures.counts[f"clips_lost_{reason}"] += 1
         figures.seconds[f"seconds_lost_{reason}"] += max(0.0, w.end - w.start)
-        kinds.append(KIND_AUDIO_REJECTED)
         facts = {
-            "source": source,
-            "line": line,
+            "source": entry.source,
+            "line": entry.line,
             "window": w.window,
             "position": w.position,
             "key": clip.key,
-            "audio_filepath": head["audio_path"],
+            "audio_filepath": entry.audio_path,
             "start": w.start,
             "end": w.end,
         }
-        records.append(rejected_record(facts, reason, clip.error))
+        out.add(KIND_AUDIO_REJECTED, rejected_record(facts, reason, clip.error))
     return written, total
 
 
