@@ -2,7 +2,7 @@
 
 Times, on one entry, the builder (spec §1 step 3) and the overlap filter (§2), with
 no JSON decoding or encoding: the literal transcription in tests/oracle.py against
-alm_spark.algorithm.windows. Entries: a 1,000-segment production-shaped conversation and the
+alm_spark.algorithm.builder. Entries: a 1,000-segment production-shaped conversation and the
 6-hour podcast line (~6.6k segments). Prints a table and writes JSON if asked.
 """
 
@@ -21,8 +21,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from alm_spark.algorithm.builder import compute_windows  # noqa: E402
 from alm_spark.algorithm.entry import parse_entry  # noqa: E402
-from alm_spark.algorithm.windows import WindowParams, compute_overlaps, compute_windows  # noqa: E402
+from alm_spark.algorithm.overlap import compute_overlaps  # noqa: E402
+from alm_spark.algorithm.segments import WindowParams  # noqa: E402
 from alm_spark.config import build_config  # noqa: E402
 from alm_spark.testing.datagen import conversation_entry, generate  # noqa: E402
 from tests import oracle  # noqa: E402

@@ -1,7 +1,7 @@
 """A literal, slow transcription of ALM_SPEC §1 and §2: the test oracle.
 
 Written rule by rule from the specification, on plain dicts, with no attempt at
-speed. The fast implementation in :mod:`alm_spark.algorithm.windows` and
+speed. The fast implementation in :mod:`alm_spark.algorithm.builder` and
 :mod:`alm_spark.algorithm.entry` must agree with it on every input. The benchmark
 harness also uses it as the "plain script" a user would write.
 

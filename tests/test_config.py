@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.algorithm.windows import WindowParams
+from alm_spark.algorithm.segments import WindowParams
 from alm_spark.config import (
     BuilderConfig,
     InputConfig,

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from alm_spark.algorithm.builder import compute_windows
 from alm_spark.algorithm.entry import decode_line, parse_entry
-from alm_spark.algorithm.windows import WindowParams, compute_overlaps, compute_windows
+from alm_spark.algorithm.overlap import compute_overlaps
+from alm_spark.algorithm.segments import WindowParams
 from alm_spark.config import BuilderConfig, OverlapConfig
 from alm_spark.engines.grouped import (
     KEPT_COLUMNS,

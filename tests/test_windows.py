@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alm_spark.algorithm.render import EntryRenderer
-from alm_spark.algorithm.windows import (
+from alm_spark.algorithm.builder import (
     _first_duration_overflow,
     _first_label_overflow,
     _scan_label_overflow,
-    compute_overlaps,
-    sequential_sum,
 )
+from alm_spark.algorithm.overlap import compute_overlaps
+from alm_spark.algorithm.render import EntryRenderer
+from alm_spark.algorithm.segments import sequential_sum
 from alm_spark.config import build_config
 from tests import oracle
 

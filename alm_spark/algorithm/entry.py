@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from alm_spark.algorithm.windows import SegmentTable
+from alm_spark.algorithm.segments import SegmentColumns, SegmentTable
 
 _MISSING = object()
 
@@ -174,7 +174,7 @@ _TEXT_OR_NULL = frozenset({str, type(None)})
 _NO_METRICS: dict[str, Any] = {}
 
 
-def _fast_columns(segments: list[Any]) -> tuple[list[Any], ...] | None:
+def _fast_columns(segments: list[Any]) -> SegmentColumns | None:
     """Segment columns when every checked field is well-formed, else None.
 
     Checks whole columns at once (``set(map(type, ...))``) instead of field by field;
@@ -212,7 +212,7 @@ def _fast_columns(segments: list[Any]) -> tuple[list[Any], ...] | None:
     return starts, ends, bandwidth, speakers, has_speaker
 
 
-def _checked_columns(segments: list[Any]) -> tuple[list[Any], ...]:
+def _checked_columns(segments: list[Any]) -> SegmentColumns:
     """Segment columns, checking field by field; raises :class:`RejectedLine`."""
     count = len(segments)
     starts: list[Any] = [0.0] * count
@@ -259,7 +259,7 @@ def parse_entry(data: dict[str, Any]) -> ParsedEntry:
         data: A decoded manifest line.
 
     Returns:
-        The entry with its :class:`~alm_spark.algorithm.windows.SegmentTable`.
+        The entry with its :class:`~alm_spark.algorithm.segments.SegmentTable`.
 
     Raises:
         RejectedLine: When a field the algorithm reads has the wrong shape.
@@ -272,8 +272,8 @@ def parse_entry(data: dict[str, Any]) -> ParsedEntry:
         raise RejectedLine(f"segments: not an array (got {_type_name(segments)})")
     columns = _fast_columns(segments)
     if columns is not None:
-        table = SegmentTable.from_columns(segments, *columns)
+        table = SegmentTable.from_columns(segments, columns)
         if np.isfinite(table.start).all() and np.isfinite(table.end).all():
             return ParsedEntry(data=data, table=table)
-    table = SegmentTable.from_columns(segments, *_checked_columns(segments))
+    table = SegmentTable.from_columns(segments, _checked_columns(segments))
     return ParsedEntry(data=data, table=table)

@@ -14,17 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from alm_spark.algorithm.builder import BuildResult, compute_windows
 from alm_spark.algorithm.coverage import covered_seconds
 from alm_spark.algorithm.entry import RejectedLine, decode_line, parse_entry
-from alm_spark.algorithm.windows import (
-    BuildResult,
-    OverlapResult,
-    SegmentTable,
-    WindowParams,
-    compute_overlaps,
-    compute_windows,
-    sequential_sum,
-)
+from alm_spark.algorithm.overlap import OverlapResult, compute_overlaps
+from alm_spark.algorithm.segments import SegmentTable, WindowParams, sequential_sum
 from alm_spark.config import BuilderConfig, OverlapConfig
 from alm_spark.names import METRIC_COUNTS, METRIC_DURATIONS
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from alm_spark import rows
+from alm_spark.algorithm.builder import BuildResult, window_summary
 from alm_spark.algorithm.encode import dumps, finite_number, json_list, json_rows
 from alm_spark.algorithm.entry import nesting_room
 from alm_spark.algorithm.process import (
@@ -28,7 +29,6 @@ from alm_spark.algorithm.process import (
     ResultsProvider,
     rejection_reason,
 )
-from alm_spark.algorithm.windows import BuildResult, window_summary
 from alm_spark.config import BuilderConfig, OverlapConfig, PipelineConfig
 from alm_spark.names import LOSS_COUNTERS, LOST_WINDOW_MODES
 

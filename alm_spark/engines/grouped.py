@@ -2,7 +2,7 @@
 
 Each function takes one entry's rows and returns rows, ``fn(key, pdf) -> pdf``, so it
 runs and is tested without Spark; :mod:`alm_spark.engines.frames` wraps them with
-``applyInPandas``. The window logic inside is :mod:`alm_spark.algorithm.windows`, the
+``applyInPandas``. The window logic inside is :mod:`alm_spark.algorithm.builder`, the
 same code the fused engine runs, so both engines agree by construction.
 
 * :func:`build_entry`: an entry's exploded segments -> one row per builder window
@@ -23,18 +23,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alm_spark.algorithm.windows import (
-    SPEAKER_DURATION_SLOTS,
+from alm_spark.algorithm.builder import (
     BuildResult,
     LossRecord,
-    OverlapResult,
-    SegmentTable,
     Truncator,
-    WindowParams,
-    compute_overlaps,
     compute_windows,
-    sequential_sum,
     window_summary,
+)
+from alm_spark.algorithm.overlap import OverlapResult, compute_overlaps
+from alm_spark.algorithm.segments import (
+    SPEAKER_DURATION_SLOTS,
+    SegmentTable,
+    WindowParams,
+    sequential_sum,
 )
 from alm_spark.config import BuilderConfig, OverlapConfig
 from alm_spark.names import LOSS_COUNTERS
@@ -129,14 +130,14 @@ def table_from_segments(pdf: pd.DataFrame) -> SegmentTable:
                 {"end": e, "word": w} for e, w in zip(list(ends), list(words), strict=True)
             ]
         segments.append(segment)
-    return SegmentTable.from_columns(
-        segments,
+    columns = (
         rows["start"].tolist(),
         rows["end"].tolist(),
         rows["bandwidth"].tolist(),
         rows["speaker"].tolist(),
         [bool(v) for v in rows["has_speaker"].tolist()],
     )
+    return SegmentTable.from_columns(segments, columns)
 
 
 def _sample_rate(pdf: pd.DataFrame) -> float:
@@ -251,7 +252,7 @@ def rebuild_results(
     """The builder and overlap results of one entry, from its DataFrame rows.
 
     Truncated parts are cut again from the entry's own segments (the rows hold only
-    where the cut falls), with the same :class:`~alm_spark.algorithm.windows.Truncator`.
+    where the cut falls), with the same :class:`~alm_spark.algorithm.builder.Truncator`.
 
     Args:
         table: The entry's segments, decoded from its line.

@@ -1,4 +1,4 @@
-"""Window building (ALM_SPEC §1) and overlap filtering (§2) with NumPy.
+"""Window building (ALM_SPEC §1) with NumPy.
 
 Pure Python/NumPy, no Spark import: the per-entry logic the job runs on executors,
 usable and testable on its own.
@@ -23,131 +23,28 @@ compensates it and the reference does not.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from alm_spark.config import BuilderConfig
+from alm_spark.algorithm.segments import (
+    MIN_SEGMENTS_PER_WINDOW,
+    SPEAKER_DURATION_SLOTS,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    SegmentTable,
+    WindowParams,
+    next_true,
+    sequential_sum,
+)
 from alm_spark.names import LOSS_COUNTERS
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
-
-NO_SPEAKER = "no-speaker"
-MIN_SEGMENTS_PER_WINDOW = 2
-SPEAKER_DURATION_SLOTS = 5
 # Upper bound on elements in one temporary (labels x positions, or window members);
 # larger problems are processed in chunks to keep memory flat.
 _CHUNK_ELEMENTS = 1 << 22
-
-
-@dataclass(frozen=True)
-class WindowParams:
-    """The builder settings the window logic needs, in derived form.
-
-    Attributes:
-        min_duration: ``T - T*tolerance``.
-        max_duration: ``T + T*tolerance``.
-        min_bandwidth: Minimum ``metrics.bandwidth`` of a segment.
-        min_speakers: Minimum distinct speakers per window (inclusive).
-        max_speakers: Maximum distinct speakers per window (inclusive).
-        truncation: Cut the last segment of a too-long window at a word boundary.
-        drop_fields: Segment keys removed from every segment copy in the output.
-    """
-
-    min_duration: float
-    max_duration: float
-    min_bandwidth: float
-    min_speakers: int
-    max_speakers: int
-    truncation: bool
-    drop_fields: frozenset[str]
-
-    @classmethod
-    def from_builder(cls, builder: BuilderConfig) -> WindowParams:
-        """The settings of a :class:`~alm_spark.config.BuilderConfig`, derived."""
-        return cls(
-            min_duration=builder.min_duration,
-            max_duration=builder.max_duration,
-            min_bandwidth=builder.min_bandwidth,
-            min_speakers=builder.min_speakers,
-            max_speakers=builder.max_speakers,
-            truncation=builder.truncation,
-            drop_fields=frozenset(builder.drop_fields),
-        )
-
-    @property
-    def strips_speaker(self) -> bool:
-        """Window copies lose ``speaker``, so only candidates carry labels (spec §1)."""
-        return "speaker" in self.drop_fields
-
-    @property
-    def strips_metrics(self) -> bool:
-        """Window copies lose ``metrics``, so their bandwidth reads as 0 (spec §1 step 5)."""
-        return "metrics" in self.drop_fields
-
-
-@dataclass
-class SegmentTable:
-    """One entry's segments as columns, next to the segment dicts themselves.
-
-    Attributes:
-        segments: The validated segment dicts, in file order.
-        start: ``segments[k]["start"]`` as float64.
-        end: ``segments[k]["end"]`` as float64.
-        bandwidth: ``metrics.bandwidth``, 0 where missing.
-        label: Speaker label id, -1 where ``speaker`` is missing, null or ``""``.
-        has_speaker_key: Whether the segment has a ``speaker`` key at all.
-        label_names: Label id to label text.
-    """
-
-    segments: list[dict[str, Any]]
-    start: FloatArray
-    end: FloatArray
-    bandwidth: FloatArray
-    label: IntArray
-    has_speaker_key: BoolArray
-    label_names: list[str]
-
-    @property
-    def size(self) -> int:
-        """Number of segments."""
-        return len(self.segments)
-
-    @property
-    def no_speaker_label(self) -> int:
-        """Label id of ``"no-speaker"``, or -1 when the entry has none."""
-        try:
-            return self.label_names.index(NO_SPEAKER)
-        except ValueError:
-            return -1
-
-    @classmethod
-    def from_columns(
-        cls,
-        segments: list[dict[str, Any]],
-        start: list[Any],
-        end: list[Any],
-        bandwidth: list[Any],
-        speakers: list[Any],
-        has_speaker_key: list[bool],
-    ) -> SegmentTable:
-        """Build a table from per-segment Python values (speaker text or None)."""
-        ids: dict[str, int] = {}
-        label = [ids.setdefault(s, len(ids)) if s else -1 for s in speakers]
-        return cls(
-            segments=segments,
-            start=np.asarray(start, dtype=np.float64),
-            end=np.asarray(end, dtype=np.float64),
-            bandwidth=np.asarray(bandwidth, dtype=np.float64),
-            label=np.asarray(label, dtype=np.int64),
-            has_speaker_key=np.asarray(has_speaker_key, dtype=np.bool_),
-            label_names=list(ids),
-        )
 
 
 @dataclass
@@ -192,33 +89,6 @@ class BuildResult:
     def window_count(self) -> int:
         """Number of kept windows."""
         return len(self.first)
-
-
-@dataclass
-class OverlapResult:
-    """The overlap filter's result for one entry (spec §2).
-
-    Attributes:
-        kept: Indices of surviving windows, in ``(start, end)`` sorted order.
-        filtered_windows: Indices of windows whose rounded pair survives, in window order.
-    """
-
-    kept: IntArray
-    filtered_windows: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-
-def sequential_sum(values: FloatArray) -> float:
-    """Left-to-right double sum from 0, as the reference's plain loops compute it."""
-    if len(values) == 0:
-        return 0.0
-    return float(np.add.accumulate(values)[-1])
-
-
-def _next_true(mask: BoolArray) -> IntArray:
-    """For every position, the first index at or after it where ``mask`` holds (n if none)."""
-    n = len(mask)
-    idx = np.where(mask, np.arange(n, dtype=np.int64), n)
-    return np.minimum.accumulate(idx[::-1])[::-1]
 
 
 def _first_duration_overflow(
@@ -315,9 +185,9 @@ def _speaker_stops(table: SegmentTable, params: WindowParams) -> IntArray:
     if params.strips_speaker:
         # Window copies carry no speaker: only the candidate's own label counts.
         fails = is_nospk | ((table.label >= 0) & (params.max_speakers < 1))
-        return _next_true(fails)
+        return next_true(fails)
     overflow = _first_label_overflow(table.label, len(table.label_names), params.max_speakers)
-    return np.minimum(_next_true(is_nospk), overflow)
+    return np.minimum(next_true(is_nospk), overflow)
 
 
 def truncate_segment(segment: dict[str, Any], cut: float) -> dict[str, Any]:
@@ -389,35 +259,19 @@ def compute_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
         Kept windows, loss records, loss counters and the truncation count.
     """
     n = table.size
-    start, end, bw = table.start, table.end, table.bandwidth
-    dur = end - start
-    low_bw = bw < params.min_bandwidth
+    start, end = table.start, table.end
+    low_bw = table.bandwidth < params.min_bandwidth
     origins = np.flatnonzero(~low_bw).astype(np.int64)
 
-    stop_bw = _next_true(low_bw)[origins]
+    stop_bw = next_true(low_bw)[origins]
     stop_dur = _first_duration_overflow(start, end, origins, params.max_duration)
     stop_spk = _speaker_stops(table, params)[origins]
     stop = np.minimum(np.minimum(stop_bw, stop_dur), stop_spk)
-
-    # The truncation branch: the stop candidate failed on duration (checked after bandwidth).
-    truncating = (stop < n) & (stop != stop_bw) & (stop == stop_dur) & params.truncation
-    cut = start[origins] + params.max_duration
     stop_clipped = np.minimum(stop, n - 1)
-    truncating &= start[stop_clipped] < cut
-
-    part_end = np.full(len(origins), np.nan)
-    appended = np.zeros(len(origins), dtype=np.bool_)
-    parts: dict[int, dict[str, Any]] = {}
-    truncator = Truncator(table.segments)
-    truncation_events = int(truncating.sum())
-    for k in np.flatnonzero(truncating).tolist():
-        c = int(stop[k])
-        # spk(window + [part]) has the candidate's label set: it fails iff the candidate does.
-        if stop_spk[k] != c:
-            part = truncator.part(c, float(cut[k]))
-            parts[k] = part
-            appended[k] = True
-            part_end[k] = float(part["end"])
+    spans, parts, truncation_events = _truncated_parts(
+        table, params, origins, (stop, stop_bw, stop_dur, stop_spk)
+    )
+    appended, part_end = spans.appended, spans.part_end
 
     whole = stop - origins
     last_whole_end = end[np.maximum(stop - 1, 0)]
@@ -430,14 +284,7 @@ def compute_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
         lost |= members > 0
 
     candidates = np.flatnonzero(~lost)
-    durations, n_speakers, has_nospk, speech = _speaker_durations(
-        table,
-        params,
-        origins[candidates],
-        stop[candidates],
-        appended[candidates],
-        part_end[candidates],
-    )
+    durations, n_speakers, has_nospk, speech = _speaker_durations(table, params, spans[candidates])
     spk_ok = (params.min_speakers <= n_speakers) & (n_speakers <= params.max_speakers) & ~has_nospk
     kept = candidates[spk_ok]
     lost_spk = candidates[~spk_ok]
@@ -445,7 +292,7 @@ def compute_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
     lost_idx = np.flatnonzero(lost)
     next_index = stop_clipped[lost_idx]
     counters, durations_lost = _tally_losses(
-        table, dur, low_bw, origins[lost_spk], origins[lost_idx], next_index
+        table, low_bw, origins[lost_spk], origins[lost_idx], next_index
     )
     losses = [
         LossRecord(index=int(origins[k]), stop=int(stop[k]), part=parts.get(k), next_index=int(nx))
@@ -467,9 +314,47 @@ def compute_windows(table: SegmentTable, params: WindowParams) -> BuildResult:
     )
 
 
+def _truncated_parts(
+    table: SegmentTable,
+    params: WindowParams,
+    origins: IntArray,
+    stops: tuple[IntArray, IntArray, IntArray, IntArray],
+) -> tuple[_Spans, dict[int, dict[str, Any]], int]:
+    """Every start's window members with its truncated part, if any (spec §1 truncation).
+
+    Args:
+        table: The entry's segments.
+        params: Builder settings.
+        origins: The window starts.
+        stops: Each start's stop, then its stops by bandwidth, duration and speakers.
+
+    Returns:
+        The spans, the parts by start index, and how many starts took the truncation
+        branch (``truncation_events``, parts appended or not).
+    """
+    stop, stop_bw, stop_dur, stop_spk = stops
+    start = table.start
+    # The truncation branch: the stop candidate failed on duration (checked after bandwidth).
+    truncating = (stop < table.size) & (stop != stop_bw) & (stop == stop_dur) & params.truncation
+    cut = start[origins] + params.max_duration
+    truncating &= start[np.minimum(stop, table.size - 1)] < cut
+    count = len(origins)
+    spans = _Spans(origins, stop, np.zeros(count, dtype=np.bool_), np.full(count, np.nan))
+    parts: dict[int, dict[str, Any]] = {}
+    truncator = Truncator(table.segments)
+    for k in np.flatnonzero(truncating).tolist():
+        c = int(stop[k])
+        # spk(window + [part]) has the candidate's label set: it fails iff the candidate does.
+        if stop_spk[k] != c:
+            part = truncator.part(c, float(cut[k]))
+            parts[k] = part
+            spans.appended[k] = True
+            spans.part_end[k] = float(part["end"])
+    return spans, parts, int(truncating.sum())
+
+
 def _tally_losses(
     table: SegmentTable,
-    dur: FloatArray,
     low_bw: BoolArray,
     spk_lost: IntArray,
     win_lost: IntArray,
@@ -479,7 +364,6 @@ def _tally_losses(
 
     Args:
         table: The entry's segments.
-        dur: Segment durations.
         low_bw: Segments below the bandwidth minimum (lost_bw starts).
         spk_lost: Starts whose window failed the speaker check.
         win_lost: Starts with a window loss.
@@ -498,24 +382,39 @@ def _tally_losses(
         "lost_no_spkr": win_lost[next_no_speaker],
         "lost_next_seg_bm": win_lost[next_low_bw],
     }
+    dur = table.end - table.start
     counters = {name: len(groups[name]) for name in LOSS_COUNTERS}
     durations = {f"dur_{name}": sequential_sum(dur[groups[name]]) for name in LOSS_COUNTERS}
     return counters, durations
 
 
+@dataclass
+class _Spans:
+    """Windows' members.
+
+    Positions ``first[w]..stop[w]-1``, plus position ``stop[w]`` when a truncated part
+    ending at ``part_end[w]`` was appended (``appended[w]``).
+    """
+
+    first: IntArray
+    stop: IntArray
+    appended: BoolArray
+    part_end: FloatArray
+
+    def __getitem__(self, which: IntArray) -> _Spans:
+        return _Spans(
+            self.first[which], self.stop[which], self.appended[which], self.part_end[which]
+        )
+
+
 def _speaker_durations(
-    table: SegmentTable,
-    params: WindowParams,
-    first: IntArray,
-    stop: IntArray,
-    appended: BoolArray,
-    part_end: FloatArray,
+    table: SegmentTable, params: WindowParams, spans: _Spans
 ) -> tuple[FloatArray, IntArray, BoolArray, FloatArray]:
     """Speaker figures of each window: spk() top 5, label count, "no-speaker", total.
 
-    Members of window ``w`` are positions ``first[w]..stop[w]-1`` plus position
-    ``stop[w]`` when a truncated part was appended (same label, shorter duration).
+    A truncated part has its segment's label and a shorter duration.
     """
+    first, stop, appended, part_end = spans.first, spans.stop, spans.appended, spans.part_end
     count = len(first)
     out = np.zeros((count, SPEAKER_DURATION_SLOTS), dtype=np.float64)
     n_speakers = np.zeros(count, dtype=np.int64)
@@ -600,71 +499,3 @@ def window_summary(table: SegmentTable, build: BuildResult, w: int) -> dict[str,
         "speakers": speaker_totals(table, int(build.first[w]), int(build.stop[w]), build.parts[w]),
         "speaker_durations": build.speaker_durations[w].tolist(),
     }
-
-
-def compute_overlaps(
-    window_end: FloatArray, window_start: FloatArray, threshold: float, target_duration: float
-) -> OverlapResult:
-    """The overlap filter (spec §2) over one entry's ``(end, start)`` window pairs.
-
-    Args:
-        window_end: ``last.end`` of each window, in window order.
-        window_start: ``first.start`` of each window, in window order.
-        threshold: ``overlap_percentage / 100``.
-        target_duration: The filter's target duration.
-
-    Returns:
-        Surviving windows in sorted order, and the windows ``filtered_windows`` holds.
-    """
-    count = len(window_end)
-    if count == 0:
-        return OverlapResult(kept=np.zeros(0, dtype=np.int64))
-    order = np.lexsort((window_end, window_start))  # stable: equal pairs keep window order
-    s_start = window_start[order]
-    s_end = window_end[order]
-    s_dur = s_end - s_start
-    s_diff = np.abs(s_dur - target_duration)
-
-    # Candidate partners j of i: later in sorted order and starting before i ends.
-    hi = np.maximum(np.searchsorted(s_start, s_end, side="left"), np.arange(1, count + 1))
-    span = hi - np.arange(1, count + 1)
-    pair_i = np.repeat(np.arange(count), span)
-    pair_j = pair_i + 1 + (np.arange(len(pair_i)) - np.repeat(np.cumsum(span) - span, span))
-    overlap = np.maximum(
-        0.0, np.minimum(s_end[pair_i], s_end[pair_j]) - np.maximum(s_start[pair_i], s_start[pair_j])
-    )
-    smaller = np.minimum(s_dur[pair_i], s_dur[pair_j])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(smaller != 0, overlap / np.where(smaller != 0, smaller, 1.0), 0.0)
-    hit = ratio >= threshold
-    pair_i, pair_j = pair_i[hit], pair_j[hit]
-    di, dj = s_diff[pair_i], s_diff[pair_j]
-    i_wins = (di < dj) | ((di == dj) & (s_dur[pair_i] >= s_dur[pair_j]))
-
-    removed = [False] * count
-    starts = np.searchsorted(pair_i, np.arange(count + 1), side="left").tolist()
-    partners = pair_j.tolist()
-    wins = i_wins.tolist()
-    for i in range(count):
-        if removed[i]:
-            continue
-        for p in range(starts[i], starts[i + 1]):
-            j = partners[p]
-            if removed[j]:
-                continue
-            if wins[p]:
-                removed[j] = True
-            else:
-                removed[i] = True
-                break
-    survivors = np.flatnonzero(~np.asarray(removed, dtype=np.bool_))
-    kept = order[survivors]
-
-    # Python's round(): the exact binary value rounded half-to-even, as the reference does.
-    pairs = [
-        (round(e, 6), round(s, 6))
-        for e, s in zip(window_end.tolist(), window_start.tolist(), strict=True)
-    ]
-    rounded = {pairs[k] for k in kept.tolist()}
-    matches = [k for k, pair in enumerate(pairs) if pair in rounded]
-    return OverlapResult(kept=kept, filtered_windows=np.asarray(matches, dtype=np.int64))
