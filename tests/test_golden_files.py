@@ -13,7 +13,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from alm_spark.core.config import load_config
+from alm_spark import load_config
 from tests.conftest import GOLDEN, GOLDEN_CASES, REPO
 
 SUMS = GOLDEN / "SHA256SUMS"
