@@ -17,7 +17,15 @@ SPARK_TESTS ?= -m "spark and not ($(SLOW_MARKS))"
 # `make test` (what CI runs) runs everything.
 SLOW_MARKS := slow or cluster or connect or packaging
 
-.PHONY: help install run run-audio submit wheelhouse test quick test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke clean java-check
+# `make golden` (maintainers only, not CI): NeMo Curator's own stages in their own venv.
+GOLDEN_VENV  := .venv-golden
+NEMO_CURATOR_VERSION := 1.4.0
+TORCH_VERSION := 2.13.0
+# A local torch wheel file to install instead of torch==$(TORCH_VERSION) from the index.
+TORCH_WHEEL ?=
+GOLDEN_STAMP := $(GOLDEN_VENV)/.installed-nemo-curator-$(NEMO_CURATOR_VERSION)-torch-$(TORCH_VERSION)
+
+.PHONY: help install run run-audio submit wheelhouse test quick test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke golden clean java-check
 
 help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
@@ -30,6 +38,7 @@ help:
 	@echo "make test-slow - only the slow tests: oracle sweeps, spark-submit, SIGKILL, cluster, Connect, packaging, benchmarks"
 	@echo "make unit   - only the fast tests that need no Spark"
 	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor, and the audio step against NeMo-style snippet cutting (docs/PERFORMANCE.md)"
+	@echo "make golden - maintainers: regenerate tests/golden/expected and SHA256SUMS with NeMo Curator $(NEMO_CURATOR_VERSION) in $(GOLDEN_VENV) (TORCH_WHEEL=/path/to/torch.whl)"
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -115,5 +124,17 @@ bench-smoke: $(STAMP) java-check
 	$(BIN)/python benchmarks/window_logic.py --repeat 1
 	$(BIN)/python benchmarks/bench.py --smoke
 
+# The reference's own stages rebuild the golden files (tests/golden/README.md); not part of
+# `make test`. `GOLDEN_ARGS=--check` writes nothing and fails if a file would change.
+$(GOLDEN_STAMP):
+	rm -rf $(GOLDEN_VENV)
+	$(PYTHON) -m venv $(GOLDEN_VENV)
+	$(GOLDEN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  '$(or $(TORCH_WHEEL),torch==$(TORCH_VERSION))' 'nemo-curator==$(NEMO_CURATOR_VERSION)'
+	touch $@
+
+golden: $(GOLDEN_STAMP)
+	$(GOLDEN_VENV)/bin/python tests/golden/regenerate.py $(GOLDEN_ARGS)
+
 clean:
-	rm -rf $(VENV) .venv-spark* $(WHEELHOUSE) alm_output alm_audio_demo alm_audio_output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-spark* $(GOLDEN_VENV) $(WHEELHOUSE) alm_output alm_audio_demo alm_audio_output .pytest_cache .mypy_cache .ruff_cache *.egg-info

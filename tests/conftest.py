@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = Path(os.environ.get("ALM_SPARK_FIXTURES", REPO.parent / "shared" / "fixtures"))
+#: The golden cases shipped in the repository: inputs and NeMo Curator's outputs for them
+#: (provenance and ``make golden`` in tests/golden/README.md).
+GOLDEN = REPO / "tests" / "golden"
+#: Where the golden-file tests read them: ``ALM_SPARK_FIXTURES`` may point at another copy.
+FIXTURES = Path(os.environ.get("ALM_SPARK_FIXTURES") or GOLDEN)
 
 #: A small valid entry: two speakers, one 119-second window.
 TWO_SPEAKER_ENTRY = {
@@ -23,7 +27,7 @@ TWO_SPEAKER_ENTRY = {
     ],
 }
 
-# Golden cases of ../shared/fixtures/README.md: (input, overrides, expected file).
+# Golden cases of tests/golden/README.md: (input, overrides, expected file).
 GOLDEN_CASES = [
     ("sample_input.jsonl", [], "sample_input.default.jsonl"),
     ("sample_input.jsonl", ["overlap.overlap_percentage=0"], "sample_input.overlap0.jsonl"),
@@ -58,9 +62,9 @@ GOLDEN_IDS = [case[2] for case in GOLDEN_CASES]
 
 
 def fixtures_dir() -> Path:
-    """The shared fixtures, or skip: a user's clone has no ../shared."""
+    """The golden cases: tests/golden, or ``ALM_SPARK_FIXTURES``; fails (never skips) if absent."""
     if not (FIXTURES / "expected").is_dir():
-        pytest.skip(f"golden fixtures not found at {FIXTURES} (set ALM_SPARK_FIXTURES)")
+        pytest.fail(f"golden cases not found at {FIXTURES} (ALM_SPARK_FIXTURES, else tests/golden)")
     return FIXTURES
 
 
