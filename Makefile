@@ -21,8 +21,9 @@ SLOW_MARKS := slow or cluster or connect or packaging
 GOLDEN_VENV  := .venv-golden
 NEMO_CURATOR_VERSION := 1.4.0
 TORCH_VERSION := 2.13.0
-# A local torch wheel file to install instead of torch==$(TORCH_VERSION) from the index.
-TORCH_WHEEL ?=
+# A local torch wheel file to install instead of torch==$(TORCH_VERSION) from the index
+# (these machines keep one in /opt/wheels).
+TORCH_WHEEL ?= $(firstword $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-*.whl))
 GOLDEN_STAMP := $(GOLDEN_VENV)/.installed-nemo-curator-$(NEMO_CURATOR_VERSION)-torch-$(TORCH_VERSION)
 
 .PHONY: help install run run-audio submit wheelhouse test quick test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke golden clean java-check
