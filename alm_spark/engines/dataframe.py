@@ -31,9 +31,7 @@ from alm_spark.engines.frames import (
     build_entries,
     explode_segments,
     filter_overlaps,
-    number_lines,
     parse_manifests,
-    split_line_counts,
 )
 from alm_spark.engines.grouped import (
     KEPT_COLUMNS,
@@ -43,6 +41,7 @@ from alm_spark.engines.grouped import (
     WINDOW_COLUMNS,
     rebuild_results,
 )
+from alm_spark.engines.numbering import number_lines, split_line_counts
 from alm_spark.engines.results import Counter, LineTask, texts
 from alm_spark.storage.schemas import RESULT_SCHEMA
 

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from alm_spark.algorithm.encode import dumps
 from alm_spark.algorithm.render import LineSettings
 from alm_spark.engines.base import StagedBlocks, Steps
-from alm_spark.engines.frames import split_line_counts
+from alm_spark.engines.numbering import split_line_counts
 from alm_spark.engines.results import Counter, LineTask, is_blank, texts
 from alm_spark.engines.transforms import with_line_numbers
 from alm_spark.errors import AlmSparkError

@@ -106,11 +106,12 @@ def column_chart(
     labels: Sequence[str],
     counts: Sequence[float],
     color: str = TEAL,
-    width: int = 360,
-    height: int = 210,
+    *,
     x_title: str = "",
+    size: tuple[int, int] = (360, 210),
 ) -> str:
     """Vertical bars with a light axis: a histogram or a bar per category."""
+    width, height = size
     left, bottom, top_pad = 44, 42, 10
     plot_w, plot_h = width - left - 8, height - bottom - top_pad
     peak = max(counts, default=0) or 1

@@ -160,58 +160,73 @@ def corner_entry(rng: random.Random, index: int) -> dict[str, Any]:
     integer_times = rng.random() < 0.1
     segments: list[dict[str, Any]] = []
     for _ in range(n):
-        gap = rng.choice(
-            [
-                0.0,
-                0.0,
-                0.1,
-                0.3,
-                0.5,
-                rng.uniform(0, 3),
-                rng.uniform(0, 3),
-                rng.uniform(5, 40),
-                -rng.uniform(0, 4),
-            ]
-        )
-        length = rng.choice(
-            [
-                0.0,
-                0.3,
-                rng.uniform(0.5, 6),
-                rng.uniform(0.5, 6),
-                rng.uniform(2, 12),
-                rng.uniform(2, 12),
-                rng.uniform(15, 90),
-                -1.0,
-            ]
-        )
-        start = round(max(t + gap, 0.0), rng.choice([1, 1, 2, 3, 6]))
-        end = round(start + length, rng.choice([1, 1, 2, 3]))
-        if integer_times:
-            start, end = int(start), int(end)
-        t = max(t, float(end))
-        seg: dict[str, Any] = {"start": start, "end": end}
-        speaker = rng.choice(speakers)
-        if speaker is not _MISSING:
-            seg["speaker"] = speaker
-        roll = rng.random()
-        if roll < 0.08:
-            pass  # no metrics: bandwidth reads as 0
-        elif roll < 0.12:
-            seg["metrics"] = {"pesq_squim": 2.5}
-        else:
-            bandwidth = rng.choice([8000, 8000, 8000, 16000, 16000, 11025, 8000.5, 7999, 4000])
-            seg["metrics"] = {"bandwidth": bandwidth, "stoi_squim": round(rng.random(), 3)}
-        if rng.random() < 0.7:
-            seg["words"] = _words(rng, float(start), float(end), odd=True)
-        if rng.random() < 0.8:
-            seg["text"] = _text(rng, rng.randrange(1, 8))
-        if rng.random() < 0.3:
-            seg["text_ITN"] = _text(rng, 3)
-        if rng.random() < 0.1:
-            seg["emotion"] = _odd_value(rng)
+        seg, t = _corner_segment(rng, t, speakers, integer_times=integer_times)
         segments.append(seg)
+    return _corner_top_level(rng, index, segments)
 
+
+def _corner_segment(
+    rng: random.Random, t: float, speakers: list[Any], *, integer_times: bool
+) -> tuple[dict[str, Any], float]:
+    """One corner segment after time ``t``; the segment and the new ``t``."""
+    gap = rng.choice(
+        [
+            0.0,
+            0.0,
+            0.1,
+            0.3,
+            0.5,
+            rng.uniform(0, 3),
+            rng.uniform(0, 3),
+            rng.uniform(5, 40),
+            -rng.uniform(0, 4),
+        ]
+    )
+    length = rng.choice(
+        [
+            0.0,
+            0.3,
+            rng.uniform(0.5, 6),
+            rng.uniform(0.5, 6),
+            rng.uniform(2, 12),
+            rng.uniform(2, 12),
+            rng.uniform(15, 90),
+            -1.0,
+        ]
+    )
+    start = round(max(t + gap, 0.0), rng.choice([1, 1, 2, 3, 6]))
+    end = round(start + length, rng.choice([1, 1, 2, 3]))
+    if integer_times:
+        start, end = int(start), int(end)
+    t = max(t, float(end))
+    seg: dict[str, Any] = {"start": start, "end": end}
+    speaker = rng.choice(speakers)
+    if speaker is not _MISSING:
+        seg["speaker"] = speaker
+    roll = rng.random()
+    if roll < 0.08:
+        pass  # no metrics: bandwidth reads as 0
+    elif roll < 0.12:
+        seg["metrics"] = {"pesq_squim": 2.5}
+    else:
+        bandwidth = rng.choice([8000, 8000, 8000, 16000, 16000, 11025, 8000.5, 7999, 4000])
+        seg["metrics"] = {"bandwidth": bandwidth, "stoi_squim": round(rng.random(), 3)}
+    if rng.random() < 0.7:
+        seg["words"] = _words(rng, float(start), float(end), odd=True)
+    if rng.random() < 0.8:
+        seg["text"] = _text(rng, rng.randrange(1, 8))
+    if rng.random() < 0.3:
+        seg["text_ITN"] = _text(rng, 3)
+    if rng.random() < 0.1:
+        seg["emotion"] = _odd_value(rng)
+    return seg, t
+
+
+def _corner_top_level(
+    rng: random.Random, index: int, segments: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A corner entry's top-level keys around its segments."""
+    n = len(segments)
     entry: dict[str, Any] = {}
     roll = rng.random()
     if roll < 0.9:
