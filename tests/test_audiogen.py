@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from alm_spark.testing.audiogen import BLOCK_FRAMES, FORMATS, audio_spec, signal, write_audio
-from alm_spark.testing.datagen import AudioTally, generate, main, with_audio
+from alm_spark.testing.audiogen import (
+    BLOCK_FRAMES,
+    FORMATS,
+    AudioTally,
+    audio_spec,
+    signal,
+    with_audio,
+    write_audio,
+)
+from alm_spark.testing.datagen import generate, main
 
 # Measured with libsndfile 1.2.2 (LAME / libvorbis): both lossy formats decode to exactly
 # the frames written, sample-aligned (no encoder delay or padding left in), so the

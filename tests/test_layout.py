@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import pkgutil
 import subprocess
@@ -85,3 +86,98 @@ def test_report_and_compare_run_without_pyspark(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "EQUAL" in done.stdout
     assert (out / "_report.html").read_text() == render_report(_metrics())
+
+
+#: Functions longer than this need a reason, said in their docstring ("Long because").
+AIM_LINES, MOST_LINES = 60, 80
+#: Modules longer than this should be split by concern.
+MODULE_LINES = 520
+
+
+def _functions() -> list[tuple[str, str, int, str]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                doc = ast.get_docstring(node) or ""
+                found.append((str(path.relative_to(PACKAGE)), node.name, lines, doc))
+    return found
+
+
+def test_functions_are_short_enough_to_read() -> None:
+    too_long = [
+        f"{path}:{name} has {lines} lines"
+        for path, name, lines, doc in _functions()
+        if lines > MOST_LINES and "Long because" not in doc
+    ]
+    assert too_long == []
+
+
+def test_modules_are_split_by_concern() -> None:
+    sizes = {
+        str(path.relative_to(PACKAGE)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert {path: lines for path, lines in sizes.items() if lines > MODULE_LINES} == {}
+
+
+def _imports() -> dict[str, set[str]]:
+    """Each package module's imports of other package modules, lazy ones included.
+
+    Imports under ``if TYPE_CHECKING:`` are left out (they never run). Imports of a
+    package itself (``from alm_spark import rows`` names the module
+    ``alm_spark.rows``) are left out: a package's ``__init__`` runs before any of its
+    modules whatever imports them.
+    """
+    modules: dict[str, Path] = {}
+    packages = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            packages.add(".".join(parts[:-1]))
+        else:
+            modules[".".join(parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {
+            id(inner)
+            for node in tree.body
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("alm_spark"):
+                edges.add(str(node.module))
+                edges.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name.startswith("alm_spark"))
+        graph[name] = {e for e in edges if e in modules and e != name and e not in packages}
+    return graph
+
+
+def test_no_import_circle() -> None:
+    graph = _imports()
+    state: dict[str, str] = {}
+    cycles: list[str] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        if state.get(node) == "done":
+            return
+        if state.get(node) == "open":
+            cycles.append(" -> ".join([*trail[trail.index(node) :], node]))
+            return
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            visit(nxt, [*trail, node])
+        state[node] = "done"
+
+    for start in sorted(graph):
+        visit(start, [])
+    assert len(graph) > 50
+    assert cycles == []

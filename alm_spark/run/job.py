@@ -40,6 +40,7 @@ from alm_spark.run.failures import DamagedInputError, find_damaged_input, names_
 from alm_spark.run.metrics import build_metrics, entry_figures, write_metrics
 from alm_spark.run.output import staged_output
 from alm_spark.run.progress import Progress
+from alm_spark.run.recut import recut_output
 from alm_spark.run.session import job_sql_conf, scoped_conf
 from alm_spark.storage.fs import FileSystem, join
 from alm_spark.storage.io import (
@@ -96,8 +97,6 @@ def run_job(
 ) -> RunResult:
     """Run a checked job (:func:`~alm_spark.run.checks.check_job`): a run or a re-cut."""
     if job.recut_from is not None:
-        from alm_spark.run.recut import recut_output
-
         ctx = RunContext.open(spark, job.config, fs, progress, job.recut_from)
         return recut_output(ctx)
     ctx = RunContext.open(spark, job.config, fs, progress)

@@ -90,11 +90,11 @@ def submit_command(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     Raises:
         ConfigError: When the job's settings are bad (nothing is started).
     """
-    from alm_spark.cli import _parser
+    from alm_spark.arguments import command_parser
     from alm_spark.config import load_config
 
     options, job_args = split_arguments(argv)
-    parsed = _parser().parse_args(["run", *job_args])
+    parsed = command_parser().parse_args(["run", *job_args])
     config = load_config(parsed.config, parsed.overrides)
     home = spark_home()
     env = dict(os.environ, SPARK_HOME=str(home))

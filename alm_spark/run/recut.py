@@ -51,9 +51,8 @@ def recut_audio(
         InputError: When ``finished`` is not a finished output with a windows table.
         OutputError: When ``output.path`` cannot be used (or is ``finished`` itself).
     """
-    from alm_spark.run.job import run_job
-
-    return run_job(spark, check_job(config, recut_from=finished), fs, progress)
+    job = check_job(config, recut_from=finished)
+    return recut_output(RunContext.open(spark, job.config, fs, progress, job.recut_from))
 
 
 def recut_output(ctx: RunContext) -> RunResult:

@@ -1,4 +1,4 @@
-"""Deterministic test audio for generated manifests.
+"""Deterministic test audio for generated manifests, and manifests pointed at it.
 
 The signal's value at absolute frame ``n`` is a pure function of ``(n, rate, channel)``,
 so a test can compute the expected samples of any slice a cutter takes out of a file
@@ -10,12 +10,17 @@ shows.
 
 Files are written in blocks, so an hour of audio needs no more memory than a block.
 ``soundfile`` is imported only where a file is written: the module imports without it.
+:func:`with_audio` writes a recording for each generated entry and points the entry at it.
 """
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -137,3 +142,102 @@ def audio_spec(index: int) -> AudioSpec:
         rate=_PLAN_RATES[index % len(_PLAN_RATES)],
         channels=1 + (index // len(_PLAN_FORMATS)) % 2,
     )
+
+
+AUDIO_TAIL_SECONDS = 1.0
+"""Audio written after an entry's last segment end, so the last window is never cut short."""
+
+
+@dataclass
+class AudioTally:
+    """What :func:`with_audio` wrote and skipped, filled in as entries pass."""
+
+    files: int = 0
+    seconds: float = 0.0
+    skipped_too_long: int = 0
+    skipped_no_times: int = 0
+
+
+def _segments_end(entry: dict[str, Any]) -> float | None:
+    """The latest start or end of an entry's segments, or None if a time is not a number.
+
+    An entry without a ``segments`` list, or with a segment that is not an object or lacks
+    a finite numeric ``start`` and ``end``, has no time to cover, so it gets no audio. An
+    empty list ends at 0.
+    """
+    segments = entry.get("segments")
+    if not isinstance(segments, list):
+        return None
+    latest = 0.0
+    for segment in segments:
+        if not isinstance(segment, dict):
+            return None
+        for key in ("start", "end"):
+            value = segment.get(key)
+            # bool is an int in Python but not a time in the manifest
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            if not math.isfinite(value):
+                return None
+            latest = max(latest, float(value))
+    return latest
+
+
+def with_audio(
+    entries: Iterable[dict[str, Any]],
+    audio_dir: str | Path,
+    manifest_dir: str | Path,
+    *,
+    max_seconds: float | None = None,
+    tail_seconds: float = AUDIO_TAIL_SECONDS,
+    tally: AudioTally | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Write a recording for each entry and point the entry at it.
+
+    Entry ``i`` (counted from 0 in ``entries``) gets ``audio_dir/{i:06d}.{fmt}`` in the
+    format, rate and channel count of :func:`alm_spark.testing.audiogen.audio_spec`,
+    covering its segments' latest time plus ``tail_seconds``. The yielded copy has
+    ``audio_filepath`` set to the file's path relative to ``manifest_dir`` (POSIX
+    separators, as a manifest stores it), ``audio_sample_rate`` to its rate and, when the
+    entry has the key, ``audio_num_channels`` to its channel count; other fields, and the
+    order of keys, are kept. Entries whose segment times are not all numbers, and entries
+    whose recording would be longer than ``max_seconds``, are yielded unchanged and get
+    no file (a shortened file would not match the manifest).
+
+    Args:
+        entries: Manifest entries, as :func:`generate` yields them.
+        audio_dir: Folder for the recordings (created).
+        manifest_dir: Folder of the manifest the entries are written to.
+        max_seconds: Longest recording to write; None for no limit.
+        tail_seconds: Audio after the latest segment time.
+        tally: Counts of written and skipped recordings, updated as entries pass.
+
+    Yields:
+        Each entry, with its audio fields set when a recording was written.
+    """
+    audio_dir = Path(audio_dir)
+    for index, entry in enumerate(entries):
+        end = _segments_end(entry)
+        if end is None:
+            if tally is not None:
+                tally.skipped_no_times += 1
+            yield entry
+            continue
+        duration = end + tail_seconds
+        if max_seconds is not None and duration > max_seconds:
+            if tally is not None:
+                tally.skipped_too_long += 1
+            yield entry
+            continue
+        spec = audio_spec(index)
+        path = audio_dir / f"{index:06d}.{spec.fmt}"
+        frames = write_audio(path, duration, spec.rate, spec.channels, spec.fmt)
+        if tally is not None:
+            tally.files += 1
+            tally.seconds += frames / spec.rate
+        updated = dict(entry)
+        updated["audio_filepath"] = Path(os.path.relpath(path, manifest_dir)).as_posix()
+        updated["audio_sample_rate"] = spec.rate
+        if "audio_num_channels" in updated:
+            updated["audio_num_channels"] = spec.channels
+        yield updated
