@@ -1,9 +1,14 @@
 """alm_spark: ALM training windows from diarized long-form audio manifests, on Spark.
 
-Two layers: :mod:`alm_spark.core` (window logic, validation, rendering, figures; no
-pyspark) and :mod:`alm_spark.spark` (schemas, I/O, both engines, publishing, the job),
-which takes a session you build. Importing this package has no side effects and does
-not import pyspark; the Spark functions listed here are imported on first use.
+The package reads as the pipeline: :mod:`~alm_spark.config` (settings),
+:mod:`~alm_spark.algorithm` (the reference's algorithm on one line; no pyspark),
+:mod:`~alm_spark.engines` (lines to result rows on the executors),
+:mod:`~alm_spark.audio` (clips and shards), :mod:`~alm_spark.storage` (file systems,
+schemas, reading, writing, publishing), :mod:`~alm_spark.run` (the driver: the job, the
+re-cut, checks, metrics), :mod:`~alm_spark.report` (figures, the HTML report, the
+summary; no pyspark) and :mod:`~alm_spark.testing` (generators and comparison). The job
+takes a session you build. Importing this package has no side effects and does not
+import pyspark; the Spark functions listed here are imported on first use.
 """
 
 from __future__ import annotations
