@@ -31,10 +31,12 @@ help:
 	@echo "make unit   - only the fast tests that need no Spark"
 	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor, and the audio step against NeMo-style snippet cutting (docs/PERFORMANCE.md)"
 
+# --no-compile: Python compiles what it imports when it first imports it; compiling every
+# module of pyspark and pandas ahead took most of an install.
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,connect,test,dev,audio]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[spark,connect,test,dev,audio]'
 	touch $@
 
 install: $(STAMP)
@@ -73,7 +75,7 @@ $(WHEELHOUSE)/.built: $(STAMP) pyproject.toml constraints.txt $(PACKAGE_FILES)
 .venv-spark%/.installed: pyproject.toml constraints-%.txt
 	rm -rf .venv-spark$*
 	$(PYTHON) -m venv .venv-spark$*
-	.venv-spark$*/bin/python -m pip install --quiet --disable-pip-version-check \
+	.venv-spark$*/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
 	  -c constraints-$*.txt -e '.[spark,test,audio]'
 	touch $@
 
