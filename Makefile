@@ -41,10 +41,12 @@ help:
 	@echo "make bench  - benchmarks against a plain script and Spark's I/O floor, and the audio step against NeMo-style snippet cutting (docs/PERFORMANCE.md)"
 	@echo "make golden - maintainers: regenerate tests/golden/expected and SHA256SUMS with NeMo Curator $(NEMO_CURATOR_VERSION) in $(GOLDEN_VENV) (TORCH_WHEEL=/path/to/torch.whl)"
 
+# --no-compile: Python compiles what it imports when it first imports it; compiling every
+# module of pyspark and pandas ahead took most of an install.
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[spark,connect,test,dev,audio]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[spark,connect,test,dev,audio]'
 	touch $@
 
 install: $(STAMP)
@@ -83,7 +85,7 @@ $(WHEELHOUSE)/.built: $(STAMP) pyproject.toml constraints.txt $(PACKAGE_FILES)
 .venv-spark%/.installed: pyproject.toml constraints-%.txt
 	rm -rf .venv-spark$*
 	$(PYTHON) -m venv .venv-spark$*
-	.venv-spark$*/bin/python -m pip install --quiet --disable-pip-version-check \
+	.venv-spark$*/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
 	  -c constraints-$*.txt -e '.[spark,test,audio]'
 	touch $@
 

@@ -4,7 +4,8 @@ import gzip
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,11 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
     return path
 
 
+#: The shared session's log level; a command run in this process sets the job's, and
+#: ``run_cli`` puts this one back.
+SPARK_LOG_LEVEL = "ERROR"
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """One local SparkSession for the whole suite."""
@@ -112,9 +118,69 @@ def spark() -> Iterator[Any]:
         .config("spark.driver.extraJavaOptions", "-XX:+UseSerialGC -XX:TieredStopAtLevel=1")
         .getOrCreate()
     )
-    session.sparkContext.setLogLevel("ERROR")
+    session.sparkContext.setLogLevel(SPARK_LOG_LEVEL)
     yield session
     session.stop()
+
+
+@dataclass
+class CliRun:
+    """What ``alm_spark.cli.main`` returned and printed, and how often it stopped a session."""
+
+    code: int
+    out: str
+    err: str
+    stops: int
+
+
+def _sql_conf(spark: Any) -> dict[str, str]:
+    return {str(row[0]): str(row[1]) for row in spark.sql("SET").collect()}
+
+
+@pytest.fixture
+def run_cli(
+    spark: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[list[str]], CliRun]:
+    """``alm_spark.cli.main`` in this process, on the shared session (no JVM of its own).
+
+    For tests about a command's exit code, messages and output, not about a new process
+    (its console, its environment, a kill). The command joins the session, as it joins a
+    notebook's, and stops it at the end as always: here that stop is counted
+    (``CliRun.stops``) instead of done, and the runtime settings and log level the
+    command set are put back, so later tests see the session as before.
+    """
+    from alm_spark import cli
+
+    stops: list[Any] = []
+
+    def stop(session: Any) -> None:
+        stops.append(session)
+
+    monkeypatch.setattr(type(spark), "stop", stop)
+    for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):  # the command sets them
+        monkeypatch.setenv(name, os.environ.get(name, sys.executable))
+
+    def run(argv: list[str]) -> CliRun:
+        before = _sql_conf(spark)
+        capsys.readouterr()
+        stopped = len(stops)
+        try:
+            code = cli.main(argv)
+        finally:
+            # getOrCreate wrote the command's settings into the session's conf, static
+            # ones too (spark.app.name, spark.hadoop.*): undone the same way.
+            conf = spark._jsparkSession.sessionState().conf()
+            after = _sql_conf(spark)
+            for key in after.keys() - before.keys():
+                conf.unsetConf(key)
+            for key, value in before.items():
+                if after.get(key) != value:
+                    conf.setConfString(key, value)
+            spark.sparkContext.setLogLevel(SPARK_LOG_LEVEL)
+        captured = capsys.readouterr()
+        return CliRun(code, captured.out, captured.err, len(stops) - stopped)
+
+    return run
 
 
 @pytest.fixture(scope="session")

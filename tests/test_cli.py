@@ -1,5 +1,5 @@
-"""Command line: exit codes and messages, then real runs through the console script
-and through spark-submit."""
+"""Command line: exit codes and messages, then real runs: in this process on the shared
+session, through the console script, and through spark-submit."""
 
 from __future__ import annotations
 
@@ -112,24 +112,35 @@ def _spark_info_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if " INFO " in line and "alm_spark" not in line]
 
 
+def _job_args(source: Path, out: Path, *overrides: str) -> list[str]:
+    args = ["--config", str(REPO / "conf" / "alm_pipeline.yaml")]
+    return [*args, f"input.manifest_path={source}", f"output.path={out}", *overrides]
+
+
+def _check_job(
+    stdout: str, out: Path, source: Path, golden: Path | None, tmp_path: Path, *overrides: str
+) -> None:
+    """A run's summary and output (and windows table, when asked for)."""
+    assert "ALM PIPELINE COMPLETE" in stdout
+    _check_output(out, source, golden, tmp_path)
+    if "output.windows_table=true" in overrides:
+        metrics = json.loads((out / "_metrics.json").read_text())
+        table = pq.read_table(out / "_windows")
+        assert table.num_rows == metrics["filtered_windows"] > 0
+
+
 def _run_job(
     launcher: list[str], tmp_path: Path, *overrides: str
 ) -> subprocess.CompletedProcess[str]:
     """Run the job on the sample through ``launcher``; check its output; return the process."""
     source, golden = _case()
     out = tmp_path / "out"
-    args = ["--config", str(REPO / "conf" / "alm_pipeline.yaml")]
-    args += [f"input.manifest_path={source}", f"output.path={out}", *overrides]
     proc = subprocess.run(
-        [*launcher, *args], env=_env(), capture_output=True, text=True, timeout=300, check=False
-    )
+        [*launcher, *_job_args(source, out, *overrides)],
+        env=_env(), capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ALM PIPELINE COMPLETE" in proc.stdout
-    _check_output(out, source, golden, tmp_path)
-    if "output.windows_table=true" in overrides:
-        metrics = json.loads((out / "_metrics.json").read_text())
-        table = pq.read_table(out / "_windows")
-        assert table.num_rows == metrics["filtered_windows"] > 0
+    _check_job(proc.stdout, out, source, golden, tmp_path, *overrides)
     return proc
 
 
@@ -144,16 +155,18 @@ def test_console_script_run(tmp_path: Path) -> None:
     assert " WARN " not in proc.stderr  # a clean run has nothing to warn about
 
 
-@pytest.mark.slow
-def test_console_script_runs_the_dataframe_engine(tmp_path: Path) -> None:
-    proc = _run_job(
-        [str(BIN / "alm-spark"), "run", "--progress", "on"],
-        tmp_path,
-        "spark.engine=dataframe",
-        "output.windows_table=true",
-    )
-    assert "(dataframe engine)" in proc.stderr
-    assert "] writing the windows table" in proc.stderr
+def test_run_command_runs_the_dataframe_engine(run_cli, tmp_path: Path) -> None:
+    """``alm-spark run`` in this process, on the shared session (the console script's own
+    process, its JVM and console, is tested above, and spark-submit's below)."""
+    source, golden = _case()
+    out = tmp_path / "out"
+    overrides = ("spark.engine=dataframe", "output.windows_table=true")
+    run = run_cli(["run", "--progress", "on", *_job_args(source, out, *overrides)])
+    assert run.code == 0, run.err[-3000:]
+    assert run.stops == 1  # the command stops the session it joined, as always
+    _check_job(run.out, out, source, golden, tmp_path, *overrides)
+    assert "(dataframe engine)" in run.err
+    assert "] writing the windows table" in run.err
 
 
 @pytest.mark.slow

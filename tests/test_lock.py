@@ -23,8 +23,6 @@ from alm_spark.storage.fs import FsspecFileSystem
 from alm_spark.storage.lock import LockInfo, OutputLock, lock_path, process_alive
 from tests.conftest import TWO_SPEAKER_ENTRY
 
-BIN = Path(sys.executable).parent
-
 
 def _output(tmp_path: Path) -> str:
     return f"file:{tmp_path}/out"
@@ -161,28 +159,18 @@ def test_the_heartbeat_is_refreshed_and_unreadable_locks_are_not_guessed(tmp_pat
         OutputLock(fs, _output(tmp_path), "run-b").acquire()
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
-    return env
-
-
-@pytest.mark.slow
-def test_cli_second_run_exits_2_and_leaves_the_output(spark, tmp_path: Path) -> None:
+def test_cli_second_run_exits_2_and_leaves_the_output(spark, run_cli, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps(TWO_SPEAKER_ENTRY) + "\n")
     out = tmp_path / "out"
     run_pipeline(spark, load_config(None, [f"input.manifest_path={source}", f"output.path={out}"]))
     before = (out / "_metrics.json").read_text()
     with OutputLock(FsspecFileSystem(), f"file:{out}", "20260101T000000Z-00000001"):
-        proc = subprocess.run(
-            [str(BIN / "alm-spark"), "run", "-q", f"input.manifest_path={source}",
-             f"output.path={out}", "spark.master=local[2]"],
-            env=_env(), capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-    assert proc.returncode == 2
-    last = proc.stderr.splitlines()[-1]
+        # The command in this process (on the shared session): the lock names this PID.
+        run = run_cli(["run", "-q", f"input.manifest_path={source}", f"output.path={out}",
+                       "spark.master=local[2]"])  # fmt: skip
+    assert run.code == 2
+    last = run.err.splitlines()[-1]
     assert last.startswith(
         f"alm-spark: error: output.path: file:{out} is being written by another run (run "
         f"20260101T000000Z-00000001 on host {socket.gethostname()}, PID {os.getpid()}, started "

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import random
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -28,12 +31,15 @@ def _fast(
     return json.loads(outcome.output)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("engine", ENGINES)
-def test_corner_entries_with_random_settings(engine: str) -> None:
+#: Stats the oracle counts, summed over the sweep to show it reaches every corner.
+LOSS_KEYS = ("lost_bw", "lost_sr", "lost_spk", "lost_win", "lost_no_spkr", "lost_next_seg_bm")
+
+
+def _sweep(engine: str, indices: range) -> tuple[list[str], Counter[str]]:
+    """Mismatches and corner counts of some of the generated entries."""
     seen: Counter[str] = Counter()
     mismatches = []
-    for index in range(CORNER_ENTRIES):
+    for index in indices:
         rng = random.Random(f"equivalence:{index}")
         builder, overlap = corner_params(rng)
         line = json.dumps(corner_entry(rng, index), ensure_ascii=False)
@@ -42,14 +48,7 @@ def test_corner_entries_with_random_settings(engine: str) -> None:
         if diff:
             mismatches.append(f"entry {index} {builder} {overlap}: {diff}")
         stats = expected["stats"]
-        for key in (
-            "lost_bw",
-            "lost_sr",
-            "lost_spk",
-            "lost_win",
-            "lost_no_spkr",
-            "lost_next_seg_bm",
-        ):
+        for key in LOSS_KEYS:
             seen[key] += stats[key]
         seen["windows"] += len(expected["windows"])
         seen["truncations"] += expected["truncation_events"]
@@ -58,6 +57,25 @@ def test_corner_entries_with_random_settings(engine: str) -> None:
             seen["rounding_rematch"] += len(expected["filtered_windows"]) > len(
                 expected["filtered"]
             )
+    return mismatches, seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ENGINES)
+def test_corner_entries_with_random_settings(engine: str) -> None:
+    # The entries are independent: the sweep is cut into slices, one process per core
+    # (spawned, not forked from a process that holds a JVM gateway).
+    workers = min(os.cpu_count() or 1, 4)
+    step = -(-CORNER_ENTRIES // (4 * workers))
+    slices = [range(k, min(k + step, CORNER_ENTRIES)) for k in range(0, CORNER_ENTRIES, step)]
+    mismatches: list[str] = []
+    seen: Counter[str] = Counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for found, counted in pool.map(_sweep, [engine] * len(slices), slices):
+            mismatches += found
+            seen += counted
+    assert sum(len(part) for part in slices) == CORNER_ENTRIES
     assert mismatches == []
     # The generator must keep reaching the corners, or this test proves little.
     for key, floor in [
