@@ -13,10 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from alm_spark import cli
-from alm_spark.algorithm.render import EntryRenderer
-from alm_spark.config import build_config, bundled_sample_path
+from alm_spark.config import build_config
 from alm_spark.testing.compare import compare_paths
-from tests.conftest import FIXTURES, REPO, read_lines
+from tests.conftest import REPO, fixtures_dir
 
 BIN = Path(sys.executable).parent
 
@@ -83,23 +82,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _expected_for(source: Path) -> list[str]:
-    cfg = build_config({})
-    renderer = EntryRenderer(cfg.builder, cfg.overlap)
-    return [renderer.render(line).output.decode() for line in read_lines(source)]
+def _case() -> tuple[Path, Path]:
+    """The reference's sample with its golden file (tests/golden)."""
+    root = fixtures_dir()
+    return root / "sample_input.jsonl", root / "expected" / "sample_input.default.jsonl"
 
 
-def _case() -> tuple[Path, Path | None]:
-    """The fixture sample with its golden file, or the bundled sample in a user's clone."""
-    if (FIXTURES / "expected").is_dir():
-        return FIXTURES / "sample_input.jsonl", FIXTURES / "expected" / "sample_input.default.jsonl"
-    return Path(bundled_sample_path()), None
-
-
-def _check_output(out: Path, source: Path, golden: Path | None, tmp_path: Path) -> None:
-    if golden is None:
-        golden = tmp_path / "expected.jsonl"
-        golden.write_text("\n".join(_expected_for(source)) + "\n")
+def _check_output(out: Path, golden: Path) -> None:
     comparison = compare_paths(out, golden)
     assert comparison.equal, comparison.problems
     metrics = json.loads((out / "_metrics.json").read_text())
@@ -117,12 +106,10 @@ def _job_args(source: Path, out: Path, *overrides: str) -> list[str]:
     return [*args, f"input.manifest_path={source}", f"output.path={out}", *overrides]
 
 
-def _check_job(
-    stdout: str, out: Path, source: Path, golden: Path | None, tmp_path: Path, *overrides: str
-) -> None:
+def _check_job(stdout: str, out: Path, golden: Path, *overrides: str) -> None:
     """A run's summary and output (and windows table, when asked for)."""
     assert "ALM PIPELINE COMPLETE" in stdout
-    _check_output(out, source, golden, tmp_path)
+    _check_output(out, golden)
     if "output.windows_table=true" in overrides:
         metrics = json.loads((out / "_metrics.json").read_text())
         table = pq.read_table(out / "_windows")
@@ -140,7 +127,7 @@ def _run_job(
         env=_env(), capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_job(proc.stdout, out, source, golden, tmp_path, *overrides)
+    _check_job(proc.stdout, out, golden, *overrides)
     return proc
 
 
@@ -164,7 +151,7 @@ def test_run_command_runs_the_dataframe_engine(run_cli, tmp_path: Path) -> None:
     run = run_cli(["run", "--progress", "on", *_job_args(source, out, *overrides)])
     assert run.code == 0, run.err[-3000:]
     assert run.stops == 1  # the command stops the session it joined, as always
-    _check_job(run.out, out, source, golden, tmp_path, *overrides)
+    _check_job(run.out, out, golden, *overrides)
     assert "(dataframe engine)" in run.err
     assert "] writing the windows table" in run.err
 
