@@ -149,7 +149,7 @@ def cut_window_batches(
     """Cut, encode and pack the clips of a task's entries (``mapInArrow``).
 
     Args:
-        batches: Rows of :data:`AUDIO_WINDOWS_SCHEMA`, each entry's rows together and
+        batches: Rows of :data:`~alm_spark.rows.AUDIO_WINDOW`, each entry's rows together and
             in ``position`` order.
         config: The ``audio`` settings.
         attempts_url: Where this step's task attempts write their shards (fsspec URL).
@@ -251,7 +251,7 @@ def cut_audio(
     """The audio step as a DataFrame of ``(kind, record)`` rows (nothing runs yet).
 
     Args:
-        windows_df: Staged window rows (:data:`AUDIO_WINDOWS_SCHEMA`).
+        windows_df: Staged window rows (:data:`~alm_spark.rows.AUDIO_WINDOW`).
         config: The ``audio`` settings.
         attempts_dir: Where task attempts write shards (inside the run's staging).
         partitions: Tasks; each entry's windows go to one of them.
