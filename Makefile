@@ -16,6 +16,10 @@ SPARK_TESTS ?= -m "spark and not ($(SLOW_MARKS))"
 # Left out by `make quick` (the developer loop) and run alone by `make test-slow`;
 # `make test` (what CI runs) runs everything.
 SLOW_MARKS := slow or cluster or connect or packaging
+# pytest-xdist processes: each keeps a module's tests together, and one of them runs every
+# test of the shared cluster or Connect server (tests/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 
 # `make golden` (maintainers only, not CI): NeMo Curator's own stages in their own venv.
 GOLDEN_VENV  := .venv-golden
@@ -90,19 +94,19 @@ $(WHEELHOUSE)/.built: $(STAMP) pyproject.toml constraints.txt $(PACKAGE_FILES)
 	touch $@
 
 $(SPARK_LINES:%=test-spark-%): test-spark-%: .venv-spark%/.installed java-check
-	.venv-spark$*/bin/python -m pytest $(SPARK_TESTS) -p no:cacheprovider $(PYTEST_ARGS)
+	.venv-spark$*/bin/python -m pytest $(SPARK_TESTS) $(XDIST) -p no:cacheprovider $(PYTEST_ARGS)
 
 test-spark-lines: $(SPARK_LINES:%=test-spark-%)
 
 # The packaging tests install from the wheelhouse: built first when missing.
 test: $(STAMP) java-check lint $(WHEELHOUSE)/.built
-	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 quick: $(STAMP) java-check lint
-	$(BIN)/python -m pytest -m "not ($(SLOW_MARKS))" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not ($(SLOW_MARKS))" $(XDIST) $(PYTEST_ARGS)
 
 test-slow: $(STAMP) java-check $(WHEELHOUSE)/.built
-	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest -m "$(SLOW_MARKS)" $(PYTEST_ARGS)
+	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest -m "$(SLOW_MARKS)" $(XDIST) $(PYTEST_ARGS)
 
 test-all: test
 

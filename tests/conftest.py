@@ -18,6 +18,21 @@ GOLDEN = REPO / "tests" / "golden"
 #: Where the golden-file tests read them: ``ALM_SPARK_FIXTURES`` may point at another copy.
 FIXTURES = Path(os.environ.get("ALM_SPARK_FIXTURES") or GOLDEN)
 
+#: Spark's defaults for the JVMs the tests start (spark-submit, the cluster, Connect).
+SPARK_TEST_CONF = REPO / "tests" / "spark-conf"
+#: The standalone daemons' JVM options, for the same reason (spark-class reads them).
+DAEMON_JAVA_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every Spark JVM the suite starts, in this process or a child, uses the test defaults.
+
+    Only where the environment names no configuration of its own.
+    """
+    os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_TEST_CONF))
+    os.environ.setdefault("SPARK_DAEMON_JAVA_OPTS", DAEMON_JAVA_OPTIONS)
+
+
 #: A small valid entry: two speakers, one 119-second window.
 TWO_SPEAKER_ENTRY = {
     "audio_filepath": "/a.wav",
@@ -226,9 +241,21 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 _FIXTURE_MARKERS = {"spark": "spark", "standalone_cluster": "cluster", "connect_server": "connect"}
 
 
+#: Fixtures whose tests run in one pytest-xdist worker, so the suite starts one of each.
+_SHARED_SERVERS = ("standalone_cluster", "connect_server")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the ``spark`` fixture carry the ``spark`` marker, and so on."""
+    """Tests that use the ``spark`` fixture carry the ``spark`` marker, and so on.
+
+    Each test also gets an ``xdist_group`` (used by ``make test``'s ``--dist loadgroup``):
+    its module, so a module's fixtures are built once, or the shared server it uses, so
+    one cluster and one Connect server serve every test that needs them.
+    """
     for item in items:
+        fixtures = getattr(item, "fixturenames", ())
         for fixture, marker in _FIXTURE_MARKERS.items():
-            if fixture in getattr(item, "fixturenames", ()):
+            if fixture in fixtures:
                 item.add_marker(getattr(pytest.mark, marker))
+        server = next((name for name in _SHARED_SERVERS if name in fixtures), None)
+        item.add_marker(pytest.mark.xdist_group(server or item.nodeid.split("::")[0]))
