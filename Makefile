@@ -19,7 +19,7 @@ SLOW_MARKS := slow or cluster or connect or packaging
 # pytest-xdist processes: each keeps a module's tests together, and one of them runs every
 # test of the shared cluster or Connect server (tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # `make golden` (maintainers only, not CI): NeMo Curator's own stages in their own venv.
 GOLDEN_VENV  := .venv-golden

@@ -243,19 +243,38 @@ _FIXTURE_MARKERS = {"spark": "spark", "standalone_cluster": "cluster", "connect_
 
 #: Fixtures whose tests run in one pytest-xdist worker, so the suite starts one of each.
 _SHARED_SERVERS = ("standalone_cluster", "connect_server")
+#: Markers of the long tests: their groups are handed out first under pytest-xdist, so
+#: the short ones fill the other worker instead of a long one starting last.
+_LONG_MARKERS = ("cluster", "slow", "packaging", "connect")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that use the ``spark`` fixture carry the ``spark`` marker, and so on.
 
     Each test also gets an ``xdist_group`` (used by ``make test``'s ``--dist loadgroup``):
     its module, so a module's fixtures are built once, or the shared server it uses, so
-    one cluster and one Connect server serve every test that needs them.
+    one cluster and one Connect server serve every test that needs them. Under
+    pytest-xdist, the groups of long tests come first, the cluster's before all.
     """
+    groups: dict[str, int] = {}
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         for fixture, marker in _FIXTURE_MARKERS.items():
             if fixture in fixtures:
                 item.add_marker(getattr(pytest.mark, marker))
         server = next((name for name in _SHARED_SERVERS if name in fixtures), None)
-        item.add_marker(pytest.mark.xdist_group(server or item.nodeid.split("::")[0]))
+        group = server or item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+        rank = next(
+            (i for i, name in enumerate(_LONG_MARKERS) if item.get_closest_marker(name)),
+            len(_LONG_MARKERS),
+        )
+        groups[group] = min(groups.get(group, rank), rank)
+    if config.getoption("dist", "no") != "no":
+        items.sort(key=lambda item: groups[_group_of(item)])
+
+
+def _group_of(item: pytest.Item) -> str:
+    (mark,) = list(item.iter_markers("xdist_group"))
+    return str(mark.args[0])
