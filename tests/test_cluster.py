@@ -70,7 +70,7 @@ def submit(
     """Start spark-submit of the job on the cluster (client mode); console into ``log``."""
     command = [str(BIN / "spark-submit"), "--master", cluster.url]
     if ui_port is not None:  # the driver's REST API, to see which executor runs tasks
-        command += ["--conf", f"spark.ui.port={ui_port}"]
+        command += ["--conf", "spark.ui.enabled=true", "--conf", f"spark.ui.port={ui_port}"]
     command += [str(ENTRY), *job_args]
     with log.open("wb") as handle:
         proc = subprocess.Popen(
