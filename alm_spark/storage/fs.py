@@ -30,6 +30,20 @@ class FileInfo:
     is_dir: bool
 
 
+@dataclass(frozen=True)
+class FileStatus:
+    """What identifies one version of a file.
+
+    Attributes:
+        size: Bytes.
+        version: ``etag:...`` or ``generation:...`` on object stores, else
+            ``mtime:<milliseconds>`` (local files read the same through Hadoop and fsspec).
+    """
+
+    size: int
+    version: str
+
+
 class FileSystem(Protocol):
     """What the pipeline needs from a file system. Paths are URIs or local paths."""
 
@@ -79,6 +93,10 @@ class FileSystem(Protocol):
 
     def read_text(self, path: str) -> str:
         """Read a small UTF-8 file."""
+        ...
+
+    def stat(self, path: str) -> FileStatus:
+        """The size and version of a file."""
         ...
 
     def total_size(self, paths: list[str]) -> int:
@@ -247,6 +265,21 @@ class HadoopFileSystem:
             total += int(fs.getContentSummary(jpath).getLength())
         return total
 
+    def stat(self, path: str) -> FileStatus:  # noqa: D102
+        local = local_path(self.qualify(path))
+        if local is not None:
+            return local_file_status(local)
+        jpath, fs = self._path(path)
+        status = fs.getFileStatus(jpath)
+        try:  # S3A and ABFS statuses carry the ETag (Hadoop's EtagSource)
+            etag = status.getEtag()
+        except Exception:
+            etag = None
+        version = (
+            f"etag:{str(etag).strip(chr(34))}" if etag else f"mtime:{status.getModificationTime()}"
+        )
+        return FileStatus(int(status.getLen()), version)
+
     def read_text(self, path: str) -> str:  # noqa: D102
         jpath, fs = self._path(path)
         stream = fs.open(jpath)
@@ -339,12 +372,44 @@ class FsspecFileSystem:
             self.write_text(path, text)
         return True
 
+    def stat(self, path: str) -> FileStatus:  # noqa: D102
+        local = local_path(self.qualify(path))
+        if local is not None:
+            return local_file_status(local)
+        fs, root = self._fs(path)
+        return file_status(fs.info(root))
+
     def total_size(self, paths: list[str]) -> int:  # noqa: D102
         total = 0
         for path in paths:
             fs, root = self._fs(path)
             total += int(fs.du(root, total=True))
         return total
+
+
+#: fsspec's names for a file's version, most specific first: the ETag (s3fs, adlfs), the
+#: generation (gcsfs); the modification time where a store has neither.
+_VERSION_KEYS = ("ETag", "etag", "generation")
+_TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
+
+
+def local_file_status(path: str) -> FileStatus:
+    """A local file's size and modification time in whole milliseconds (as Java reads it)."""
+    status = os.stat(path)
+    return FileStatus(status.st_size, f"mtime:{status.st_mtime_ns // 1_000_000}")
+
+
+def file_status(info: dict[str, Any]) -> FileStatus:
+    """A file's status from what ``fsspec``'s ``info`` returns, whatever the store."""
+    for key in _VERSION_KEYS:
+        if info.get(key):
+            return FileStatus(int(info["size"]), f"{key.lower()}:{str(info[key]).strip(chr(34))}")
+    for key in _TIME_KEYS:
+        value = info.get(key)
+        if value is not None:
+            stamp = value.timestamp() if hasattr(value, "timestamp") else float(value)
+            return FileStatus(int(info["size"]), f"mtime:{round(stamp * 1000)}")
+    raise OSError(f"{info.get('name')}: the store gives no version (ETag, generation or time)")
 
 
 def filesystem_for(spark: Any) -> FileSystem:

@@ -1,0 +1,76 @@
+"""Output-changing settings (alm_spark.config.recorded): recorded, compared, named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alm_spark.config import load_config
+from alm_spark.config.recorded import first_difference, output_settings
+
+
+def settings(*overrides: str) -> dict:
+    return json.loads(json.dumps(output_settings(load_config(None, list(overrides)))))
+
+
+def test_what_an_output_records() -> None:
+    recorded = settings("output.path=/x", "spark.engine=dataframe")
+    assert sorted(recorded) == ["audio", "builder", "output", "overlap"]
+    assert recorded["output"] == {
+        "format": "jsonl",
+        "compression": None,
+        "lost_window_details": "inline",
+        "windows_table": False,
+    }
+    assert recorded["audio"] == {"enabled": False}
+    assert recorded["builder"]["drop_fields"] == ["words"]
+    assert recorded["overlap"] == {"overlap_percentage": 50, "target_duration": 120.0}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["output.path=/elsewhere", "spark.engine=dataframe", "output.progress=off"],
+        ["spark.conf.spark.sql.shuffle.partitions=7", "input.manifest_path=/other.jsonl"],
+        ["audio.partitions=8"],  # audio off: its settings change nothing
+        ["builder.target_window_duration=120"],  # the default, spelled out
+    ],
+)
+def test_settings_that_do_not_change_the_output_may_differ(overrides: list[str]) -> None:
+    assert first_difference(settings(), settings(*overrides)) is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["builder.target_window_duration=60"],
+         "builder.target_window_duration: the output was written with 120.0, this run has 60"),
+        (["overlap.overlap_percentage=0"],
+         "overlap.overlap_percentage: the output was written with 50, this run has 0"),
+        (["output.compression=gzip"],
+         'output.compression: the output was written with null, this run has "gzip"'),
+        (["audio.enabled=true"],
+         "audio.enabled: the output was written with false, this run has true"),
+    ],
+)  # fmt: skip
+def test_the_first_changed_setting_is_named_with_both_values(
+    overrides: list[str], message: str
+) -> None:
+    assert first_difference(settings(), settings(*overrides)) == message
+
+
+def test_audio_settings_count_when_audio_is_on() -> None:
+    on = settings("audio.enabled=true")
+    assert first_difference(on, settings("audio.enabled=true", "audio.partitions=3")) is None
+    assert first_difference(on, settings("audio.enabled=true", "audio.codec=wav")) == (
+        'audio.codec: the output was written with "flac", this run has "wav"'
+    )
+
+
+def test_a_setting_only_one_side_knows_is_a_difference() -> None:
+    recorded = settings()
+    recorded["builder"]["future_knob"] = 3
+    assert first_difference(recorded, settings()) == (
+        "builder.future_knob: the output was written with 3, this run has no such setting"
+    )
