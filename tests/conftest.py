@@ -252,29 +252,39 @@ _LONG_MARKERS = ("cluster", "slow", "packaging", "connect")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that use the ``spark`` fixture carry the ``spark`` marker, and so on.
 
-    Each test also gets an ``xdist_group`` (used by ``make test``'s ``--dist loadgroup``):
-    its module, so a module's fixtures are built once, or the shared server it uses, so
-    one cluster and one Connect server serve every test that needs them. Under
-    pytest-xdist, the groups of long tests come first, the cluster's before all.
+    For pytest-xdist (``make test``'s ``--dist loadgroup``), a test that uses the shared
+    cluster or Connect server is grouped with the others that do, so each is started
+    once; one that uses a module's fixture, with its module, so the fixture is built
+    once; any other test goes wherever a process is free. The long tests' groups are
+    handed out first, the cluster's before all.
     """
-    groups: dict[str, int] = {}
+    ranks: dict[str, int] = {}
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         for fixture, marker in _FIXTURE_MARKERS.items():
             if fixture in fixtures:
                 item.add_marker(getattr(pytest.mark, marker))
-        server = next((name for name in _SHARED_SERVERS if name in fixtures), None)
-        group = server or item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        group = _xdist_group(item)
+        if group != item.nodeid:
+            item.add_marker(pytest.mark.xdist_group(group))
         rank = next(
             (i for i, name in enumerate(_LONG_MARKERS) if item.get_closest_marker(name)),
             len(_LONG_MARKERS),
         )
-        groups[group] = min(groups.get(group, rank), rank)
+        ranks[group] = min(ranks.get(group, rank), rank)
     if config.getoption("dist", "no") != "no":
-        items.sort(key=lambda item: groups[_group_of(item)])
+        items.sort(key=lambda item: ranks[_xdist_group(item)])
 
 
-def _group_of(item: pytest.Item) -> str:
-    (mark,) = list(item.iter_markers("xdist_group"))
-    return str(mark.args[0])
+def _xdist_group(item: pytest.Item) -> str:
+    """The shared server a test uses, else its module if it uses a module's fixture, else
+    the test itself."""
+    fixtures = getattr(item, "fixturenames", ())
+    server = next((name for name in _SHARED_SERVERS if name in fixtures), None)
+    if server:
+        return server
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    if any(defs and defs[-1].scope in ("module", "package", "class") for defs in definitions):
+        return item.nodeid.split("::")[0]
+    return item.nodeid
