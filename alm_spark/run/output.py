@@ -52,6 +52,10 @@ def staged_output(ctx: RunContext, sources: ManifestSources) -> Iterator[str]:
         except BaseException:
             _remove_staging(ctx)
             raise
+        # Again at the end: a killed run's Python workers are not in its process group
+        # (PySpark's daemon starts its own) and may write into its staging folder for a
+        # moment after the run's start removed it.
+        recover_leftovers(fs, output)
 
 
 def _remove_staging(ctx: RunContext) -> None:
