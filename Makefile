@@ -16,8 +16,9 @@ SPARK_TESTS ?= -m "spark and not ($(SLOW_MARKS))"
 # Left out by `make quick` (the developer loop) and run alone by `make test-slow`;
 # `make test` (what CI runs) runs everything.
 SLOW_MARKS := slow or cluster or connect or packaging
-# pytest-xdist processes: each keeps a module's tests together, and one of them runs every
-# test of the shared cluster or Connect server (tests/conftest.py). TEST_WORKERS=0: one process.
+# pytest-xdist processes: the tests of a module-scoped fixture stay in one of them, and one
+# runs every test of the shared cluster or Connect server (tests/conftest.py).
+# TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 

@@ -259,12 +259,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     handed out first, the cluster's before all.
     """
     ranks: dict[str, int] = {}
+    groups: dict[str, str] = {}
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         for fixture, marker in _FIXTURE_MARKERS.items():
             if fixture in fixtures:
                 item.add_marker(getattr(pytest.mark, marker))
-        group = _xdist_group(item)
+        group = groups[item.nodeid] = _xdist_group(item)
         if group != item.nodeid:
             item.add_marker(pytest.mark.xdist_group(group))
         rank = next(
@@ -273,7 +274,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         ranks[group] = min(ranks.get(group, rank), rank)
     if config.getoption("dist", "no") != "no":
-        items.sort(key=lambda item: ranks[_xdist_group(item)])
+        items.sort(key=lambda item: ranks[groups[item.nodeid]])
 
 
 def _xdist_group(item: pytest.Item) -> str:

@@ -275,9 +275,7 @@ class HadoopFileSystem:
             etag = status.getEtag()
         except Exception:
             etag = None
-        version = (
-            f"etag:{str(etag).strip(chr(34))}" if etag else f"mtime:{status.getModificationTime()}"
-        )
+        version = _version("etag", etag) if etag else f"mtime:{status.getModificationTime()}"
         return FileStatus(int(status.getLen()), version)
 
     def read_text(self, path: str) -> str:  # noqa: D102
@@ -393,6 +391,11 @@ _VERSION_KEYS = ("ETag", "etag", "generation")
 _TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
 
 
+def _version(kind: str, value: Any) -> str:
+    """``etag:...`` or ``generation:...``; an ETag's quotes are the HTTP header's, not its."""
+    return f"{kind}:{str(value).strip(chr(34))}"
+
+
 def local_file_status(path: str) -> FileStatus:
     """A local file's size and modification time in whole milliseconds (as Java reads it)."""
     status = os.stat(path)
@@ -403,7 +406,7 @@ def file_status(info: dict[str, Any]) -> FileStatus:
     """A file's status from what ``fsspec``'s ``info`` returns, whatever the store."""
     for key in _VERSION_KEYS:
         if info.get(key):
-            return FileStatus(int(info["size"]), f"{key.lower()}:{str(info[key]).strip(chr(34))}")
+            return FileStatus(int(info["size"]), _version(key.lower(), info[key]))
     for key in _TIME_KEYS:
         value = info.get(key)
         if value is not None:
