@@ -4,7 +4,6 @@ session, through the console script, and through spark-submit."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,6 @@ from alm_spark import cli
 from alm_spark.config import build_config
 from alm_spark.testing.compare import compare_paths
 from tests.conftest import REPO, fixtures_dir
-
-BIN = Path(sys.executable).parent
 
 
 @pytest.mark.parametrize(
@@ -73,15 +70,6 @@ def test_compare_command(tmp_path: Path, capsys) -> None:
     assert cli.main(["compare", str(tmp_path / "nope"), str(tmp_path / "a.jsonl")]) == 2
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYSPARK_PYTHON"] = sys.executable
-    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
-    return env
-
-
 def _case() -> tuple[Path, Path]:
     """The reference's sample with its golden file (tests/golden)."""
     root = fixtures_dir()
@@ -94,11 +82,6 @@ def _check_output(out: Path, golden: Path) -> None:
     metrics = json.loads((out / "_metrics.json").read_text())
     assert metrics["lines_rejected"] == 0
     assert sorted(p.relative_to(out) for p in out.rglob("*.crc")) == []
-
-
-def _spark_info_lines(stderr: str) -> list[str]:
-    """Spark's INFO log lines (the job's own log lines name ``alm_spark``)."""
-    return [line for line in stderr.splitlines() if " INFO " in line and "alm_spark" not in line]
 
 
 def _job_args(source: Path, out: Path, *overrides: str) -> list[str]:
@@ -116,35 +99,10 @@ def _check_job(stdout: str, out: Path, golden: Path, *overrides: str) -> None:
         assert table.num_rows == metrics["filtered_windows"] > 0
 
 
-def _run_job(
-    launcher: list[str], tmp_path: Path, *overrides: str
-) -> subprocess.CompletedProcess[str]:
-    """Run the job on the sample through ``launcher``; check its output; return the process."""
-    source, golden = _case()
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [*launcher, *_job_args(source, out, *overrides)],
-        env=_env(), capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_job(proc.stdout, out, golden, *overrides)
-    return proc
-
-
-@pytest.mark.slow
-def test_console_script_run(tmp_path: Path) -> None:
-    proc = _run_job([str(BIN / "alm-spark"), "run", "--progress", "on"], tmp_path)
-    assert "] processing 1 manifest file(s)" in proc.stderr
-    assert "] publishing" in proc.stderr
-    assert _spark_info_lines(proc.stderr) == []
-    assert " WARN " not in proc.stderr  # a clean run has nothing to warn about
-    assert _spark_info_lines(proc.stderr) == []
-    assert " WARN " not in proc.stderr  # a clean run has nothing to warn about
-
-
 def test_run_command_runs_the_dataframe_engine(run_cli, tmp_path: Path) -> None:
     """``alm-spark run`` in this process, on the shared session (the console script's own
-    process, its JVM and console, is tested above, and spark-submit's below)."""
+    process, its JVM and console, and spark-submit's are tested on the installed wheel:
+    tests/test_packaging.py)."""
     source, golden = _case()
     out = tmp_path / "out"
     overrides = ("spark.engine=dataframe", "output.windows_table=true")
@@ -154,31 +112,6 @@ def test_run_command_runs_the_dataframe_engine(run_cli, tmp_path: Path) -> None:
     _check_job(run.out, out, golden, *overrides)
     assert "(dataframe engine)" in run.err
     assert "] writing the windows table" in run.err
-
-
-@pytest.mark.slow
-def test_spark_submit_run(tmp_path: Path) -> None:
-    """spark-submit of the entry script (the default engine; the other one has its own
-    console-script test above, and the cluster tests submit both)."""
-    spark_submit = [str(BIN / "spark-submit"), "--master", "local[2]"]
-    # The config's master points nowhere: the run works only if spark-submit's wins.
-    unused = "spark.master=spark://127.0.0.1:9"
-    proc = _run_job(
-        [*spark_submit, str(REPO / "jobs" / "alm_pipeline.py")],
-        tmp_path,
-        unused,
-        "output.windows_table=true",
-    )
-    # spark-submit passes everything the Python driver prints to its own stdout.
-    notes = [line for line in proc.stdout.splitlines() if "was not used" in line]
-    assert notes == [
-        "alm-spark: spark.master=spark://127.0.0.1:9 from the config was not used: "
-        "spark-submit's master local[2] wins"
-    ]
-    # spark-submit's JVM logs before the job can set the level: only the three lines of
-    # SparkContext's version banner get through.
-    info = _spark_info_lines(proc.stderr + proc.stdout)
-    assert [line.split(" INFO ", 1)[1].split(":")[0] for line in info] == ["SparkContext"] * 3
 
 
 @pytest.mark.parametrize(

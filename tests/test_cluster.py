@@ -1,8 +1,9 @@
-"""spark-submit on a real standalone cluster (master and two 1-core workers on 127.0.0.1).
+"""Jobs on a real standalone cluster (master and two 1-core workers on 127.0.0.1).
 
-Golden output through executors that are separate JVMs and Python workers, a quiet
-console, no ``.crc`` files, and a run that loses an executor mid-way finishing with the
-same output and figures as a clean run, for each engine.
+Golden output through executors that are separate JVMs and Python workers (``alm-spark
+run`` with the cluster's master), a quiet console, no ``.crc`` files, and a spark-submit
+run that loses an executor mid-way finishing with the same output and figures as a clean
+run, for each engine.
 """
 
 from __future__ import annotations
@@ -95,10 +96,13 @@ def engine_overrides(engine: str) -> list[str]:
     return [f"spark.engine={engine}"]
 
 
-def test_spark_submit_on_cluster_gives_golden_output(
+def test_alm_spark_run_on_the_cluster_gives_golden_output(
     standalone_cluster: StandaloneCluster, tmp_path: Path
 ) -> None:
-    """One submit over both cases' inputs (a JVM less than one per case): both goldens."""
+    """``alm-spark run spark.master=spark://...`` over both cases' inputs (one application
+    for both): the goldens, a quiet console, and executors that run this Python, not the
+    first ``python3`` on PATH (here one without numpy), though PYSPARK_PYTHON is unset.
+    spark-submit to the cluster is the kill tests' launcher and the packaging recipes'."""
     root = fixtures_dir()
     out = tmp_path / "out"
     sources = [root / source for source, _, _ in CLUSTER_CASES]
@@ -111,10 +115,18 @@ def test_spark_submit_on_cluster_gives_golden_output(
             for line in read_lines(root / "expected" / name)
         )
     )
+    env = server_env({"PATH": "/usr/bin:/bin"})
+    for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
+        env.pop(name)
     standalone_cluster.wait_idle()
     paths = ",".join(str(p) for p in sources)
-    args = [f"input.manifest_path=[{paths}]", f"output.path={out}"]
-    console = submit(standalone_cluster, args, tmp_path / "console.log").finish()
+    proc = subprocess.run(
+        [str(BIN / "alm-spark"), "run", f"spark.master={standalone_cluster.url}",
+         f"input.manifest_path=[{paths}]", f"output.path={out}"],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"executors run {sys.executable}" in proc.stderr
     comparison = compare_paths(out, expected)
     assert comparison.problems == []
     assert comparison.equal
@@ -123,12 +135,9 @@ def test_spark_submit_on_cluster_gives_golden_output(
     assert metrics["run"]["spark_version"]
     assert sorted(p.relative_to(out) for p in out.rglob("*.crc")) == []
     assert sorted(p.relative_to(out) for p in out.rglob(".*")) == []
-    # The console: the job's summary, Spark's warnings and errors, and only the three
-    # lines of SparkContext's version banner (logged before the job can set the level).
-    assert "ALM PIPELINE COMPLETE" in console
-    info = spark_info_lines(console)
-    assert [line.split(" INFO ", 1)[1].split(":")[0] for line in info] == ["SparkContext"] * 3
-    assert "] processing" not in console  # progress is for local runs (output.progress=auto)
+    assert "ALM PIPELINE COMPLETE" in proc.stdout
+    assert spark_info_lines(proc.stderr) == []
+    assert "] processing" not in proc.stderr  # progress is for local runs (output.progress=auto)
 
 
 @pytest.fixture(scope="module")
@@ -253,27 +262,3 @@ def test_killed_executor_changes_nothing(
     assert _lines(killed) == _lines(clean)
     assert _figures(killed) == _figures(clean)
     assert compare_paths(killed, clean).equal
-
-
-def test_alm_spark_run_gives_executors_its_own_python(
-    standalone_cluster: StandaloneCluster, tmp_path: Path
-) -> None:
-    """``alm-spark run spark.master=spark://...`` without PYSPARK_PYTHON: the executors
-    must not fall back to the first ``python3`` on PATH (here one without numpy)."""
-    root = fixtures_dir()
-    env = server_env({"PATH": "/usr/bin:/bin"})
-    for name in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON"):
-        env.pop(name)
-    out = tmp_path / "out"
-    standalone_cluster.wait_idle()
-    proc = subprocess.run(
-        [str(BIN / "alm-spark"), "run", f"spark.master={standalone_cluster.url}",
-         f"input.manifest_path={root / 'sample_input.jsonl'}", f"output.path={out}"],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert f"executors run {sys.executable}" in proc.stderr
-    comparison = compare_paths(out, root / "expected" / "sample_input.default.jsonl")
-    assert comparison.equal, comparison.problems
-    assert spark_info_lines(proc.stderr) == []
-    assert sorted(p.relative_to(out) for p in out.rglob("*.crc")) == []

@@ -4,8 +4,10 @@
 dependency into a folder; these tests install from it with ``--no-index`` into fresh
 virtual environments, so they test the package a user gets, not this checkout:
 
-* the wheel in a clean venv runs from another directory;
-* spark-submit from that installation (``alm-spark submit`` and plain spark-submit);
+* the wheel in a clean venv runs from another directory, with the example config it
+  ships, its console quiet (no Spark INFO or WARN lines);
+* spark-submit from that installation (``alm-spark submit`` and plain spark-submit, whose
+  master wins over the config's);
 * a venv-pack archive shipped to the standalone cluster (``--archives``), whose
   workers' own ``python3`` has no numpy;
 * ``--py-files`` of a zip of the package, where the workers have the dependencies.
@@ -23,6 +25,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from alm_spark.testing.compare import compare_paths
@@ -91,7 +94,9 @@ def check_golden(out: Path) -> None:
     comparison = compare_paths(out, fixtures_dir() / "expected" / "sample_input.default.jsonl")
     assert comparison.problems == []
     assert comparison.equal
-    assert json.loads((out / "_metrics.json").read_text())["input_lines"] == 5
+    metrics = json.loads((out / "_metrics.json").read_text())
+    assert (metrics["input_lines"], metrics["lines_rejected"]) == (5, 0)
+    assert sorted(p.relative_to(out) for p in out.rglob("*.crc")) == []
 
 
 @pytest.fixture(scope="module")
@@ -104,20 +109,37 @@ def _sample() -> Path:
     return fixtures_dir() / "sample_input.jsonl"
 
 
+def spark_info_lines(console: str) -> list[str]:
+    """Spark's INFO log lines (the job's own log lines name ``alm_spark``)."""
+    return [line for line in console.splitlines() if " INFO " in line and "alm_spark" not in line]
+
+
 def test_wheel_runs_from_another_directory(installed: Path, tmp_path: Path) -> None:
+    """The console script of the installed wheel, with the example config it ships: the
+    golden output, progress lines, and a console free of Spark's INFO and WARN lines."""
     where = run([str(installed / "python"), "-c", "import alm_spark; print(alm_spark.__file__)"],
                 tmp_path)  # fmt: skip
     assert where.startswith(str(installed.parent)), where  # not this checkout
+    # The example config and the bundled sample it falls back to come with the wheel.
+    config = run([str(installed / "alm-spark"), "paths", "config"], tmp_path).strip()
+    assert config.startswith(str(installed.parent)), config
+    default_input = run(
+        [str(installed / "python"), "-c",
+         "import sys; from alm_spark.config import load_config; "
+         "print(*load_config(sys.argv[1]).input.paths)", config],
+        tmp_path,
+    ).strip()  # fmt: skip
+    assert default_input.startswith(str(installed.parent)), default_input
+    assert sum(1 for line in Path(default_input).read_text().splitlines() if line.strip()) == 12
     out = tmp_path / "out"
-    console = run([str(installed / "alm-spark"), "run", f"input.manifest_path={_sample()}",
-                   "output.path=out"], tmp_path)  # fmt: skip
+    console = run([str(installed / "alm-spark"), "run", "--config", config, "--progress", "on",
+                   f"input.manifest_path={_sample()}", "output.path=out"], tmp_path)  # fmt: skip
     assert "ALM PIPELINE COMPLETE" in console
     check_golden(out)
-    # The bundled sample and the example config come with the wheel.
-    config = run([str(installed / "alm-spark"), "paths", "config"], tmp_path).strip()
-    run([str(installed / "alm-spark"), "run", "--config", config, "output.path=sample_out"],
-        tmp_path)  # fmt: skip
-    assert json.loads((tmp_path / "sample_out" / "_metrics.json").read_text())["input_lines"] == 12
+    assert "] processing 1 manifest file(s)" in console
+    assert "] publishing" in console
+    assert spark_info_lines(console) == []
+    assert " WARN " not in console  # a clean run has nothing to warn about
 
 
 def test_spark_submit_from_the_installation(installed: Path, tmp_path: Path) -> None:
@@ -126,12 +148,26 @@ def test_spark_submit_from_the_installation(installed: Path, tmp_path: Path) -> 
     run([str(installed / "alm-spark"), "submit", "--master", "local[2]", "--", *job,
          "output.path=launcher"], tmp_path)  # fmt: skip
     check_golden(tmp_path / "launcher")
-    # Plain spark-submit, as the README writes it: the venv's Python named once.
+    # Plain spark-submit, as the README writes it: the venv's Python named once. The
+    # config's master points nowhere: the run works only if spark-submit's wins.
     entry = run([str(installed / "alm-spark"), "paths", "entry"], tmp_path).strip()
     env = user_env({"PYSPARK_PYTHON": str(installed / "python")})
-    run([str(installed / "spark-submit"), "--master", "local[2]", entry, *job,
-         "output.path=plain"], tmp_path, env)  # fmt: skip
-    check_golden(tmp_path / "plain")
+    console = run([str(installed / "spark-submit"), "--master", "local[2]", entry, *job,
+                   "spark.master=spark://127.0.0.1:9", "output.windows_table=true",
+                   "output.path=plain"], tmp_path, env)  # fmt: skip
+    plain = tmp_path / "plain"
+    check_golden(plain)
+    metrics = json.loads((plain / "_metrics.json").read_text())
+    assert pq.read_table(plain / "_windows").num_rows == metrics["filtered_windows"] > 0
+    notes = [line for line in console.splitlines() if "was not used" in line]
+    assert notes == [
+        "alm-spark: spark.master=spark://127.0.0.1:9 from the config was not used: "
+        "spark-submit's master local[2] wins"
+    ]
+    # spark-submit's JVM logs before the job can set the level: only the three lines of
+    # SparkContext's version banner get through.
+    info = spark_info_lines(console)
+    assert [line.split(" INFO ", 1)[1].split(":")[0] for line in info] == ["SparkContext"] * 3
 
 
 def test_venv_pack_archive_on_the_cluster(
