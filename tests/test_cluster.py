@@ -142,9 +142,9 @@ def test_alm_spark_run_on_the_cluster_gives_golden_output(
 
 @pytest.fixture(scope="module")
 def kill_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Production-shaped manifests, about 16 MB: eight input splits of 2 MB."""
+    """Production-shaped manifests, about 11 MB: eight input splits of 1.5 MB or less."""
     source = tmp_path_factory.mktemp("kill") / "in.jsonl"
-    write_jsonl(source, generate("production", 18, seed=5))
+    write_jsonl(source, generate("production", 12, seed=5))
     return source
 
 
@@ -152,7 +152,7 @@ def kill_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
 #: shuffle partitions, not 200 tasks of a few rows each (the DataFrame engine's grouped
 #: stages), which took most of that engine's run.
 KILL_CONF = {
-    "spark.sql.files.maxPartitionBytes": str(2 * 1024 * 1024),
+    "spark.sql.files.maxPartitionBytes": str(3 * 512 * 1024),
     "spark.sql.shuffle.partitions": "8",
 }
 
