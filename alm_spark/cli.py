@@ -214,8 +214,8 @@ def _recorded_config(output: str) -> dict[str, Any] | None:
     """The settings a finished output recorded; None where unreadable (refused later)."""
     import fsspec
 
-    from alm_spark.audio.cut import fsspec_url
     from alm_spark.names import METRICS_FILE
+    from alm_spark.storage.datafiles import fsspec_url
 
     try:
         with fsspec.open(fsspec_url(output.rstrip("/") + "/" + METRICS_FILE), "rt") as f:

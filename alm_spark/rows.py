@@ -108,13 +108,22 @@ def _spark_struct(fields: tuple[Field, ...]) -> Any:
     )
 
 
+def _arrow_type(kind: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(kind, tuple):
+        return pa.struct([_arrow_field(item) for item in kind])
+    if isinstance(kind, ArrayOf):
+        return pa.list_(pa.field("element", _arrow_type(kind.item), kind.items_nullable))
+    if isinstance(kind, MapOf):
+        return pa.map_(_arrow_type(kind.key), pa.field("value", _arrow_type(kind.value), False))
+    return {STRING: pa.string(), LONG: pa.int64(), DOUBLE: pa.float64()}[kind]
+
+
 def _arrow_field(item: Field) -> Any:
     import pyarrow as pa
 
-    scalars = {STRING: pa.string(), LONG: pa.int64(), DOUBLE: pa.float64()}
-    if item.type not in scalars:
-        raise TypeError(f"{item.name}: only scalar columns have an Arrow form here")
-    return pa.field(item.name, scalars[item.type], nullable=item.nullable)
+    return pa.field(item.name, _arrow_type(item.type), nullable=item.nullable)
 
 
 # --- what the engines emit ----------------------------------------------------------
@@ -131,6 +140,7 @@ KIND_BLOCK = "block"  # how many lines one input split held (JSON)
 KIND_LOST = "lost"  # an entry's lost_win_full_data, with lost_window_details=separate
 KIND_REPORT = "report"  # a task's summed report figures (JSON)
 KIND_WINDOW = "window"  # one windows-table row (JSON)
+KIND_DATA_FILE = "data_file"  # a data file a task attempt wrote into the output (JSON)
 
 #: Figures beside each engine row: entry rows fill the entry figures, block rows
 #: ``lines``/``blank_lines``, rejected rows ``internal_errors``.
@@ -171,6 +181,18 @@ STAGED_BLOCK = RowKind(
 STAGED_REPORT = RowKind(
     KIND_REPORT,
     (Field("metric", STRING), Field("key", STRING), *(Field(f"v{i}", DOUBLE) for i in range(5))),
+)
+
+#: A data file a task attempt wrote: its path inside the output, what it holds
+#: (``entry``, ``lost``, ``window`` or ``rejected`` rows), how many and its bytes.
+DATA_FILE = RowKind(
+    KIND_DATA_FILE,
+    (
+        Field("path", STRING, False),
+        Field("holds", STRING, False),
+        Field("rows", LONG, False),
+        Field("bytes", LONG, False),
+    ),
 )
 
 #: A line of ``_rejected/``: file, 1-based line number, reason, and the line itself.

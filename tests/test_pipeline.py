@@ -141,7 +141,7 @@ def test_failed_run_leaves_old_output_and_no_staging(spark, tmp_path: Path, monk
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("alm_spark.run.job.move_parts", broken)
+    monkeypatch.setattr("alm_spark.run.job._place_text_outputs", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _run(spark, src, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before

@@ -31,6 +31,7 @@ from alm_spark.audio.shards import ShardPlan
 from alm_spark.config import AudioConfig
 from alm_spark.errors import ConfigError
 from alm_spark.names import AUDIO_REASONS
+from alm_spark.storage.datafiles import fsspec_url
 
 #: Frames read from the decoder at a time.
 READ_BLOCK = 1 << 16
@@ -79,19 +80,6 @@ def resolve_audio_path(path: str, source: str, root: str | None) -> str:
         return fsspec_url(path)
     base = root if root is not None else posixpath.dirname(source)
     return fsspec_url(base.rstrip("/") + "/" + path)
-
-
-def fsspec_url(url: str) -> str:
-    """A Hadoop-style URL or path (``file:/x``, ``s3a://``, ``dbfs:/``) as fsspec opens it."""
-    for hadoop in ("s3a://", "s3n://"):
-        if url.startswith(hadoop):
-            return "s3://" + url[len(hadoop) :]
-    if url.startswith("dbfs:/"):
-        return "/dbfs/" + url[len("dbfs:/") :].lstrip("/")
-    if url.startswith("file:"):  # file:/x, file:///x (fsspec reads both; keep one form)
-        rest = url[len("file:") :]
-        return "/" + rest.lstrip("/") if not rest.startswith("//localhost/") else rest[11:]
-    return url
 
 
 def frame_bounds(start: float, end: float, rate: float) -> tuple[int, int]:

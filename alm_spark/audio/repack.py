@@ -17,7 +17,6 @@ from typing import Any
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
-from alm_spark.audio.cut import fsspec_url
 from alm_spark.audio.shards import (
     ShardPlan,
     ShardWriter,
@@ -31,10 +30,10 @@ from alm_spark.audio.tasks import (
     TaskRows,
     rejected_record,
     shard_record,
-    task_attempt,
 )
 from alm_spark.config import AudioConfig
 from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_SHARD
+from alm_spark.storage.datafiles import fsspec_url, task_attempt
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_SCHEMA,
     TARGETED_CLIP_SCHEMA,

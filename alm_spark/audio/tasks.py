@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
-from alm_spark.audio.cut import EntryRecording, WindowClip, cut_entry, fsspec_url
+from alm_spark.audio.cut import EntryRecording, WindowClip, cut_entry
 from alm_spark.audio.shards import (
     ShardFile,
     ShardWriter,
@@ -36,6 +36,7 @@ from alm_spark.config import AudioConfig
 from alm_spark.engines.results import Counter
 from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS
 from alm_spark.rows import CLIP, KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_CLIP, KIND_SHARD
+from alm_spark.storage.datafiles import fsspec_url, task_attempt
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_ARROW_SCHEMA,
     AUDIO_RESULT_SCHEMA,
@@ -83,14 +84,6 @@ class TaskRows:
 def shard_name(partition: int, index: int, attempt: int) -> str:
     """A first-pass task attempt's ``index``-th shard (``shard-PPPPP-NNNN.attempt-A.tar``)."""
     return attempt_name(f"shard-{partition:05d}-{index:04d}.tar", attempt)
-
-
-def task_attempt() -> tuple[int, int]:
-    """This task's partition and attempt id (0, 0 outside Spark, as in unit tests)."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    return (context.partitionId(), context.taskAttemptId()) if context else (0, 0)
 
 
 def shard_record(shard: ShardFile, manifest: str | None = None) -> str:

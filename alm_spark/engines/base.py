@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame
 
 from alm_spark.algorithm.render import LineSettings
 from alm_spark.engines.results import Counter
+from alm_spark.storage.outputs import ResultFiles
 
 #: Reads the staged ``block`` rows (lines per split) of the rows just written.
 StagedBlocks = Callable[[], DataFrame]
@@ -64,5 +65,15 @@ class Engine(Protocol):
 
     name: str
 
-    def start(self, lines_df: DataFrame, settings: LineSettings, steps: Steps) -> EngineRun:
-        """Plan the rows for ``lines_df`` (:data:`~alm_spark.rows.MANIFEST_LINE` rows)."""
+    def start(
+        self,
+        lines_df: DataFrame,
+        settings: LineSettings,
+        steps: Steps,
+        files: ResultFiles | None = None,
+    ) -> EngineRun:
+        """Plan the rows for ``lines_df`` (:data:`~alm_spark.rows.MANIFEST_LINE` rows).
+
+        With ``files``, the tasks that make the rows also write the data files
+        (:func:`~alm_spark.storage.outputs.write_result_batches`), in the same pass.
+        """

@@ -14,7 +14,7 @@ rows are cached, as three steps read them. The fused engine shuffles nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -43,6 +43,7 @@ from alm_spark.engines.grouped import (
 )
 from alm_spark.engines.numbering import number_lines, split_line_counts
 from alm_spark.engines.results import Counter, LineTask, texts
+from alm_spark.storage.outputs import ResultFiles, writing
 from alm_spark.storage.schemas import RESULT_SCHEMA
 
 
@@ -123,7 +124,11 @@ class DataFrameRun:
 
 
 def dataframe_results(
-    lines_df: DataFrame, settings: LineSettings, *, progress: Counter | None = None
+    lines_df: DataFrame,
+    settings: LineSettings,
+    *,
+    progress: Counter | None = None,
+    files: ResultFiles | None = None,
 ) -> DataFrameRun:
     """Chain the DataFrame API into the job's result rows.
 
@@ -131,6 +136,8 @@ def dataframe_results(
         lines_df: Physical lines (:data:`~alm_spark.storage.schemas.MANIFEST_LINES_SCHEMA`).
         settings: The builder, the overlap filter and the records to emit.
         progress: An accumulator counting rendered lines.
+        files: Where the rendering tasks also write the data files (see
+            :func:`~alm_spark.storage.outputs.write_result_batches`).
     """
     splits = split_line_counts(lines_df)
     numbered_df = number_lines(lines_df, splits)
@@ -154,7 +161,11 @@ def dataframe_results(
     joined_df = numbered_df.join(compact_df, key, "left").select(
         *key, "value", "stats", "windows", "kept"
     )
-    render = partial(render_joined_batches, settings=settings, progress=progress)
+    render: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] = partial(
+        render_joined_batches, settings=settings, progress=progress
+    )
+    if files is not None:
+        render = writing(render, files)
     total = sum(lines for _, lines in splits.values())
     return DataFrameRun(joined_df.mapInArrow(render, RESULT_SCHEMA), total, [built_df])
 
@@ -164,7 +175,13 @@ class DataFrameEngine:
 
     name = "dataframe"
 
-    def start(self, lines_df: DataFrame, settings: LineSettings, steps: Steps) -> DataFrameRun:
+    def start(
+        self,
+        lines_df: DataFrame,
+        settings: LineSettings,
+        steps: Steps,
+        files: ResultFiles | None = None,
+    ) -> DataFrameRun:
         """The result rows; numbering the lines first needs every split's line count."""
         with steps.timed("count_lines"):
-            return dataframe_results(lines_df, settings, progress=steps.counter)
+            return dataframe_results(lines_df, settings, progress=steps.counter, files=files)

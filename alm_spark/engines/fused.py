@@ -12,7 +12,7 @@ split starting at byte B" into a line number for rejected lines.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -29,6 +29,7 @@ from alm_spark.engines.results import Counter, LineTask, is_blank, texts
 from alm_spark.engines.transforms import with_line_numbers
 from alm_spark.errors import AlmSparkError
 from alm_spark.rows import KIND_BLOCK
+from alm_spark.storage.outputs import ResultFiles, writing
 from alm_spark.storage.schemas import MANIFEST_LINES_SCHEMA, RESULT_SCHEMA
 
 #: A split: its file (as Spark names it, URL-encoded) and the byte its block starts at.
@@ -129,6 +130,7 @@ def map_lines_to_results(
     *,
     line_offsets: Mapping[Split, int] | None = None,
     progress: Counter | None = None,
+    files: ResultFiles | None = None,
 ) -> DataFrame:
     """Build windows and filter overlaps for every line, where the line was read.
 
@@ -142,15 +144,19 @@ def map_lines_to_results(
         line_offsets: Lines before each split, for keyed records
             (:attr:`~alm_spark.algorithm.render.RowOptions.keyed`).
         progress: An accumulator counting processed lines.
+        files: Where the same tasks write the data files (then entry rows carry empty
+            records: :func:`~alm_spark.storage.outputs.write_result_batches`).
 
     Returns:
         Rows of :data:`~alm_spark.rows.RESULT`: ``entry`` rows (output lines and their
         figures), ``rejected`` rows, ``lost`` and ``window`` rows when asked for,
         per-split ``block`` rows and each task's ``report`` rows.
     """
-    process = partial(
+    process: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] = partial(
         map_line_batches, settings=settings, line_offsets=line_offsets, progress=progress
     )
+    if files is not None:
+        process = writing(process, files)
     return lines_df.select(*MANIFEST_LINES_SCHEMA.names).mapInArrow(process, RESULT_SCHEMA)
 
 
@@ -192,16 +198,24 @@ class FusedEngine:
 
     name = "fused"
 
-    def start(self, lines_df: DataFrame, settings: LineSettings, steps: Steps) -> FusedRun:
+    def start(
+        self,
+        lines_df: DataFrame,
+        settings: LineSettings,
+        steps: Steps,
+        files: ResultFiles | None = None,
+    ) -> FusedRun:
         """The result rows; keyed records first need every split's line count (one job)."""
         if not settings.options.keyed:
-            return FusedRun(map_lines_to_results(lines_df, settings, progress=steps.counter))
+            return FusedRun(
+                map_lines_to_results(lines_df, settings, progress=steps.counter, files=files)
+            )
         steps.step("counting lines, to key records by line number")
         with steps.timed("count_lines"):
             splits = split_line_counts(lines_df)
         offsets = {split: before for split, (before, _) in splits.items()}
         counted = {(unquote(source), at): lines for (source, at), (_, lines) in splits.items()}
         results_df = map_lines_to_results(
-            lines_df, settings, line_offsets=offsets, progress=steps.counter
+            lines_df, settings, line_offsets=offsets, progress=steps.counter, files=files
         )
         return FusedRun(results_df, counted)

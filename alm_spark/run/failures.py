@@ -227,15 +227,32 @@ def describe_failure(err: BaseException) -> str:
         return f"run failed: {type(err).__name__}: {_first_line(str(err))}"
 
 
+class OutputFullError(Exception):
+    """The output's disk filled up while tasks wrote into it (they name no path)."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__(
+            f"no space left on device writing {output} (output.path); nothing was published"
+        )
+
+
+def is_no_space(err: BaseException) -> bool:
+    """Whether a failure comes down to a full disk, in the JVM or in a Python worker."""
+    lowered = "\n".join(message for _, message in failure_chain(err)).lower()
+    return _NO_SPACE in lowered or any(
+        isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _python_chain(err)
+    )
+
+
 def _describe(err: BaseException) -> str:
     chain = failure_chain(err)
     messages = [message for _, message in chain]
     everything = "\n".join(messages)
     lowered = everything.lower()
-    no_space = _NO_SPACE in lowered or any(
-        isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _python_chain(err)
-    )
-    if no_space:
+    named = [e for e in _python_chain(err) if isinstance(e, OutputFullError)]
+    if named:
+        return str(named[0])
+    if is_no_space(err):
         written = _WRITING.search(everything)
         if written:
             return (

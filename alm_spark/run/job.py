@@ -33,15 +33,22 @@ from alm_spark.engines.transforms import result_metrics, sum_figures
 from alm_spark.names import LOST_WINDOWS_DIR, REJECTED_DIR, WINDOWS_DIR
 from alm_spark.report.figures import assemble_report
 from alm_spark.report.summary import format_bytes
-from alm_spark.rows import KIND_ENTRY, KIND_LOST, KIND_REPORT, RowKind
+from alm_spark.rows import KIND_ENTRY, KIND_REPORT, KIND_WINDOW, RowKind
 from alm_spark.run.checks import Job, check_job, check_output_storage
 from alm_spark.run.context import RunContext, RunResult
-from alm_spark.run.failures import DamagedInputError, find_damaged_input, names_no_damaged_file
+from alm_spark.run.failures import (
+    DamagedInputError,
+    OutputFullError,
+    find_damaged_input,
+    is_no_space,
+    names_no_damaged_file,
+)
 from alm_spark.run.metrics import build_metrics, entry_figures, write_metrics
 from alm_spark.run.output import staged_output
 from alm_spark.run.progress import Progress
 from alm_spark.run.recut import recut_output
 from alm_spark.run.session import job_sql_conf, scoped_conf
+from alm_spark.storage.datafiles import StepNames, fsspec_url
 from alm_spark.storage.fs import FileSystem, join
 from alm_spark.storage.io import (
     ManifestSources,
@@ -49,11 +56,10 @@ from alm_spark.storage.io import (
     read_manifest_lines,
     read_staged,
     resolve_manifest_paths,
-    write_json_lines,
-    write_staged_results,
-    write_windows_table,
+    write_lines_in_place,
+    write_scratch_rows,
 )
-from alm_spark.storage.publish import move_parts
+from alm_spark.storage.outputs import FileNames, ResultFiles, write_empty_table
 
 
 @dataclass
@@ -107,6 +113,8 @@ def run_job(
             staged = _stage_text(ctx, sources)
         except Exception as err:
             _name_damaged_input(spark, sources, err)
+            if is_no_space(err):  # the tasks' own writes name no path
+                raise OutputFullError(ctx.output) from err
             raise
         audio = None
         if job.config.audio.enabled:
@@ -141,17 +149,16 @@ def _stage_text(ctx: RunContext, sources: ManifestSources) -> _Staged:
             input_files = len(lines_df.inputFiles())
             ctx.progress.input_bytes = input_size(ctx.fs, sources)
         engine = engine_named(config.spark.engine)
-        run = engine.start(lines_df, LineSettings.for_run(config), ctx)
+        files = _result_files(ctx)
+        run = engine.start(lines_df, LineSettings.for_run(config), ctx, files)
         ctx.step(
             f"processing {input_files} manifest file(s), "
             f"{format_bytes(ctx.progress.input_bytes)} ({engine.name} engine)"
         )
         with ctx.timed("process_and_write"):
             totals = _write_results(ctx, run)
-            if config.output.windows_table or config.audio.enabled:  # audio re-cuts read it
-                ctx.step(f"writing the windows table ({totals['filtered_windows']:,} windows)")
-                path = join(ctx.data_dir, WINDOWS_DIR)
-                write_windows_table(ctx.spark, ctx.data_dir, config.output.format, path)
+            if files.windows is not None:
+                _complete_windows_table(ctx, files.windows)
         with ctx.timed("rejected_and_figures"):
             if totals["lines_rejected"]:
                 ctx.step(f"numbering {totals['lines_rejected']:,} rejected line(s)")
@@ -160,20 +167,54 @@ def _stage_text(ctx: RunContext, sources: ManifestSources) -> _Staged:
     return _Staged(totals, report, input_files)
 
 
+def _step_names(ctx: RunContext) -> StepNames:
+    return StepNames(1, 1, ctx.run_id)
+
+
+def _result_files(ctx: RunContext) -> ResultFiles:
+    """Where the processing tasks write entry, lost-window and windows-table files."""
+    out, audio = ctx.config.output, ctx.config.audio
+    root, names = fsspec_url(ctx.staging), _step_names(ctx)
+    lost = FileNames(root, LOST_WINDOWS_DIR, names)
+    windows = FileNames(root, WINDOWS_DIR, names)
+    return ResultFiles(
+        entries=FileNames(root, "", names),
+        lost=lost if out.lost_window_details == "separate" else None,
+        windows=windows if out.windows_table or audio.enabled else None,  # re-cuts read it
+        format=out.format,
+        codec=out.codec,
+        pass_windows=audio.enabled,
+    )
+
+
 def _write_results(ctx: RunContext, run: EngineRun) -> dict[str, Any]:
-    """Write the engine's rows in one job; the totals observed while writing."""
+    """Process and write every line in one job; the totals observed while writing."""
     observation = Observation(f"alm_spark_{uuid.uuid4().hex}")
     try:
         with ctx.progress:
             observed_df = run.results_df.observe(observation, *result_metrics())
-            write_staged_results(observed_df, ctx.data_dir, ctx.config.output)
+            write_scratch_rows(observed_df, ctx.data_dir)
     finally:
         run.release()
     return run.finish(dict(observation.get), lambda: _read_staged(ctx, rows.STAGED_BLOCK))
 
 
+def _data_files(ctx: RunContext, holds: str) -> list[dict[str, Any]]:
+    """The data files the committed tasks wrote, of one kind (one small row per file)."""
+    if not ctx.fs.exists(join(ctx.data_dir, f"kind={rows.KIND_DATA_FILE}")):
+        return []
+    files_df = _read_staged(ctx, rows.DATA_FILE).where(f"holds = '{holds}'")
+    return [row.asDict() for row in files_df.collect()]
+
+
+def _complete_windows_table(ctx: RunContext, where: FileNames) -> None:
+    """Give a run without windows an empty table, so that readers find its columns."""
+    if not _data_files(ctx, KIND_WINDOW):
+        write_empty_table(where, rows.WINDOW)
+
+
 def _read_staged(ctx: RunContext, kind: RowKind) -> DataFrame:
-    return read_staged(ctx.spark, ctx.data_dir, kind, ctx.config.output.format)
+    return read_staged(ctx.spark, ctx.data_dir, kind)
 
 
 def _pinned_splits(ctx: RunContext) -> dict[str, str]:
@@ -192,13 +233,14 @@ def _pinned_splits(ctx: RunContext) -> dict[str, str]:
 
 
 def _write_rejected(ctx: RunContext, run: EngineRun) -> None:
-    """Write the rejected lines with their line numbers, for ``_rejected/``."""
+    """Write the rejected lines with their line numbers into ``_rejected/``."""
     out = ctx.config.output
     numbered_df = run.numbered_rejected(
         _read_staged(ctx, rows.STAGED_REJECTED), lambda: _read_staged(ctx, rows.STAGED_BLOCK)
     )
     compression = out.codec if out.format == "jsonl" else "none"
-    write_json_lines(numbered_df, join(ctx.data_dir, REJECTED_DIR), compression)
+    where = FileNames(fsspec_url(ctx.staging), REJECTED_DIR, _step_names(ctx))
+    write_lines_in_place(numbered_df, where, compression)
 
 
 def _report_figures(ctx: RunContext) -> dict[str, Any]:
@@ -213,18 +255,17 @@ def _report_figures(ctx: RunContext) -> dict[str, Any]:
 
 
 def _place_text_outputs(ctx: RunContext) -> int:
-    """Move the written files into their final places in staging; returns the part files."""
-    fs, staging, data_dir, out = ctx.fs, ctx.staging, ctx.data_dir, ctx.config.output
-    part_files = move_parts(fs, join(data_dir, f"kind={KIND_ENTRY}"), staging)
-    moves = [(REJECTED_DIR, REJECTED_DIR)]
+    """Make the folders readers expect and drop the scratch rows; returns the part files."""
+    fs, staging, out = ctx.fs, ctx.staging, ctx.config.output
+    part_files = len(_data_files(ctx, KIND_ENTRY))
+    folders = [REJECTED_DIR]
     if out.windows_table or ctx.config.audio.enabled:
-        moves.append((WINDOWS_DIR, WINDOWS_DIR))
+        folders.append(WINDOWS_DIR)
     if out.lost_window_details == "separate":
-        moves.append((f"kind={KIND_LOST}", LOST_WINDOWS_DIR))
-    for staged, final in moves:
-        fs.mkdirs(join(staging, final))
-        move_parts(fs, join(data_dir, staged), join(staging, final))
-    fs.delete(data_dir)
+        folders.append(LOST_WINDOWS_DIR)
+    for folder in folders:
+        fs.mkdirs(join(staging, folder))
+    fs.delete(ctx.data_dir)
     return part_files
 
 

@@ -15,12 +15,24 @@ import posixpath
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 #: Local paths that are object stores underneath (Databricks' FUSE mounts).
 OBJECT_STORE_MOUNTS = ("/Volumes/", "/dbfs/")
 #: fsspec protocols whose rename within a folder is atomic and copies nothing.
 _RENAMING_PROTOCOLS = frozenset({"file", "local", "hdfs", "viewfs"})
+
+
+def fsspec_url(url: str) -> str:
+    """A Hadoop-style URL or path (``file:/x``, ``s3a://``, ``dbfs:/``) as fsspec opens it."""
+    for hadoop in ("s3a://", "s3n://"):
+        if url.startswith(hadoop):
+            return "s3://" + url[len(hadoop) :]
+    if url.startswith("dbfs:/"):
+        return "/dbfs/" + url[len("dbfs:/") :].lstrip("/")
+    if url.startswith("file:"):  # file:/x, file:///x (fsspec reads both; keep one form)
+        rest = url[len("file:") :]
+        return "/" + rest.lstrip("/") if not rest.startswith("//localhost/") else rest[11:]
+    return url
 
 
 def step_prefix(generation: int, step: int) -> str:
@@ -58,6 +70,18 @@ class StepNames:
         return f"{self.prefix}{self.run_id}-{task:05d}-{attempt}{suffix}"
 
 
+def task_attempt() -> tuple[int, int]:
+    """This task's partition and attempt id (0, 0 outside Spark, as in unit tests).
+
+    The attempt id (``taskAttemptId``) is unique within an application, retries and
+    speculative copies included; names add the run for uniqueness across runs.
+    """
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return (context.partitionId(), context.taskAttemptId()) if context else (0, 0)
+
+
 def renames_are_free(protocol: str | tuple[str, ...], path: str) -> bool:
     """Whether a rename within a folder at ``path`` is atomic and copies nothing."""
     protocols = {protocol} if isinstance(protocol, str) else set(protocol)
@@ -66,53 +90,71 @@ def renames_are_free(protocol: str | tuple[str, ...], path: str) -> bool:
     return not path.startswith(OBJECT_STORE_MOUNTS)
 
 
-def write_once(url: str, chunks: Iterable[bytes]) -> int:
-    """Write a data file under its final name so it appears whole; return its bytes.
+class DataFile:
+    """A data file being written under its final name; it appears on :meth:`commit`.
+
+    Object stores get one upload that becomes visible when complete; local disks and
+    HDFS get a hidden temporary name in the same folder, renamed on commit. On
+    :meth:`abort` nothing stays.
 
     Raises:
         FileExistsError: When the name is taken (names are unique per attempt: a
             second writer is a bug, never overwritten).
     """
-    from fsspec.core import url_to_fs
 
-    fs, path = url_to_fs(url)
-    if fs.exists(path):
-        raise FileExistsError(f"{url}: a data file is never overwritten")
-    folder, name = posixpath.split(path)
-    fs.makedirs(folder, exist_ok=True)
-    if not renames_are_free(fs.protocol, path):
-        return _write(fs, path, chunks)  # one upload, visible when complete
-    temporary = posixpath.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
-    written = _write(fs, temporary, chunks)
-    fs.mv(temporary, path)
-    return written
+    def __init__(self, url: str) -> None:
+        from fsspec.core import url_to_fs
 
+        self.url = url
+        self.fs, self.path = url_to_fs(url)
+        if self.fs.exists(self.path):
+            raise FileExistsError(f"{url}: a data file is never overwritten")
+        folder, name = posixpath.split(self.path)
+        self.fs.makedirs(folder, exist_ok=True)
+        self.target = self.path
+        if renames_are_free(self.fs.protocol, self.path):
+            self.target = posixpath.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        self.handle = self.fs.open(self.target, "wb")
+        self.size = 0
 
-def _write(fs: Any, path: str, chunks: Iterable[bytes]) -> int:
-    """Write ``path``; on failure, nothing stays there.
+    def write(self, data: bytes) -> None:
+        """Append bytes."""
+        self.handle.write(data)
+        self.size += len(data)
 
-    A buffered file's ``close`` uploads what it holds, so leaving a ``with`` block on
-    an error would publish half a file: it is discarded instead (an object store's
-    upload is aborted), or removed where the file system has no discard.
-    """
-    handle = fs.open(path, "wb")
-    try:
-        written = _copy(chunks, handle)
-    except BaseException:
+    def commit(self) -> int:
+        """Make the file appear whole under its name; returns its bytes."""
+        self.handle.close()
+        if self.target != self.path:
+            self.fs.mv(self.target, self.path)
+        return self.size
+
+    def abort(self) -> None:
+        """Leave nothing behind.
+
+        A buffered file's ``close`` uploads what it holds, so an error must not close
+        it: it is discarded (an object store's upload is aborted), or removed where the
+        file system has no discard.
+        """
         try:
-            handle.discard()
+            self.handle.discard()
         except (AttributeError, RuntimeError):  # no discard, or one that needs a commit
-            handle.close()
-        if fs.exists(path):
-            fs.rm(path)
+            self.handle.close()
+        if self.fs.exists(self.target):
+            self.fs.rm(self.target)
+
+
+def write_once(url: str, chunks: Iterable[bytes]) -> int:
+    """Write a data file under its final name so it appears whole; return its bytes.
+
+    Raises:
+        FileExistsError: When the name is taken.
+    """
+    file = DataFile(url)
+    try:
+        for chunk in chunks:
+            file.write(chunk)
+    except BaseException:
+        file.abort()
         raise
-    handle.close()
-    return written
-
-
-def _copy(chunks: Iterable[bytes], handle: object) -> int:
-    written = 0
-    for chunk in chunks:
-        handle.write(chunk)  # type: ignore[attr-defined]
-        written += len(chunk)
-    return written
+    return file.commit()

@@ -17,14 +17,14 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import reduce
+from functools import partial, reduce
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from alm_spark.config import OutputConfig
-from alm_spark.errors import InputError, OutputError
-from alm_spark.rows import WINDOW, RowKind
+from alm_spark.errors import InputError
+from alm_spark.rows import DATA_FILE, KIND_ENTRY, RowKind
 from alm_spark.run.session import scoped_conf
 from alm_spark.storage.fs import (
     FileInfo,
@@ -34,7 +34,7 @@ from alm_spark.storage.fs import (
     local_path,
     parent_and_name,
 )
-from alm_spark.storage.schemas import WINDOWS_TABLE_SCHEMA
+from alm_spark.storage.outputs import FileNames, write_line_batches
 
 log = logging.getLogger(__name__)
 
@@ -318,77 +318,37 @@ def read_manifest_lines(spark: SparkSession, sources: ManifestSources) -> DataFr
     return lines_df
 
 
-#: Figures kept beside each entry in parquet output, for filtering without JSON.
-PARQUET_FIGURES = (
-    "total_segments",
-    "windows",
-    "filtered_windows",
-    "filtered_pairs",
-    "truncation_events",
-    "total_dur",
-    "filtered_dur",
-)
+def write_scratch_rows(results_df: DataFrame, path: str) -> None:
+    """Write the rows the driver reads back, in one job, one folder per kind (``kind=block``).
 
-
-def write_staged_results(results_df: DataFrame, path: str, output: OutputConfig) -> None:
-    """Write all result rows in one job, one directory per kind (``kind=entry`` ...).
-
-    Text output holds the JSON lines; parquet output holds them in an ``entry`` column
-    beside a few figures.
-
-    Raises:
-        OutputError: When the compression codec is not available to this Spark.
+    The rows are what tasks pass on after writing their data files
+    (:func:`~alm_spark.storage.outputs.write_result_batches`): entry rows are left out
+    (their figures are observed, their lines are in the output already).
     """
-    if output.format == "parquet":
-        frame = results_df.select("kind", F.col("record").alias("entry"), *PARQUET_FIGURES)
-    else:
-        frame = results_df.select("kind", "record")
-    writer = frame.write.mode("overwrite").partitionBy("kind").option("compression", output.codec)
-    try:
-        (writer.parquet if output.format == "parquet" else writer.text)(path)
-    except Exception as err:
-        # Spark 4 names the error class; Spark 3.5's text writer knows no zstd at all.
-        if "CODEC_NOT_AVAILABLE" in str(err) or "is not available. Known codecs" in str(err):
-            raise OutputError(
-                f"output.compression: {output.codec} is not available for {output.format} "
-                "output with this Spark (Hadoop's native library is missing, or Spark 3.5); "
-                "use gzip, or output.format=parquet"
-            ) from None
-        raise
+    rows_df = results_df.where(F.col("kind") != KIND_ENTRY).select("kind", "record")
+    rows_df.write.mode("overwrite").partitionBy("kind").text(path)
 
 
-def read_staged(spark: SparkSession, path: str, kind: RowKind, output_format: str) -> DataFrame:
-    """Read one kind of staged record back, as typed columns (``kind``'s fields)."""
+def read_staged(spark: SparkSession, path: str, kind: RowKind) -> DataFrame:
+    """Read one kind of scratch row back, as typed columns (``kind``'s fields)."""
     where = escape_glob(f"{path}/kind={kind.kind}")
-    schema = kind.spark_schema()
-    if output_format == "parquet":
-        parsed = spark.read.parquet(where).select(F.from_json("entry", schema).alias("r"))
-        return parsed.select("r.*")
-    return spark.read.schema(schema).json(where)
+    return spark.read.schema(kind.spark_schema()).json(where)
 
 
-def write_json_lines(df: DataFrame, path: str, compression: str = "none") -> None:
-    """Write each row as one JSON object per line (nulls written, not dropped)."""
-    lines = df.select(F.to_json(F.struct(*df.columns), {"ignoreNullFields": "false"}))
-    lines.write.mode("overwrite").option("compression", compression).text(path)
-
-
-def write_windows_table(
-    spark: SparkSession, staged_dir: str, staged_format: str, path: str
-) -> None:
-    """Write the staged window records as the Parquet windows table.
+def write_lines_in_place(df: DataFrame, where: FileNames, codec: str) -> list[dict[str, Any]]:
+    """Write each row as one JSON line into data files (one per task) under final names.
 
     Args:
-        spark: The session.
-        staged_dir: Where the engine's rows were written (``kind=window`` inside).
-        staged_format: ``output.format`` of the staged rows.
-        path: The table's directory.
+        df: The rows.
+        where: Where the files go and how they are named.
+        codec: ``none``, ``gzip`` or ``zstd``.
+
+    Returns:
+        One :data:`~alm_spark.rows.DATA_FILE` dict per file (one small row per task).
     """
-    try:
-        table_df = read_staged(spark, staged_dir, WINDOW, staged_format)
-        table_df.schema  # noqa: B018 - resolves the path: raises when no window was staged
-    except Exception as err:
-        if "PATH_NOT_FOUND" not in str(err) and "does not exist" not in str(err):
-            raise
-        table_df = spark.createDataFrame([], WINDOWS_TABLE_SCHEMA)
-    table_df.write.mode("overwrite").parquet(path)
+    lines_df = df.select(
+        F.to_json(F.struct(*df.columns), {"ignoreNullFields": "false"}).alias("value")
+    )
+    write = partial(write_line_batches, where=where, codec=codec)
+    files_df = lines_df.mapInArrow(write, DATA_FILE.spark_schema())
+    return [row.asDict() for row in files_df.collect()]

@@ -158,7 +158,7 @@ def compare_entries(actual: Iterable[Any], expected: Iterable[Any]) -> Compariso
 
 
 def iter_jsonl(path: str | Path) -> Iterator[Any]:
-    r"""Yield decoded lines of a JSONL, ``.gz`` or (our) Parquet file, or a directory of them.
+    r"""Yield decoded lines of a JSONL, ``.gz``, ``.zst`` or (our) Parquet file, or folder.
 
     Lines are split on ``\\n`` only: JSON strings may hold U+2028 and friends raw.
     Files whose names start with ``_`` or ``.`` are skipped, as Spark readers do.
@@ -175,6 +175,13 @@ def iter_jsonl(path: str | Path) -> Iterator[Any]:
 
             for text in pq.read_table(file, columns=["entry"]).column("entry").to_pylist():
                 yield json.loads(text)
+            continue
+        if file.suffix == ".zst":
+            import pyarrow as pa
+
+            with pa.input_stream(str(file), compression="zstd") as stream:
+                text = stream.read().decode("utf-8")
+            yield from (json.loads(line) for line in text.split("\n") if line.strip())
             continue
         opener = gzip.open if file.suffix == ".gz" else open
         with opener(file, "rt", encoding="utf-8", newline="\n") as handle:

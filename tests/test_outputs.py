@@ -1,0 +1,178 @@
+"""What tasks write into the output (alm_spark.storage.outputs), without Spark."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from alm_spark import rows
+from alm_spark.storage.datafiles import StepNames
+from alm_spark.storage.outputs import (
+    FileNames,
+    ResultFiles,
+    write_empty_table,
+    write_line_batches,
+    write_result_batches,
+)
+
+NAMES = StepNames(3, 7, "20261206T000000Z-0123abcd")
+PREFIX = "part-0003-000007-20261206T000000Z-0123abcd-00000-0"
+
+WINDOW_ROW = {
+    "source": "/in/a.jsonl", "line": 2, "audio_filepath": "a.wav", "swift_audio_filepath": None,
+    "audio_sample_rate": 16000.0, "position": 0, "window": 1, "start": 0.5, "end": 10.0,
+    "duration": 9.5, "speakers": {"x": 5.0, "y": 4.5}, "speaker_durations": [5.0, 4.5],
+    "segments": [{"start": 0.5, "end": 10.0, "speaker": "x", "text": None}], "text": "",
+}  # fmt: skip
+
+
+def _batch(*items: tuple[str, str, dict[str, Any]]) -> pa.RecordBatch:
+    """RESULT rows from ``(kind, record, figures)``."""
+    return pa.RecordBatch.from_pylist(
+        [
+            dict.fromkeys(rows.RESULT.names) | {"kind": kind, "record": record} | figures
+            for kind, record, figures in items
+        ],
+        schema=rows.RESULT.arrow_schema(),
+    )
+
+
+def _files(tmp_path: Path, **options: Any) -> ResultFiles:
+    root = str(tmp_path / "out")
+    settings: dict[str, Any] = {
+        "entries": FileNames(root, "", NAMES),
+        "lost": FileNames(root, "_lost_windows", NAMES),
+        "windows": FileNames(root, "_windows", NAMES),
+        "format": "jsonl",
+        "codec": "none",
+    }
+    return ResultFiles(**(settings | options))
+
+
+def _rows(batches: Iterator[pa.RecordBatch]) -> list[dict[str, Any]]:
+    return [row for batch in batches for row in batch.to_pylist()]
+
+
+def _task_rows() -> list[pa.RecordBatch]:
+    return [
+        _batch(
+            ("entry", '{"n": 1}', {"windows": 2, "total_dur": 1.5}),
+            ("lost", '{"lost": 1}', {}),
+            ("window", json.dumps(WINDOW_ROW), {}),
+            ("rejected", '{"error": "bad"}', {"internal_errors": 0}),
+        ),
+        _batch(("entry", '{"n": "\u00e9"}', {"windows": 1}), ("block", '{"lines": 3}', {})),
+    ]
+
+
+def test_entries_lost_windows_and_table_are_written_and_the_rest_passed_on(
+    tmp_path: Path,
+) -> None:
+    out = _rows(write_result_batches(iter(_task_rows()), _files(tmp_path)))
+    kinds = [
+        (row["kind"], row["record"], row["windows"]) for row in out if row["kind"] != "data_file"
+    ]
+    assert kinds == [
+        ("entry", "", 2), ("rejected", '{"error": "bad"}', None), ("entry", "", 1),
+        ("block", '{"lines": 3}', None),
+    ]  # fmt: skip
+    written = [json.loads(row["record"]) for row in out if row["kind"] == "data_file"]
+    entry_bytes = len('{"n": 1}\n{"n": "\u00e9"}\n'.encode())
+    assert written == [
+        {"path": f"{PREFIX}.jsonl", "holds": "entry", "rows": 2, "bytes": entry_bytes},
+        {"path": f"_lost_windows/{PREFIX}.jsonl", "holds": "lost", "rows": 1, "bytes": 12},
+        {"path": f"_windows/{PREFIX}.snappy.parquet", "holds": "window", "rows": 1,
+         "bytes": (tmp_path / "out" / "_windows" / f"{PREFIX}.snappy.parquet").stat().st_size},
+    ]  # fmt: skip
+    root = tmp_path / "out"
+    assert (root / f"{PREFIX}.jsonl").read_text() == '{"n": 1}\n{"n": "\u00e9"}\n'
+    assert (root / "_lost_windows" / f"{PREFIX}.jsonl").read_text() == '{"lost": 1}\n'
+    assert pq.read_table(root / "_windows").to_pylist() == [
+        WINDOW_ROW | {"speakers": [("x", 5.0), ("y", 4.5)]}
+    ]
+    assert sorted(p.name for p in root.rglob(".*")) == []  # no temporary file left
+
+
+def test_window_rows_are_passed_on_for_the_audio_step(tmp_path: Path) -> None:
+    files = _files(tmp_path, lost=None, pass_windows=True)
+    out = _rows(write_result_batches(iter(_task_rows()), files))
+    kinds = ["entry", "window", "rejected", "entry", "block", "data_file", "data_file"]
+    assert [row["kind"] for row in out] == kinds  # entries and table written, lost dropped
+    assert json.loads(out[1]["record"]) == WINDOW_ROW
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_compressed_lines(tmp_path: Path, codec: str) -> None:
+    files = _files(tmp_path, codec=codec, lost=None, windows=None)
+    _rows(write_result_batches(iter(_task_rows()), files))
+    (part,) = (tmp_path / "out").glob("part-*")
+    if codec == "gzip":
+        assert part.name == f"{PREFIX}.jsonl.gz"
+        text = gzip.decompress(part.read_bytes()).decode()
+    else:
+        assert part.name == f"{PREFIX}.jsonl.zst"
+        with pa.input_stream(str(part), compression="zstd") as stream:
+            text = stream.read().decode()
+    assert text == '{"n": 1}\n{"n": "\u00e9"}\n'
+
+
+def test_parquet_entries_keep_their_figures(tmp_path: Path) -> None:
+    files = _files(tmp_path, format="parquet", codec="zstd", lost=None, windows=None)
+    _rows(write_result_batches(iter(_task_rows()), files))
+    (part,) = (tmp_path / "out").glob("part-*")
+    assert part.name == f"{PREFIX}.zstd.parquet"
+    table = pq.read_table(part)
+    assert table.column_names == [
+        "entry", "total_segments", "windows", "filtered_windows", "filtered_pairs",
+        "truncation_events", "total_dur", "filtered_dur",
+    ]  # fmt: skip
+    assert table.select(["entry", "windows", "total_dur"]).to_pylist() == [
+        {"entry": '{"n": 1}', "windows": 2, "total_dur": 1.5},
+        {"entry": '{"n": "\u00e9"}', "windows": 1, "total_dur": None},
+    ]
+
+
+def test_a_failing_task_leaves_no_file(tmp_path: Path) -> None:
+    def failing() -> Iterator[pa.RecordBatch]:
+        yield from _task_rows()
+        raise RuntimeError("the task failed")
+
+    with pytest.raises(RuntimeError, match="the task failed"):
+        _rows(write_result_batches(failing(), _files(tmp_path)))
+    assert sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file()) == []
+
+
+def test_a_taken_name_is_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / f"{PREFIX}.jsonl").write_text("earlier\n")
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        _rows(write_result_batches(iter(_task_rows()), _files(tmp_path)))
+    assert (tmp_path / "out" / f"{PREFIX}.jsonl").read_text() == "earlier\n"
+
+
+def test_lines_of_one_task_go_to_one_file(tmp_path: Path) -> None:
+    where = FileNames(str(tmp_path / "out"), "_rejected", NAMES)
+    batches = [
+        pa.RecordBatch.from_pylist([{"value": '{"line": 6}'}, {"value": '{"line": 9}'}]),
+        pa.RecordBatch.from_pylist([{"value": '{"line": 12}'}]),
+    ]
+    (row,) = _rows(write_line_batches(iter(batches), where, "none"))
+    assert row == {"path": f"_rejected/{PREFIX}.jsonl", "holds": "rejected", "rows": 3, "bytes": 37}
+    assert (
+        tmp_path / "out" / row["path"]
+    ).read_text() == '{"line": 6}\n{"line": 9}\n{"line": 12}\n'
+    assert _rows(write_line_batches(iter([]), where, "gzip")) == []  # no lines, no file
+
+
+def test_an_empty_table_has_the_columns(tmp_path: Path) -> None:
+    where = FileNames(str(tmp_path / "out"), "_windows", NAMES)
+    path = write_empty_table(where, rows.WINDOW)
+    table = pq.read_table(tmp_path / "out" / path)
+    assert (table.num_rows, table.column_names) == (0, rows.WINDOW.names)
