@@ -219,7 +219,7 @@ def start_cluster(
                     raise RuntimeError(f"a Spark daemon exited early; logs under {root}/logs")
             try:
                 alive = [w for w in cluster.state()["workers"] if w["state"] == "ALIVE"]
-            except OSError:
+            except (OSError, ValueError):  # not up, or its UI serves HTML until /json/ is on
                 alive = []
             if len(alive) == workers:
                 return cluster
