@@ -71,10 +71,13 @@ FULL = [
     ),
     Dataset("podcast", "podcast", 1, seed=0, variants=("job", "job_df", "plain", "plain_fast")),
 ]
+#: A few shuffle tasks for a few lines, not Spark's 200 per stage (the DataFrame engine's
+#: grouped stages): the smoke runs prove the harness, they measure nothing.
+SMOKE_CONF = {"spark.sql.shuffle.partitions": "4"}
 #: One Spark run per engine and the plain script beside each: enough to prove the harness.
 SMOKE = [
-    Dataset("smoke_sample", "sample", 40, variants=("job", "plain")),
-    Dataset("smoke_production", "production", 2, variants=("job_df", "plain")),
+    Dataset("smoke_sample", "sample", 40, variants=("job", "plain"), job_conf=SMOKE_CONF),
+    Dataset("smoke_production", "production", 2, variants=("job_df", "plain"), job_conf=SMOKE_CONF),
 ]
 
 
