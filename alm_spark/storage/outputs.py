@@ -202,15 +202,12 @@ class _TaskFiles:
         self.pending_windows: list[dict[str, Any]] = []
 
     def _get(self, holds: str, where: FileNames, make: Callable[[str], Any]) -> Any:
+        """The open file for ``holds``, opened (``make(url)``) on first use."""
         if holds not in self.open:
-            self.open[holds] = (where, None)
-        found = self.open[holds][1]
-        if found is None:
             suffix = self._suffix(holds)
             url = f"{where.root}/{where.relative(self.task, self.attempt, suffix)}"
-            found = make(url)
-            self.open[holds] = (where, found)
-        return found
+            self.open[holds] = (where, make(url))
+        return self.open[holds][1]
 
     def _suffix(self, holds: str) -> str:
         if holds == KIND_WINDOW:
@@ -264,8 +261,7 @@ class _TaskFiles:
     def abort(self) -> None:
         """Remove every file this attempt opened."""
         for _, file in self.open.values():
-            if file is not None:
-                file.abort()
+            file.abort()
 
 
 def _kind_mask(batch: pa.RecordBatch, kind: str) -> pa.Array:
