@@ -262,3 +262,8 @@ def test_killed_executor_changes_nothing(
     assert _lines(killed) == _lines(clean)
     assert _figures(killed) == _figures(clean)
     assert compare_paths(killed, clean).equal
+    # Nothing of the lost executor's attempts: no hidden file, no part file but those the
+    # committed attempts reported.
+    assert sorted(p.relative_to(killed) for p in killed.rglob(".*")) == []
+    reported = json.loads((killed / "_metrics.json").read_text())["run"]["part_files"]
+    assert len(list(killed.glob("part-*"))) == reported

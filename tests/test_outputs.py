@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from alm_spark import rows
-from alm_spark.storage.datafiles import StepNames
+from alm_spark.storage.datafiles import NO_SPACE_WRITING, DataFile, StepNames
+from alm_spark.storage.fs import FsspecFileSystem
 from alm_spark.storage.outputs import (
     FileNames,
     ResultFiles,
@@ -21,6 +22,7 @@ from alm_spark.storage.outputs import (
     write_line_batches,
     write_result_batches,
 )
+from alm_spark.storage.publish import drop_unrecorded
 
 NAMES = StepNames(3, 7, "20261206T000000Z-0123abcd")
 PREFIX = "part-0003-000007-20261206T000000Z-0123abcd-00000-0"
@@ -149,6 +151,42 @@ def test_a_failing_task_leaves_no_file(tmp_path: Path) -> None:
     assert sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file()) == []
 
 
+@pytest.mark.parametrize(("output_format", "codec"), [("jsonl", "zstd"), ("parquet", "snappy")])
+def test_a_task_failing_while_committing_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output_format: str, codec: str
+) -> None:
+    """The entry file is committed, the lost-window file's commit fails: both go."""
+    real = DataFile.commit
+
+    def commit(self: DataFile) -> int:
+        if "_lost_windows" in self.url:
+            raise OSError(28, "No space left on device")
+        return real(self)
+
+    monkeypatch.setattr(DataFile, "commit", commit)
+    files = _files(tmp_path, format=output_format, codec=codec)
+    with pytest.raises(OSError, match="No space left"):
+        _rows(write_result_batches(iter(_task_rows()), files))
+    assert sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file()) == []
+
+
+def test_a_full_disk_names_the_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write error names no file; the driver needs to know it was the output's disk."""
+    file = DataFile(str(tmp_path / "out" / "part-x.jsonl"))
+
+    def full(data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(file.handle, "write", full)
+    with pytest.raises(
+        OSError, match=rf"^\[Errno 28\] {NO_SPACE_WRITING} .*part-x\.jsonl$"
+    ) as raised:
+        file.write(b"line\n")
+    assert raised.value.errno == 28
+    file.abort()
+    assert sorted((tmp_path / "out").iterdir()) == []
+
+
 def test_a_taken_name_is_never_overwritten(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / f"{PREFIX}.jsonl").write_text("earlier\n")
@@ -176,3 +214,28 @@ def test_an_empty_table_has_the_columns(tmp_path: Path) -> None:
     path = write_empty_table(where, rows.WINDOW)
     table = pq.read_table(tmp_path / "out" / path)
     assert (table.num_rows, table.column_names) == (0, rows.WINDOW.names)
+
+
+def test_files_no_committed_attempt_reported_are_dropped(tmp_path: Path) -> None:
+    root = tmp_path / "staging"
+    for name in (
+        f"{PREFIX}.jsonl",  # reported
+        "part-0003-000007-20261206T000000Z-0123abcd-00001-9.jsonl",  # a retried attempt's
+        ".part-0003-000007-20261206T000000Z-0123abcd-00002-4.jsonl.1f2e3d4c.tmp",  # killed
+        "_rejected/part-0003-000007-20261206T000000Z-0123abcd-00000-5.jsonl",  # reported
+        "_rejected/part-0003-000007-20261206T000000Z-0123abcd-00001-6.jsonl",  # speculative
+        "_metrics.json",  # not a data file
+        "_data/kind=block/part-00000.txt",  # not in a data folder
+    ):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x\n")
+    recorded = {
+        f"{PREFIX}.jsonl",
+        "_rejected/part-0003-000007-20261206T000000Z-0123abcd-00000-5.jsonl",
+    }
+    dropped = drop_unrecorded(
+        FsspecFileSystem(), str(root), ("", "_rejected", "_windows"), recorded
+    )
+    assert dropped == 3
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert left == sorted([*recorded, "_metrics.json", "_data/kind=block/part-00000.txt"])

@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from alm_spark.storage.datafiles import NO_SPACE_WRITING
+
 #: Messages of the decompressors (java.util.zip, Hadoop's codecs) on damaged input.
 _TRUNCATED = ("unexpected end of input stream", "unexpected end of zlib input stream")
 _NOT_GZIP = ("not a gzip file", "not in gzip format")
@@ -242,6 +244,14 @@ def is_no_space(err: BaseException) -> bool:
     return _NO_SPACE in lowered or any(
         isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _python_chain(err)
     )
+
+
+def fills_a_data_file(err: BaseException) -> bool:
+    """Whether a task ran out of space writing a data file into the output.
+
+    Not, say, Spark spilling to its local disks: that is a full disk, not a full output.
+    """
+    return any(NO_SPACE_WRITING in message for _, message in failure_chain(err))
 
 
 def _describe(err: BaseException) -> str:

@@ -17,6 +17,7 @@ One pass over the data:
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,10 @@ from alm_spark.run.context import RunContext, RunResult
 from alm_spark.run.failures import (
     DamagedInputError,
     OutputFullError,
+    fills_a_data_file,
     find_damaged_input,
-    is_no_space,
     names_no_damaged_file,
+    wait_for_running_tasks,
 )
 from alm_spark.run.metrics import build_metrics, entry_figures, write_metrics
 from alm_spark.run.output import staged_output
@@ -60,6 +62,9 @@ from alm_spark.storage.io import (
     write_scratch_rows,
 )
 from alm_spark.storage.outputs import FileNames, ResultFiles, write_empty_table
+from alm_spark.storage.publish import drop_unrecorded
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +74,7 @@ class _Staged:
     totals: dict[str, Any]
     report: dict[str, Any]
     input_files: int
+    part_files: int
 
 
 def run_pipeline(
@@ -113,7 +119,7 @@ def run_job(
             staged = _stage_text(ctx, sources)
         except Exception as err:
             _name_damaged_input(spark, sources, err)
-            if is_no_space(err):  # the tasks' own writes name no path
+            if fills_a_data_file(err):  # a task's own write: the output's disk is full
                 raise OutputFullError(ctx.output) from err
             raise
         audio = None
@@ -124,14 +130,14 @@ def run_job(
             audio = stage_audio(ctx, windows_df, counts)
         ctx.step("publishing")
         with ctx.timed("publish"):
-            part_files = _place_text_outputs(ctx)
+            _place_text_outputs(ctx)
         run = {
             "input_paths": list(job.config.input.paths),
             "input_files": staged.input_files,
             "inputs_skipped": list(sources.skipped[:100]),
             "input_bytes": ctx.progress.input_bytes,
             "output_path": ctx.output,
-            "part_files": part_files,
+            "part_files": staged.part_files,
         }
         figures = entry_figures(staged.totals)
         metrics = build_metrics(ctx, figures, audio=audio, run=run, report=staged.report)
@@ -157,14 +163,32 @@ def _stage_text(ctx: RunContext, sources: ManifestSources) -> _Staged:
         )
         with ctx.timed("process_and_write"):
             totals = _write_results(ctx, run)
-            if files.windows is not None:
-                _complete_windows_table(ctx, files.windows)
+            written = _data_files(ctx)
+            if files.windows is not None and not any(f["holds"] == KIND_WINDOW for f in written):
+                # Readers of a run without windows still find the table's columns.
+                path = write_empty_table(files.windows, rows.WINDOW)
+                written.append({"path": path, "holds": KIND_WINDOW})
         with ctx.timed("rejected_and_figures"):
             if totals["lines_rejected"]:
                 ctx.step(f"numbering {totals['lines_rejected']:,} rejected line(s)")
-                _write_rejected(ctx, run)
+                written += _write_rejected(ctx, run)
             report = _report_figures(ctx)
-    return _Staged(totals, report, input_files)
+        _drop_unrecorded_files(ctx, written)
+    part_files = sum(1 for f in written if f["holds"] == KIND_ENTRY)
+    return _Staged(totals, report, input_files, part_files)
+
+
+def _drop_unrecorded_files(ctx: RunContext, written: list[dict[str, Any]]) -> None:
+    """Delete the data files no committed task attempt reported.
+
+    Failed, killed, retried and speculative attempts may have left files (whole ones,
+    or hidden temporary ones); only the attempts Spark committed are in ``written``.
+    """
+    wait_for_running_tasks(ctx.spark)  # a killed attempt may still be writing
+    folders = ("", REJECTED_DIR, WINDOWS_DIR, LOST_WINDOWS_DIR)
+    dropped = drop_unrecorded(ctx.fs, ctx.staging, folders, {f["path"] for f in written})
+    if dropped:
+        log.info("removed %d data file(s) of task attempts Spark did not keep", dropped)
 
 
 def _step_names(ctx: RunContext) -> StepNames:
@@ -199,18 +223,11 @@ def _write_results(ctx: RunContext, run: EngineRun) -> dict[str, Any]:
     return run.finish(dict(observation.get), lambda: _read_staged(ctx, rows.STAGED_BLOCK))
 
 
-def _data_files(ctx: RunContext, holds: str) -> list[dict[str, Any]]:
-    """The data files the committed tasks wrote, of one kind (one small row per file)."""
+def _data_files(ctx: RunContext) -> list[dict[str, Any]]:
+    """The data files the committed task attempts wrote (one small row per file)."""
     if not ctx.fs.exists(join(ctx.data_dir, f"kind={rows.KIND_DATA_FILE}")):
         return []
-    files_df = _read_staged(ctx, rows.DATA_FILE).where(f"holds = '{holds}'")
-    return [row.asDict() for row in files_df.collect()]
-
-
-def _complete_windows_table(ctx: RunContext, where: FileNames) -> None:
-    """Give a run without windows an empty table, so that readers find its columns."""
-    if not _data_files(ctx, KIND_WINDOW):
-        write_empty_table(where, rows.WINDOW)
+    return [row.asDict() for row in _read_staged(ctx, rows.DATA_FILE).collect()]
 
 
 def _read_staged(ctx: RunContext, kind: RowKind) -> DataFrame:
@@ -232,15 +249,15 @@ def _pinned_splits(ctx: RunContext) -> dict[str, str]:
         return {}
 
 
-def _write_rejected(ctx: RunContext, run: EngineRun) -> None:
-    """Write the rejected lines with their line numbers into ``_rejected/``."""
+def _write_rejected(ctx: RunContext, run: EngineRun) -> list[dict[str, Any]]:
+    """Write the rejected lines with their line numbers into ``_rejected/``; the files."""
     out = ctx.config.output
     numbered_df = run.numbered_rejected(
         _read_staged(ctx, rows.STAGED_REJECTED), lambda: _read_staged(ctx, rows.STAGED_BLOCK)
     )
     compression = out.codec if out.format == "jsonl" else "none"
     where = FileNames(fsspec_url(ctx.staging), REJECTED_DIR, _step_names(ctx))
-    write_lines_in_place(numbered_df, where, compression)
+    return write_lines_in_place(numbered_df, where, compression)
 
 
 def _report_figures(ctx: RunContext) -> dict[str, Any]:
@@ -254,10 +271,9 @@ def _report_figures(ctx: RunContext) -> dict[str, Any]:
     )
 
 
-def _place_text_outputs(ctx: RunContext) -> int:
-    """Make the folders readers expect and drop the scratch rows; returns the part files."""
+def _place_text_outputs(ctx: RunContext) -> None:
+    """Make the folders readers expect and drop the scratch rows."""
     fs, staging, out = ctx.fs, ctx.staging, ctx.config.output
-    part_files = len(_data_files(ctx, KIND_ENTRY))
     folders = [REJECTED_DIR]
     if out.windows_table or ctx.config.audio.enabled:
         folders.append(WINDOWS_DIR)
@@ -266,7 +282,6 @@ def _place_text_outputs(ctx: RunContext) -> int:
     for folder in folders:
         fs.mkdirs(join(staging, folder))
     fs.delete(ctx.data_dir)
-    return part_files
 
 
 def _name_damaged_input(spark: SparkSession, sources: ManifestSources, err: Exception) -> None:

@@ -11,11 +11,15 @@ and free there). Nothing is renamed or copied after that. Unity Catalog volumes
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+#: How a full disk while writing a data file is worded (the driver names the output).
+NO_SPACE_WRITING = "No space left on device writing the data file"
 #: Local paths that are object stores underneath (Databricks' FUSE mounts).
 OBJECT_STORE_MOUNTS = ("/Volumes/", "/dbfs/")
 #: fsspec protocols whose rename within a folder is atomic and copies nothing.
@@ -116,32 +120,51 @@ class DataFile:
             self.target = posixpath.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
         self.handle = self.fs.open(self.target, "wb")
         self.size = 0
+        self.committed = False
 
     def write(self, data: bytes) -> None:
         """Append bytes."""
-        self.handle.write(data)
+        with self._naming_a_full_disk():
+            self.handle.write(data)
         self.size += len(data)
 
     def commit(self) -> int:
         """Make the file appear whole under its name; returns its bytes."""
-        self.handle.close()
-        if self.target != self.path:
-            self.fs.mv(self.target, self.path)
+        with self._naming_a_full_disk():
+            self.handle.close()
+            if self.target != self.path:
+                self.fs.mv(self.target, self.path)
+        self.committed = True
         return self.size
 
     def abort(self) -> None:
-        """Leave nothing behind.
+        """Leave nothing behind, a file already committed included (its attempt failed).
 
         A buffered file's ``close`` uploads what it holds, so an error must not close
-        it: it is discarded (an object store's upload is aborted), or removed where the
-        file system has no discard.
+        it: it is discarded (an object store's upload is aborted) and marked closed, so
+        that nothing uploads it later; where the file system has no discard, it is
+        closed and removed.
         """
+        if self.committed:
+            self.fs.rm(self.path)
+            return
         try:
             self.handle.discard()
+            self.handle.closed = True
         except (AttributeError, RuntimeError):  # no discard, or one that needs a commit
             self.handle.close()
         if self.fs.exists(self.target):
             self.fs.rm(self.target)
+
+    @contextmanager
+    def _naming_a_full_disk(self) -> Iterator[None]:
+        """A full disk names this file (a write error names none): the output is full."""
+        try:
+            yield
+        except OSError as err:
+            if err.errno != errno.ENOSPC:
+                raise
+            raise OSError(errno.ENOSPC, f"{NO_SPACE_WRITING} {self.url}") from err
 
 
 def write_once(url: str, chunks: Iterable[bytes]) -> int:

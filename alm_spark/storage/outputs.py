@@ -51,8 +51,10 @@ _LINE_SUFFIXES = {"none": ".jsonl", "gzip": ".jsonl.gz", "zstd": ".jsonl.zst"}
 _TABLE_SUFFIXES = {
     "snappy": ".snappy.parquet", "gzip": ".gz.parquet", "zstd": ".zstd.parquet", "none": ".parquet"
 }  # fmt: skip
-#: Rows per Parquet row group of the windows table.
+#: A row group of the windows table is written at this many rows or JSON bytes queued,
+#: whichever comes first (a window of a rich line can be large).
 _WINDOW_GROUP_ROWS = 20_000
+_WINDOW_GROUP_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -126,19 +128,27 @@ class _LineFile:
         return self.file.commit()
 
     def abort(self) -> None:
+        if isinstance(self.compressor, _ZstdStream):
+            self.compressor.drop()
         self.file.abort()
 
 
 class _Forward:
-    """A write-only stream into a :class:`DataFile` that Arrow may close harmlessly."""
+    """A write-only stream into a :class:`DataFile` that Arrow may close harmlessly.
+
+    Once the file is aborted, writes are dropped: a writer Arrow still holds (a Parquet
+    footer, a zstd frame's end) must not reach an aborted file.
+    """
 
     def __init__(self, file: DataFile) -> None:
         self.file = file
         self.closed = False
+        self.dropping = False
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
-        self.file.write(view.tobytes())
+        if not self.dropping:
+            self.file.write(bytes(view))
         return view.nbytes
 
     def flush(self) -> None:
@@ -155,12 +165,18 @@ class _ZstdStream:
     """One zstd frame written through Arrow's codec (no extra dependency)."""
 
     def __init__(self, file: DataFile) -> None:
-        self.stream = pa.CompressedOutputStream(pa.PythonFile(_Forward(file), mode="w"), "zstd")
+        self.forward = _Forward(file)
+        self.stream = pa.CompressedOutputStream(pa.PythonFile(self.forward, mode="w"), "zstd")
 
     def write(self, data: bytes) -> None:
         self.stream.write(data)
 
     def close(self) -> None:
+        self.stream.close()
+
+    def drop(self) -> None:
+        """Close the stream into nothing (its file is being aborted)."""
+        self.forward.dropping = True
         self.stream.close()
 
 
@@ -169,7 +185,8 @@ class _TableFile:
 
     def __init__(self, url: str, schema: pa.Schema, codec: str) -> None:
         self.file = DataFile(url)
-        self.sink = pa.PythonFile(_Forward(self.file), mode="w")
+        self.forward = _Forward(self.file)
+        self.sink = pa.PythonFile(self.forward, mode="w")
         self.writer = pq.ParquetWriter(self.sink, schema, compression=codec)
         self.rows = 0
 
@@ -183,6 +200,8 @@ class _TableFile:
         return self.file.commit()
 
     def abort(self) -> None:
+        self.forward.dropping = True
+        self.writer.close()  # into nothing: no footer reaches the aborted file
         self.file.abort()
 
 
@@ -200,6 +219,7 @@ class _TaskFiles:
         self.task, self.attempt = task_attempt()
         self.open: dict[str, tuple[FileNames, Any]] = {}
         self.pending_windows: list[dict[str, Any]] = []
+        self.pending_bytes = 0
 
     def _get(self, holds: str, where: FileNames, make: Callable[[str], Any]) -> Any:
         """The open file for ``holds``, opened (``make(url)``) on first use."""
@@ -232,7 +252,9 @@ class _TaskFiles:
     def add_windows(self, where: FileNames, records: list[bytes]) -> None:
         """Queue windows-table rows; a row group is written when enough are queued."""
         self.pending_windows.extend(json.loads(record) for record in records)
-        if len(self.pending_windows) >= _WINDOW_GROUP_ROWS:
+        self.pending_bytes += sum(map(len, records))
+        full = self.pending_bytes >= _WINDOW_GROUP_BYTES
+        if full or len(self.pending_windows) >= _WINDOW_GROUP_ROWS:
             self._flush_windows(where)
 
     def _flush_windows(self, where: FileNames) -> None:
@@ -244,6 +266,7 @@ class _TaskFiles:
             table
         )
         self.pending_windows = []
+        self.pending_bytes = 0
 
     def commit(self) -> list[dict[str, Any]]:
         """Make every file appear; one :data:`~alm_spark.rows.DATA_FILE` dict per file."""

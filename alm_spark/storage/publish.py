@@ -131,6 +131,33 @@ def move_parts(fs: FileSystem, src_dir: str, dst_dir: str) -> int:
     return moved
 
 
+def drop_unrecorded(fs: FileSystem, root: str, folders: tuple[str, ...], recorded: set[str]) -> int:
+    """Delete data files (``part-*`` and hidden ``.part-*``) that ``recorded`` does not name.
+
+    Args:
+        fs: The file system.
+        root: The folder the paths in ``recorded`` are relative to.
+        folders: The folders of ``root`` to look in (``""``: ``root`` itself).
+        recorded: Paths relative to ``root`` of the files to keep.
+
+    Returns:
+        How many files were deleted.
+    """
+    dropped = 0
+    for folder in folders:
+        where = join(root, folder) if folder else root
+        if not fs.exists(where):
+            continue
+        for info in fs.list_dir(where):
+            name = parent_and_name(info.path)[1]
+            relative = f"{folder}/{name}" if folder else name
+            if info.is_dir or not name.startswith(("part-", ".part-")) or relative in recorded:
+                continue
+            fs.delete(info.path)
+            dropped += 1
+    return dropped
+
+
 def publish(fs: FileSystem, staging: str, output: str, run_id: str) -> None:
     """Swap the finished staging directory in for the output path, then mark it done.
 
