@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ def _batch(*items: tuple[str, str, dict[str, Any]]) -> pa.RecordBatch:
 
 
 def _files(tmp_path: Path, **options: Any) -> ResultFiles:
+    """The step's files under ``tmp_path/out``, whose folders the driver has made."""
+    for folder in ("", "_lost_windows", "_windows"):
+        (tmp_path / "out" / folder).mkdir(parents=True, exist_ok=True)
     root = str(tmp_path / "out")
     settings: dict[str, Any] = {
         "entries": FileNames(root, "", NAMES),
@@ -172,6 +176,7 @@ def test_a_task_failing_while_committing_leaves_no_file(
 
 def test_a_full_disk_names_the_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A write error names no file; the driver needs to know it was the output's disk."""
+    (tmp_path / "out").mkdir()
     file = DataFile(str(tmp_path / "out" / "part-x.jsonl"))
 
     def full(data: bytes) -> int:
@@ -188,14 +193,25 @@ def test_a_full_disk_names_the_data_file(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_a_taken_name_is_never_overwritten(tmp_path: Path) -> None:
-    (tmp_path / "out").mkdir()
+    files = _files(tmp_path)
     (tmp_path / "out" / f"{PREFIX}.jsonl").write_text("earlier\n")
     with pytest.raises(FileExistsError, match="never overwritten"):
-        _rows(write_result_batches(iter(_task_rows()), _files(tmp_path)))
+        _rows(write_result_batches(iter(_task_rows()), files))
     assert (tmp_path / "out" / f"{PREFIX}.jsonl").read_text() == "earlier\n"
 
 
+def test_a_task_never_brings_back_a_removed_folder(tmp_path: Path) -> None:
+    """A task of a failed job that Spark has not stopped yet, after the driver removed the
+    run's folder: its write fails, and the folder stays gone."""
+    files = _files(tmp_path)
+    shutil.rmtree(tmp_path / "out")
+    with pytest.raises(FileNotFoundError):
+        _rows(write_result_batches(iter(_task_rows()), files))
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_lines_of_one_task_go_to_one_file(tmp_path: Path) -> None:
+    (tmp_path / "out" / "_rejected").mkdir(parents=True)
     where = FileNames(str(tmp_path / "out"), "_rejected", NAMES)
     batches = [
         pa.RecordBatch.from_pylist([{"value": '{"line": 6}'}, {"value": '{"line": 9}'}]),
@@ -210,6 +226,7 @@ def test_lines_of_one_task_go_to_one_file(tmp_path: Path) -> None:
 
 
 def test_an_empty_table_has_the_columns(tmp_path: Path) -> None:
+    (tmp_path / "out" / "_windows").mkdir(parents=True)
     where = FileNames(str(tmp_path / "out"), "_windows", NAMES)
     path = write_empty_table(where, rows.WINDOW)
     table = pq.read_table(tmp_path / "out" / path)

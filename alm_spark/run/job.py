@@ -156,6 +156,7 @@ def _stage_text(ctx: RunContext, sources: ManifestSources) -> _Staged:
             ctx.progress.input_bytes = input_size(ctx.fs, sources)
         engine = engine_named(config.spark.engine)
         files = _result_files(ctx)
+        _make_folders(ctx)
         run = engine.start(lines_df, LineSettings.for_run(config), ctx, files)
         ctx.step(
             f"processing {input_files} manifest file(s), "
@@ -271,17 +272,21 @@ def _report_figures(ctx: RunContext) -> dict[str, Any]:
     )
 
 
-def _place_text_outputs(ctx: RunContext) -> None:
-    """Make the folders readers expect and drop the scratch rows."""
+def _make_folders(ctx: RunContext) -> None:
+    """Make the folders the step's tasks write into (tasks never make folders)."""
     fs, staging, out = ctx.fs, ctx.staging, ctx.config.output
-    folders = [REJECTED_DIR]
+    folders = ["", REJECTED_DIR]
     if out.windows_table or ctx.config.audio.enabled:
         folders.append(WINDOWS_DIR)
     if out.lost_window_details == "separate":
         folders.append(LOST_WINDOWS_DIR)
     for folder in folders:
-        fs.mkdirs(join(staging, folder))
-    fs.delete(ctx.data_dir)
+        fs.mkdirs(join(staging, folder) if folder else staging)
+
+
+def _place_text_outputs(ctx: RunContext) -> None:
+    """Drop the scratch rows: what stays in staging is the output."""
+    ctx.fs.delete(ctx.data_dir)
 
 
 def _name_damaged_input(spark: SparkSession, sources: ManifestSources, err: Exception) -> None:

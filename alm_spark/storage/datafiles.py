@@ -106,7 +106,15 @@ class DataFile:
             second writer is a bug, never overwritten).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, make_folder: bool = False) -> None:
+        """Open ``url`` for writing.
+
+        Args:
+            url: The file's final name, as fsspec opens it.
+            make_folder: Create its folder if missing. Tasks never do: the driver makes
+                a step's folders, and a task of a failed job that Spark has not stopped
+                yet must not bring back a folder the driver removed.
+        """
         from fsspec.core import url_to_fs
 
         self.url = url
@@ -114,7 +122,8 @@ class DataFile:
         if self.fs.exists(self.path):
             raise FileExistsError(f"{url}: a data file is never overwritten")
         folder, name = posixpath.split(self.path)
-        self.fs.makedirs(folder, exist_ok=True)
+        if make_folder:
+            self.fs.makedirs(folder, exist_ok=True)
         self.target = self.path
         if renames_are_free(self.fs.protocol, self.path):
             self.target = posixpath.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
@@ -173,7 +182,7 @@ def write_once(url: str, chunks: Iterable[bytes]) -> int:
     Raises:
         FileExistsError: When the name is taken.
     """
-    file = DataFile(url)
+    file = DataFile(url, make_folder=True)
     try:
         for chunk in chunks:
             file.write(chunk)
