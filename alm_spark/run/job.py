@@ -156,7 +156,7 @@ def _stage_text(ctx: RunContext, sources: ManifestSources) -> _Staged:
             ctx.progress.input_bytes = input_size(ctx.fs, sources)
         engine = engine_named(config.spark.engine)
         files = _result_files(ctx)
-        _make_folders(ctx)
+        _make_folders(ctx, files)
         run = engine.start(lines_df, LineSettings.for_run(config), ctx, files)
         ctx.step(
             f"processing {input_files} manifest file(s), "
@@ -174,20 +174,22 @@ def _stage_text(ctx: RunContext, sources: ManifestSources) -> _Staged:
                 ctx.step(f"numbering {totals['lines_rejected']:,} rejected line(s)")
                 written += _write_rejected(ctx, run)
             report = _report_figures(ctx)
-        _drop_unrecorded_files(ctx, written)
+        _drop_unrecorded_files(ctx, files, written)
     part_files = sum(1 for f in written if f["holds"] == KIND_ENTRY)
     return _Staged(totals, report, input_files, part_files)
 
 
-def _drop_unrecorded_files(ctx: RunContext, written: list[dict[str, Any]]) -> None:
+def _drop_unrecorded_files(
+    ctx: RunContext, files: ResultFiles, written: list[dict[str, Any]]
+) -> None:
     """Delete the data files no committed task attempt reported.
 
     Failed, killed, retried and speculative attempts may have left files (whole ones,
     or hidden temporary ones); only the attempts Spark committed are in ``written``.
     """
     wait_for_running_tasks(ctx.spark)  # a killed attempt may still be writing
-    folders = ("", REJECTED_DIR, WINDOWS_DIR, LOST_WINDOWS_DIR)
-    dropped = drop_unrecorded(ctx.fs, ctx.staging, folders, {f["path"] for f in written})
+    recorded = {f["path"] for f in written}
+    dropped = drop_unrecorded(ctx.fs, ctx.staging, _step_folders(files), recorded)
     if dropped:
         log.info("removed %d data file(s) of task attempts Spark did not keep", dropped)
 
@@ -272,16 +274,16 @@ def _report_figures(ctx: RunContext) -> dict[str, Any]:
     )
 
 
-def _make_folders(ctx: RunContext) -> None:
+def _step_folders(files: ResultFiles) -> tuple[str, ...]:
+    """The folders a step's tasks write into (``""``: the output itself)."""
+    kinds = (files.entries, files.lost, files.windows)
+    return (*(where.folder for where in kinds if where is not None), REJECTED_DIR)
+
+
+def _make_folders(ctx: RunContext, files: ResultFiles) -> None:
     """Make the folders the step's tasks write into (tasks never make folders)."""
-    fs, staging, out = ctx.fs, ctx.staging, ctx.config.output
-    folders = ["", REJECTED_DIR]
-    if out.windows_table or ctx.config.audio.enabled:
-        folders.append(WINDOWS_DIR)
-    if out.lost_window_details == "separate":
-        folders.append(LOST_WINDOWS_DIR)
-    for folder in folders:
-        fs.mkdirs(join(staging, folder) if folder else staging)
+    for folder in _step_folders(files):
+        ctx.fs.mkdirs(join(ctx.staging, folder) if folder else ctx.staging)
 
 
 def _place_text_outputs(ctx: RunContext) -> None:

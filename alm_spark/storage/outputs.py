@@ -217,16 +217,15 @@ class _TaskFiles:
     def __init__(self, files: ResultFiles) -> None:
         self.files = files
         self.task, self.attempt = task_attempt()
-        self.open: dict[str, tuple[FileNames, Any]] = {}
+        self.open: dict[str, tuple[str, Any]] = {}  # holds -> (path in the output, file)
         self.pending_windows: list[dict[str, Any]] = []
         self.pending_bytes = 0
 
     def _get(self, holds: str, where: FileNames, make: Callable[[str], Any]) -> Any:
         """The open file for ``holds``, opened (``make(url)``) on first use."""
         if holds not in self.open:
-            suffix = self._suffix(holds)
-            url = f"{where.root}/{where.relative(self.task, self.attempt, suffix)}"
-            self.open[holds] = (where, make(url))
+            relative = where.relative(self.task, self.attempt, self._suffix(holds))
+            self.open[holds] = (relative, make(f"{where.root}/{relative}"))
         return self.open[holds][1]
 
     def _suffix(self, holds: str) -> str:
@@ -273,9 +272,8 @@ class _TaskFiles:
         if self.files.windows is not None:
             self._flush_windows(self.files.windows)
         written = []
-        for holds, (where, file) in self.open.items():
+        for holds, (path, file) in self.open.items():
             size = file.commit()
-            path = where.relative(self.task, self.attempt, self._suffix(holds))
             written.append(DATA_FILE.record(
                 {"path": path, "holds": holds, "rows": file.rows, "bytes": size}
             ))  # fmt: skip
