@@ -69,6 +69,8 @@ REJECTED_DIR = "_rejected"
 LOST_WINDOWS_DIR = "_lost_windows"
 WINDOWS_DIR = "_windows"
 SHARDS_DIR = "_shards"
+#: A run's scratch folder in the output: Spark's small rows, audio before its commit.
+SCRATCH_DIR = "_scratch"
 REJECTED_AUDIO_DIR = "_rejected_audio"
 #: Inside ``_shards/`` with ``audio.format: nemo``: one ``manifest_N.json`` per ``audio_N.tar``.
 NEMO_MANIFESTS_DIR = "sharded_manifests"

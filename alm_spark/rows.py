@@ -246,6 +246,7 @@ AUDIO_WINDOW = WINDOW.extended(Field("audio_path", STRING))
 # --- what the audio step emits ------------------------------------------------------
 
 KIND_SHARD = "shard"  # an audio shard a task attempt wrote (JSON)
+KIND_SHARD_MANIFEST = "shard_manifest"  # a NeMo shard's manifest (a data file kind only)
 KIND_AUDIO_REJECTED = "rejected_audio"  # a window whose clip could not be cut (JSON)
 KIND_CLIP = "clip"  # where a clip sits in a first-pass shard, for the repack pass (JSON)
 KIND_AUDIO_FIGURES = "audio_figures"  # a task's summed audio figures (JSON)

@@ -19,8 +19,11 @@ from alm_spark.config import load_config
 from alm_spark.names import ENGINES
 from alm_spark.report.summary import format_summary
 from alm_spark.run.job import run_pipeline
+from alm_spark.storage.commits import live_files
+from alm_spark.storage.fs import FsspecFileSystem
 from alm_spark.testing.audiogen import signal, write_audio
 from alm_spark.testing.compare import iter_jsonl
+from alm_spark.testing.layout import OWN, output_problems
 from tests.conftest import write_jsonl
 
 #: Small windows, so a short recording gives several.
@@ -267,47 +270,31 @@ def test_no_attempt_files_are_left_and_the_output_lines_are_unchanged(
     assert not (_out(runs["plain"]) / "_shards").exists()
 
 
-def test_only_committed_attempts_shards_are_published(spark: Any, tmp_path: Path) -> None:
-    from alm_spark.audio.publish import publish_shards
+def test_only_committed_attempts_shards_are_placed(spark: Any, tmp_path: Path) -> None:
+    from alm_spark.audio.publish import placed_shards
     from alm_spark.storage.fs import filesystem_for
 
     staged = tmp_path / "staged"
     (staged / "kind=shard").mkdir(parents=True)
     committed = {"name": "shard-00001-0000.attempt-7.tar", "clips": 2, "bytes": 10, "seconds": 1.5}
     (staged / "kind=shard" / "part-00000.txt").write_text(json.dumps(committed) + "\n")
-    attempts = tmp_path / "attempts"
-    attempts.mkdir()
-    for name in (
-        "shard-00001-0000.attempt-7.tar",  # committed
-        "shard-00001-0000.attempt-3.tar",  # a failed first attempt of the same task
-        "shard-00001-0001.attempt-3.tar",
-        "shard-00002-0000.attempt-9.tar",  # a speculative copy that lost
-    ):
-        (attempts / name).write_bytes(name.encode())
-    shards = tmp_path / "shards"
+    attempts = f"file:{tmp_path / 'attempts'}"
+    # Other attempts' files there (a failed first attempt, a speculative copy) are not named.
     fs = filesystem_for(spark)
-    published = publish_shards(spark, fs, f"file:{staged}", f"file:{attempts}", f"file:{shards}")
-    assert published == [{**committed, "name": "shard-00001-0000.tar", "manifest": None}]
-    assert [p.name for p in shards.iterdir()] == ["shard-00001-0000.tar"]
-    assert (shards / "shard-00001-0000.tar").read_bytes() == b"shard-00001-0000.attempt-7.tar"
-    assert not attempts.exists()
+    shards, moves = placed_shards(spark, fs, f"file:{staged}", attempts)
+    assert shards == [{**committed, "name": "shard-00001-0000.tar", "manifest": None}]
+    assert moves == [(f"{attempts}/shard-00001-0000.attempt-7.tar", "shard-00001-0000.tar")]
     # A NeMo shard's manifest goes with it into sharded_manifests/.
     nemo = {**committed, "name": "audio_0.attempt-7.tar", "manifest": "manifest_0.attempt-7.json"}
     (staged / "kind=shard" / "part-00000.txt").write_text(json.dumps(nemo) + "\n")
-    attempts.mkdir()
-    for name in ("audio_0.attempt-7.tar", "manifest_0.attempt-7.json", "manifest_0.attempt-3.json"):
-        (attempts / name).write_bytes(name.encode())
-    shards = tmp_path / "nemo"
-    published = publish_shards(spark, fs, f"file:{staged}", f"file:{attempts}", f"file:{shards}")
-    assert published == [
+    shards, moves = placed_shards(spark, fs, f"file:{staged}", attempts)
+    assert shards == [
         {**nemo, "name": "audio_0.tar", "manifest": "sharded_manifests/manifest_0.json"}
     ]
-    manifest = shards / "sharded_manifests" / "manifest_0.json"
-    assert sorted(p.name for p in shards.rglob("*")) == [
-        "audio_0.tar", "manifest_0.json", "sharded_manifests",
-    ]  # fmt: skip
-    assert manifest.read_bytes() == b"manifest_0.attempt-7.json"
-    assert not attempts.exists()
+    assert moves == [
+        (f"{attempts}/audio_0.attempt-7.tar", "audio_0.tar"),
+        (f"{attempts}/manifest_0.attempt-7.json", "sharded_manifests/manifest_0.json"),
+    ]
 
 
 @pytest.mark.slow
@@ -353,7 +340,7 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(run_cli, tmp_pat
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if list(tmp_path.glob(".out.staging-*/.shard-attempts/*.tar")):
+            if list(out.glob("_scratch/*/shard-attempts/*.tar")):
                 break  # the second run is writing shards
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before its audio step was seen"
@@ -361,10 +348,14 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(run_cli, tmp_pat
         if proc.poll() is None:
             os.killpg(proc.pid, signals.SIGKILL)
         proc.wait(timeout=60)
-    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert after == before
-    # The next run clears the killed run's staging folder and publishes.
+    # The old output is still the live one by the commit log, every file as it was.
+    live = {Path(p) for p in live_files(FsspecFileSystem(), str(out))}
+    assert live == {p for p in before if p.parts[0] != "_commits" and p.name not in OWN}
+    assert all((out / p).read_bytes() == before[p] for p in (*live, Path("_metrics.json")))
+    assert not (out / "_SUCCESS").exists()  # removed when the run started its work
+    # The next run clears what the killed run left and publishes.
     complete_run()
+    assert output_problems(out) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert sorted(p.name for p in (out / "_shards").iterdir()) == sorted(
         p.name for p in before if p.parent.name == "_shards"
@@ -395,8 +386,9 @@ def test_a_recut_from_a_finished_output_gives_the_runs_clips_and_keys(
     assert result.metrics["config"]["builder"] == finished.metrics["config"]["builder"]
     assert result.metrics["config"]["audio"]["format"] == "nemo"
     assert sorted(p.name for p in out.iterdir()) == [
-        "_SUCCESS", "_metrics.json", "_rejected_audio", "_report.html", "_shards",
+        "_SUCCESS", "_commits", "_metrics.json", "_rejected_audio", "_report.html", "_shards",
     ]  # fmt: skip
+    assert output_problems(out) == []
     summary = format_summary(result.metrics, str(out))
     assert f"Windows from:        {finished.output_path}" in summary
     # The finished output is only read.

@@ -250,9 +250,12 @@ def test_files_no_committed_attempt_reported_are_dropped(tmp_path: Path) -> None
         f"{PREFIX}.jsonl",
         "_rejected/part-0003-000007-20261206T000000Z-0123abcd-00000-5.jsonl",
     }
+    other_step = "part-0002-000001-20261205T000000Z-89abcdef-00000-1.jsonl"  # live, say
+    (root / other_step).write_text("x\n")
     dropped = drop_unrecorded(
-        FsspecFileSystem(), str(root), ("", "_rejected", "_windows"), recorded
+        FsspecFileSystem(), str(root), ("", "_rejected", "_windows"), NAMES.prefix, recorded
     )
     assert dropped == 3
     left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert left == sorted([*recorded, "_metrics.json", "_data/kind=block/part-00000.txt"])
+    kept = [*recorded, other_step, "_metrics.json", "_data/kind=block/part-00000.txt"]
+    assert left == sorted(kept)

@@ -14,6 +14,7 @@ from alm_spark.report.summary import format_summary
 from alm_spark.run.job import run_pipeline
 from alm_spark.run.session import scoped_conf
 from alm_spark.testing.compare import compare_paths, iter_jsonl
+from alm_spark.testing.layout import files_on_disk, output_problems
 from tests.conftest import (
     GOLDEN_CASES,
     GOLDEN_IDS,
@@ -51,14 +52,16 @@ def test_reference_figures_and_layout(spark, tmp_path: Path) -> None:
     assert (m["filtered_windows"], m["filtered_dur"]) == (100, pytest.approx(12142.0))
     assert m["run"]["input_files"] == 4  # notes.txt is not read
     names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
-    assert names[:4] == ["_SUCCESS", "_metrics.json", "_rejected", "_report.html"]
-    assert names[4:]
-    assert all(n.startswith("part-") and n.endswith(".jsonl") for n in names[4:])
+    own = ["_SUCCESS", "_commits", "_metrics.json", "_rejected", "_report.html"]
+    assert names[:5] == own
+    assert len(names[5:]) == m["run"]["part_files"] > 0
+    assert all(n.startswith("part-0001-000001-") and n.endswith(".jsonl") for n in names[5:])
+    assert output_problems(tmp_path / "out") == []
     on_disk = json.loads((tmp_path / "out" / "_metrics.json").read_text())
     assert on_disk["builder_windows"] == 724
     assert on_disk["config"]["overlap"]["overlap_percentage"] == 50
     assert "ALM PIPELINE COMPLETE" in format_summary(result.metrics, result.output_path)
-    assert not list(tmp_path.glob(".out.*"))  # no staging left behind
+    assert not list(tmp_path.glob(".out.*"))  # nothing beside the output but its lock
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -108,12 +111,15 @@ def test_line_numbers_survive_file_splits(spark, tmp_path: Path, engine) -> None
 def test_rerun_replaces_the_output(spark, tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)] * 3)
     _run(spark, src, tmp_path / "out")
-    (tmp_path / "out" / "stale.txt").write_text("from an older run")
+    old = files_on_disk(tmp_path / "out")
+    (tmp_path / "out" / "_notes.txt").write_text("a user's file, not ours")
     write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
     result = _run(spark, src, tmp_path / "out")
     assert result.metrics["entries_written"] == 1
-    assert not (tmp_path / "out" / "stale.txt").exists()
     assert len(list(iter_jsonl(tmp_path / "out"))) == 1
+    # The old generation's files are gone; a file that is not ours is left alone.
+    assert set(old) & set(files_on_disk(tmp_path / "out")) == set()
+    assert output_problems(tmp_path / "out") == ["not live: _notes.txt"]
 
 
 def test_refuses_unsafe_output_paths(spark, tmp_path: Path) -> None:
@@ -133,18 +139,20 @@ def test_refuses_unsafe_output_paths(spark, tmp_path: Path) -> None:
         _run(spark, src, tmp_path / "file")
 
 
-def test_failed_run_leaves_old_output_and_no_staging(spark, tmp_path: Path, monkeypatch) -> None:
+def test_failed_run_leaves_old_output_and_no_new_file(spark, tmp_path: Path, monkeypatch) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
     _run(spark, src, tmp_path / "out")
-    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+    before = files_on_disk(tmp_path / "out")
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("alm_spark.run.job._place_text_outputs", broken)
+    # After the data files are written, before their commit.
+    monkeypatch.setattr("alm_spark.run.job.build_metrics", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _run(spark, src, tmp_path / "out")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
+    assert files_on_disk(tmp_path / "out") == before
+    assert output_problems(tmp_path / "out") == []  # _SUCCESS is back
     assert not list(tmp_path.glob(".out.*"))
 
 
@@ -195,25 +203,26 @@ def test_refuses_to_replace_other_spark_outputs(spark, tmp_path: Path) -> None:
     _run(spark, src, tmp_path / "ours")  # ours: replaced without complaint
 
 
-def test_a_failed_swap_puts_the_old_output_back(spark, tmp_path: Path, monkeypatch) -> None:
-    from alm_spark.storage.fs import HadoopFileSystem
+def test_a_failed_commit_leaves_the_old_output(spark, tmp_path: Path, monkeypatch) -> None:
+    from alm_spark.storage.commits import CommitLog
 
     src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
     old = _run(spark, src, tmp_path / "out").metrics["run"]["run_id"]
-    real_rename = HadoopFileSystem.rename
+    before = files_on_disk(tmp_path / "out")
+    real_append = CommitLog.append
 
-    def failing(self, source, target):
-        if ".staging-" in source and target.endswith("/out"):
-            raise OSError("disk detached")
-        return real_rename(self, source, target)
+    def failing(self, state, commit):
+        if commit.closes:
+            raise OSError("store unreachable")
+        return real_append(self, state, commit)
 
-    monkeypatch.setattr(HadoopFileSystem, "rename", failing)
-    with pytest.raises(OSError, match="disk detached"):
+    monkeypatch.setattr(CommitLog, "append", failing)
+    with pytest.raises(OSError, match="store unreachable"):
         _run(spark, src, tmp_path / "out")
     kept = json.loads((tmp_path / "out" / "_metrics.json").read_text())
     assert kept["run"]["run_id"] == old
-    assert (tmp_path / "out" / "_SUCCESS").exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
+    assert files_on_disk(tmp_path / "out") == before
+    assert output_problems(tmp_path / "out") == []
 
 
 def test_an_interrupted_swap_is_recovered(spark, tmp_path: Path) -> None:

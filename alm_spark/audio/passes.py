@@ -1,8 +1,9 @@
-"""The audio step on the driver: the cut pass, the repack pass, and publishing shards.
+"""The audio step on the driver: the cut pass, the repack pass, and placing shards.
 
-The driver plans and publishes; executors cut (:mod:`alm_spark.audio.tasks`) and repack
-(:mod:`alm_spark.audio.repack`). Shards go to ``_shards/`` and windows whose clip could
-not be cut to ``_rejected_audio/`` in the run's staging directory.
+The driver plans; executors cut (:mod:`alm_spark.audio.tasks`) and repack
+(:mod:`alm_spark.audio.repack`) into the run's scratch folder. The committed attempts'
+shards are recorded as moves into ``_shards/``, and the windows whose clip could not be
+cut as moves into ``_rejected_audio/``; the commit that makes them live moves them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pyspark.sql import DataFrame
 from alm_spark.audio.cut import audio_metrics, repacked_figures
 from alm_spark.audio.publish import (
     first_pass_shards,
-    publish_shards,
+    placed_shards,
     read_clip_rows,
     sum_audio_figures,
 )
@@ -23,29 +24,33 @@ from alm_spark.audio.repack import repack_clips
 from alm_spark.audio.shards import ShardPlan, plan_shards
 from alm_spark.audio.tasks import cut_audio
 from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS, REJECTED_AUDIO_DIR, SHARDS_DIR
-from alm_spark.rows import KIND_AUDIO_REJECTED
+from alm_spark.rows import KIND_AUDIO_REJECTED, KIND_SHARD, KIND_SHARD_MANIFEST
 from alm_spark.run.failures import wait_for_running_tasks
-from alm_spark.storage.fs import join
-from alm_spark.storage.publish import move_parts
+from alm_spark.storage.fs import join, relative_to
+from alm_spark.storage.publish import part_moves
 
 if TYPE_CHECKING:
     from alm_spark.run.context import RunContext
+    from alm_spark.run.output import OutputStep
 
 log = logging.getLogger(__name__)
 
 
-def stage_audio(ctx: RunContext, windows_df: DataFrame, counts: tuple[int, int]) -> dict[str, Any]:
-    """Cut every kept window's clip into shards in staging; the ``audio`` metrics block.
+def cut_audio_into(
+    ctx: RunContext, windows_df: DataFrame, counts: tuple[int, int], step: OutputStep
+) -> dict[str, Any]:
+    """Cut every kept window's clip into shards for ``step``; the ``audio`` metrics block.
 
     Args:
-        ctx: The run (``audio`` settings, staging, progress, timings).
+        ctx: The run (``audio`` settings, scratch folder, progress, timings).
         windows_df: One row per kept window (:data:`~alm_spark.rows.AUDIO_WINDOW`).
         counts: How many windows and entries ``windows_df`` holds.
+        step: The commit step the shards and rejected clips are recorded in.
     """
     audio = ctx.config.audio
     windows, entries = counts
     audio_dir = join(ctx.data_dir, "_audio")
-    attempts_dir = join(ctx.staging, ".shard-attempts")
+    attempts_dir = join(ctx.scratch, "shard-attempts")
     ctx.step(f"cutting {windows:,} clip(s) into {audio.format} shards")
     figures: dict[str, Any] = dict.fromkeys([*AUDIO_COUNTS, *AUDIO_SECONDS], 0)
     with ctx.timed("audio"):
@@ -63,7 +68,7 @@ def stage_audio(ctx: RunContext, windows_df: DataFrame, counts: tuple[int, int])
     if audio.repacked:
         repack_dir, repack_attempts = (
             join(ctx.data_dir, "_repack"),
-            join(ctx.staging, ".repack-attempts"),
+            join(ctx.scratch, "repack-attempts"),
         )
         with ctx.timed("audio_repack"):
             plan = _repack(ctx, (audio_dir, attempts_dir), (repack_dir, repack_attempts))
@@ -72,12 +77,17 @@ def stage_audio(ctx: RunContext, windows_df: DataFrame, counts: tuple[int, int])
         staged_dirs.append(repack_dir)
         audio_dir, attempts_dir = repack_dir, repack_attempts
     wait_for_running_tasks(ctx.spark)  # a killed speculative attempt may still be writing
-    shards_dir = join(ctx.staging, SHARDS_DIR)
-    shards = publish_shards(ctx.spark, ctx.fs, audio_dir, attempts_dir, shards_dir)
-    ctx.fs.mkdirs(join(ctx.staging, REJECTED_AUDIO_DIR))
+    shards, moves = placed_shards(ctx.spark, ctx.fs, audio_dir, attempts_dir)
+    for source, name in moves:
+        kind = KIND_SHARD if name.endswith(".tar") else KIND_SHARD_MANIFEST
+        step.move(relative_to(ctx.output, source), f"{SHARDS_DIR}/{name}", kind)
+    for folder in (SHARDS_DIR, REJECTED_AUDIO_DIR):
+        ctx.fs.mkdirs(join(ctx.output, folder))
+        step.folders.add(folder)
     for staged_dir in staged_dirs:
         rejected_dir = join(staged_dir, f"kind={KIND_AUDIO_REJECTED}")
-        move_parts(ctx.fs, rejected_dir, join(ctx.staging, REJECTED_AUDIO_DIR))
+        for source, target in part_moves(ctx.fs, rejected_dir, REJECTED_AUDIO_DIR):
+            step.move(relative_to(ctx.output, source), target, KIND_AUDIO_REJECTED)
     return audio_metrics(figures, shards, audio, plan)
 
 

@@ -1,9 +1,9 @@
-"""The audio step's committed rows read back on the driver, and shards published.
+"""The audio step's committed rows read back on the driver, and where shards go.
 
 Each task attempt writes its shards under names carrying its attempt id and returns
 one ``shard`` row per file; those rows are written through Spark's commit protocol,
-so the rows that reach the staging directory are exactly the committed attempts'.
-:func:`publish_shards` keeps only their files.
+so the rows that reach the scratch folder are exactly the committed attempts'.
+:func:`placed_shards` names only their files.
 """
 
 from __future__ import annotations
@@ -53,33 +53,31 @@ def _shard_rows(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[di
     return [row.asDict() for row in shards_df.orderBy("name").collect()]
 
 
-def publish_shards(
-    spark: SparkSession, fs: FileSystem, staged_dir: str, attempts_dir: str, shards_dir: str
-) -> list[dict[str, Any]]:
-    """Move the committed attempts' shards (and manifests) into ``shards_dir``.
+def placed_shards(
+    spark: SparkSession, fs: FileSystem, staged_dir: str, attempts_dir: str
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The committed attempts' shards (and manifests), and where each goes in ``_shards/``.
 
-    Every other file of ``attempts_dir`` is dropped with it: those of failed, killed
-    or speculative attempts.
+    Files of failed, killed or speculative attempts in ``attempts_dir`` are not among
+    them; they go with the scratch folder.
 
     Returns:
-        One ``{name, clips, bytes, seconds, manifest}`` per published shard, in
-        number order.
+        One ``{name, clips, bytes, seconds, manifest}`` per shard, in number order, and
+        ``(path in attempts_dir, path in _shards/)`` per file to move.
     """
-    fs.mkdirs(shards_dir)
     published: list[dict[str, Any]] = []
+    moves: list[tuple[str, str]] = []
     for shard in _shard_rows(spark, fs, staged_dir):
         name = published_name(shard["name"])
-        fs.rename(join(attempts_dir, shard["name"]), join(shards_dir, name))
+        moves.append((join(attempts_dir, shard["name"]), name))
         manifest = shard["manifest"]
         if manifest is not None:
-            fs.mkdirs(join(shards_dir, NEMO_MANIFESTS_DIR))
-            target = join(shards_dir, NEMO_MANIFESTS_DIR, published_name(manifest))
-            fs.rename(join(attempts_dir, manifest), target)
-            manifest = f"{NEMO_MANIFESTS_DIR}/{published_name(manifest)}"
+            target = f"{NEMO_MANIFESTS_DIR}/{published_name(manifest)}"
+            moves.append((join(attempts_dir, manifest), target))
+            manifest = target
         published.append({**shard, "name": name, "manifest": manifest})
-    if fs.exists(attempts_dir):
-        fs.delete(attempts_dir)
-    return sorted(published, key=lambda s: (len(s["name"]), s["name"]))  # audio_2 < audio_10
+    shards = sorted(published, key=lambda s: (len(s["name"]), s["name"]))  # audio_2 < audio_10
+    return shards, moves
 
 
 def read_clip_rows(spark: SparkSession, staged_dir: str) -> DataFrame:

@@ -6,8 +6,8 @@ task sees each entry's windows together and decodes its recording once
 (:func:`~alm_spark.audio.cut.cut_entry`). Each task attempt writes its shards under
 names carrying its attempt id, then returns one ``shard`` row per file besides the
 ``rejected_audio`` rows and one ``audio_figures`` row. Those rows are written through
-Spark's commit protocol, so the rows that reach the staging directory are exactly the
-committed attempts'; :func:`~alm_spark.audio.publish.publish_shards` keeps only their
+Spark's commit protocol, so the rows that reach the scratch folder are exactly the
+committed attempts'; :func:`~alm_spark.audio.publish.placed_shards` names only their
 files.
 
 With ``audio.format: nemo`` or ``audio.equal_shards`` this first pass writes only the
@@ -246,7 +246,7 @@ def cut_audio(
     Args:
         windows_df: Staged window rows (:data:`~alm_spark.rows.AUDIO_WINDOW`).
         config: The ``audio`` settings.
-        attempts_dir: Where task attempts write shards (inside the run's staging).
+        attempts_dir: Where task attempts write shards (inside the run's scratch folder).
         partitions: Tasks; each entry's windows go to one of them.
         progress: Counters of clips and of their milliseconds (for the status line).
     """

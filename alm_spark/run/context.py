@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from alm_spark.config import PipelineConfig
 from alm_spark.engines.results import Counter
 from alm_spark.run.progress import Progress
+from alm_spark.storage.datafiles import StepNames
 from alm_spark.storage.fs import FileSystem, filesystem_for, join
 from alm_spark.storage.publish import new_run_id
 
@@ -49,7 +50,9 @@ class RunContext:
         started: When the run started (seconds since the epoch).
         timings: Seconds per step, for ``_metrics.json``.
         recut_from: The finished output a re-cut reads its windows from (None: a run).
-        staging: The run's staging directory, once the output is locked.
+        scratch: The run's scratch folder (``_scratch/<run>`` in the output), for the
+            rows Spark writes and audio cut before its commit, once the output is locked.
+        names: How the current commit step's data files are named, once it is open.
     """
 
     spark: SparkSession
@@ -61,7 +64,8 @@ class RunContext:
     started: float = field(default_factory=time.time)
     timings: dict[str, float] = field(default_factory=dict)
     recut_from: str | None = None
-    staging: str = ""
+    scratch: str = ""
+    names: StepNames | None = None
 
     @classmethod
     def open(
@@ -84,8 +88,8 @@ class RunContext:
 
     @property
     def data_dir(self) -> str:
-        """Where the run's Spark jobs write their rows, inside staging."""
-        return join(self.staging, "_data")
+        """Where the run's Spark jobs write their rows, inside the scratch folder."""
+        return join(self.scratch, "data")
 
     @property
     def counter(self) -> Counter | None:

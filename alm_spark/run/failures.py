@@ -39,6 +39,7 @@ _PYTHON_WORKER = "An exception was thrown from the Python worker"
 _READING = re.compile(r"error while reading file (\S+?)\.?(?:\s|$)")
 _WRITING = re.compile(r"while writing rows to (\S+?)\.?(?:\s|$)")
 _STAGING = re.compile(r"/\.([^/]+)\.staging-\d{8}T\d{6}Z-[0-9a-f]{8}(?:/|$)")
+_SCRATCH = re.compile(r"/_scratch/\d{8}T\d{6}Z-[0-9a-f]{8}(?:/|$)")
 _NO_SPACE = "no space left on device"
 _DENIED = "permission denied"
 
@@ -208,7 +209,13 @@ def wait_for_running_tasks(spark: Any, timeout_seconds: float = 60.0) -> None:
 
 
 def _output_of(path: str) -> str:
-    """The output path a staging path belongs to (``/x/.out.staging-RUN/...`` -> ``/x/out``)."""
+    """The output path a scratch path belongs to (``/x/out/_scratch/RUN/...`` -> ``/x/out``).
+
+    Staging paths of earlier versions (``/x/.out.staging-RUN/...``) too.
+    """
+    scratch = _SCRATCH.search(path)
+    if scratch:
+        return path[: scratch.start()]
     match = _STAGING.search(path)
     return path[: match.start()] + "/" + match.group(1) if match else path
 

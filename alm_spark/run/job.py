@@ -1,18 +1,20 @@
 """The job: manifests in, windows out. Takes a SparkSession; never creates one.
 
-One pass over the data:
+One pass over the data, inside one commit step of the output
+(:func:`~alm_spark.run.output.committed_output`):
 
 1. read every physical line as text, with its file and split (:mod:`alm_spark.storage.io`);
 2. build windows and filter overlaps per line with the configured engine
    (:mod:`alm_spark.engines`), while ``DataFrame.observe`` totals the figures on the
-   executors;
-3. write output lines, rejected lines, per-split line counts, lost-window records,
-   window rows and the tasks' report figures in one write, to a staging directory
-   beside ``output.path``;
-4. number the rejected lines and sum the report figures (small jobs over the staged
-   records), cut audio when asked (:mod:`alm_spark.audio.passes`), move the files into
-   place, write ``_metrics.json`` and ``_report.html``, swap the staging directory in
-   for the old output, and write ``_SUCCESS`` last (:mod:`alm_spark.run.output`).
+   executors; the same tasks write the output lines, lost-window records and window
+   rows into the output under their final names (:mod:`alm_spark.storage.outputs`), and
+   Spark writes only small rows (figures, split counts, rejected records, one row per
+   data file) to the run's scratch folder;
+3. number the rejected lines into ``_rejected/`` and sum the report figures (small jobs
+   over those rows), delete files of attempts Spark did not keep, and cut audio when
+   asked (:mod:`alm_spark.audio.passes`);
+4. hand the files, inputs and figures to the commit, which makes them live, then writes
+   ``_metrics.json``, ``_report.html`` and ``_SUCCESS``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 
 from alm_spark import rows
 from alm_spark.algorithm.render import LineSettings
-from alm_spark.audio.passes import stage_audio
+from alm_spark.audio.passes import cut_audio_into
 from alm_spark.config import PipelineConfig
 from alm_spark.engines.base import EngineRun
 from alm_spark.engines.registry import engine_named
@@ -45,13 +47,15 @@ from alm_spark.run.failures import (
     names_no_damaged_file,
     wait_for_running_tasks,
 )
-from alm_spark.run.metrics import build_metrics, entry_figures, write_metrics
-from alm_spark.run.output import staged_output
+from alm_spark.run.metrics import build_metrics, entry_figures
+from alm_spark.run.output import OutputStep, committed_output
 from alm_spark.run.progress import Progress
 from alm_spark.run.recut import recut_output
 from alm_spark.run.session import job_sql_conf, scoped_conf
+from alm_spark.storage.commits import InputFile
 from alm_spark.storage.datafiles import StepNames, fsspec_url
 from alm_spark.storage.fs import FileSystem, join
+from alm_spark.storage.inputs import identify_listed
 from alm_spark.storage.io import (
     ManifestSources,
     input_size,
@@ -68,12 +72,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Staged:
-    """What the text pipeline left in staging: its totals, report figures and inputs."""
+class _Written:
+    """What the text pipeline wrote: its totals, report figures and inputs."""
 
     totals: dict[str, Any]
     report: dict[str, Any]
-    input_files: int
+    inputs: tuple[InputFile, ...]
     part_files: int
 
 
@@ -114,9 +118,9 @@ def run_job(
     ctx = RunContext.open(spark, job.config, fs, progress)
     sources = resolve_manifest_paths(ctx.fs, job.config.input.paths)
     check_output_storage(ctx.fs, ctx.output)
-    with staged_output(ctx, sources):
+    with committed_output(ctx, sources) as step:
         try:
-            staged = _stage_text(ctx, sources)
+            staged = _write_text(ctx, sources, step)
         except Exception as err:
             _name_damaged_input(spark, sources, err)
             if fills_a_data_file(err):  # a task's own write: the output's disk is full
@@ -127,36 +131,35 @@ def run_job(
             windows_df = _read_staged(ctx, rows.AUDIO_WINDOW)
             totals = staged.totals
             counts = (int(totals["filtered_windows"]), int(totals["entries_written"]))
-            audio = stage_audio(ctx, windows_df, counts)
+            audio = cut_audio_into(ctx, windows_df, counts, step)
         ctx.step("publishing")
-        with ctx.timed("publish"):
-            _place_text_outputs(ctx)
         run = {
             "input_paths": list(job.config.input.paths),
-            "input_files": staged.input_files,
+            "input_files": len(staged.inputs),
             "inputs_skipped": list(sources.skipped[:100]),
             "input_bytes": ctx.progress.input_bytes,
             "output_path": ctx.output,
             "part_files": staged.part_files,
         }
         figures = entry_figures(staged.totals)
-        metrics = build_metrics(ctx, figures, audio=audio, run=run, report=staged.report)
-        metrics = write_metrics(ctx, metrics)
-    return RunResult(output_path=ctx.output, metrics=metrics)
+        step.inputs, step.figures = staged.inputs, figures
+        step.metrics = build_metrics(ctx, figures, audio=audio, run=run, report=staged.report)
+    return RunResult(output_path=ctx.output, metrics=step.metrics or {})
 
 
-def _stage_text(ctx: RunContext, sources: ManifestSources) -> _Staged:
+def _write_text(ctx: RunContext, sources: ManifestSources, step: OutputStep) -> _Written:
     """Read, process and write every line; number the rejected ones; sum the figures."""
     config = ctx.config
     settings = {**job_sql_conf(config.spark), **_pinned_splits(ctx)}
     with scoped_conf(ctx.spark, settings):
         with ctx.timed("list_inputs"):
             lines_df = read_manifest_lines(ctx.spark, sources)
-            input_files = len(lines_df.inputFiles())
+            inputs = tuple(identify_listed(ctx.fs, uri) for uri in lines_df.inputFiles())
+            input_files = len(inputs)
             ctx.progress.input_bytes = input_size(ctx.fs, sources)
         engine = engine_named(config.spark.engine)
         files = _result_files(ctx)
-        _make_folders(ctx, files)
+        step.folders.update(_make_folders(ctx, files))
         run = engine.start(lines_df, LineSettings.for_run(config), ctx, files)
         ctx.step(
             f"processing {input_files} manifest file(s), "
@@ -175,8 +178,10 @@ def _stage_text(ctx: RunContext, sources: ManifestSources) -> _Staged:
                 written += _write_rejected(ctx, run)
             report = _report_figures(ctx)
         _drop_unrecorded_files(ctx, files, written)
+    for file in written:
+        step.add(file["path"], file["holds"])
     part_files = sum(1 for f in written if f["holds"] == KIND_ENTRY)
-    return _Staged(totals, report, input_files, part_files)
+    return _Written(totals, report, inputs, part_files)
 
 
 def _drop_unrecorded_files(
@@ -189,19 +194,22 @@ def _drop_unrecorded_files(
     """
     wait_for_running_tasks(ctx.spark)  # a killed attempt may still be writing
     recorded = {f["path"] for f in written}
-    dropped = drop_unrecorded(ctx.fs, ctx.staging, _step_folders(files), recorded)
+    prefix = _step_names(ctx).prefix
+    dropped = drop_unrecorded(ctx.fs, ctx.output, _step_folders(files), prefix, recorded)
     if dropped:
         log.info("removed %d data file(s) of task attempts Spark did not keep", dropped)
 
 
 def _step_names(ctx: RunContext) -> StepNames:
-    return StepNames(1, 1, ctx.run_id)
+    if ctx.names is None:
+        raise RuntimeError("no commit step is open")
+    return ctx.names
 
 
 def _result_files(ctx: RunContext) -> ResultFiles:
     """Where the processing tasks write entry, lost-window and windows-table files."""
     out, audio = ctx.config.output, ctx.config.audio
-    root, names = fsspec_url(ctx.staging), _step_names(ctx)
+    root, names = fsspec_url(ctx.output), _step_names(ctx)
     lost = FileNames(root, LOST_WINDOWS_DIR, names)
     windows = FileNames(root, WINDOWS_DIR, names)
     return ResultFiles(
@@ -259,7 +267,7 @@ def _write_rejected(ctx: RunContext, run: EngineRun) -> list[dict[str, Any]]:
         _read_staged(ctx, rows.STAGED_REJECTED), lambda: _read_staged(ctx, rows.STAGED_BLOCK)
     )
     compression = out.codec if out.format == "jsonl" else "none"
-    where = FileNames(fsspec_url(ctx.staging), REJECTED_DIR, _step_names(ctx))
+    where = FileNames(fsspec_url(ctx.output), REJECTED_DIR, _step_names(ctx))
     return write_lines_in_place(numbered_df, where, compression)
 
 
@@ -280,15 +288,12 @@ def _step_folders(files: ResultFiles) -> tuple[str, ...]:
     return (*(where.folder for where in kinds if where is not None), REJECTED_DIR)
 
 
-def _make_folders(ctx: RunContext, files: ResultFiles) -> None:
+def _make_folders(ctx: RunContext, files: ResultFiles) -> tuple[str, ...]:
     """Make the folders the step's tasks write into (tasks never make folders)."""
-    for folder in _step_folders(files):
-        ctx.fs.mkdirs(join(ctx.staging, folder) if folder else ctx.staging)
-
-
-def _place_text_outputs(ctx: RunContext) -> None:
-    """Drop the scratch rows: what stays in staging is the output."""
-    ctx.fs.delete(ctx.data_dir)
+    folders = _step_folders(files)
+    for folder in folders:
+        ctx.fs.mkdirs(join(ctx.output, folder) if folder else ctx.output)
+    return folders
 
 
 def _name_damaged_input(spark: SparkSession, sources: ManifestSources, err: Exception) -> None:

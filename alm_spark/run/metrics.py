@@ -92,14 +92,14 @@ def build_metrics(
 
 
 def write_metrics(ctx: RunContext, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Write ``_metrics.json`` and ``_report.html`` into staging; returns what was written.
+    """Write ``_metrics.json`` and ``_report.html`` into the output; returns what was written.
 
     A sum beyond the largest double is written as null, and named.
     """
     metrics = mark_overflows(metrics)
     text = json.dumps(metrics, indent=2, allow_nan=False)
-    ctx.fs.write_text(join(ctx.staging, METRICS_FILE), text + "\n")
-    ctx.fs.write_text(join(ctx.staging, REPORT_FILE), render_report(metrics))
+    ctx.fs.write_text(join(ctx.output, METRICS_FILE), text + "\n")
+    ctx.fs.write_text(join(ctx.output, REPORT_FILE), render_report(metrics))
     return metrics
 
 

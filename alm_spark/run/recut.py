@@ -12,14 +12,14 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from alm_spark.audio.passes import stage_audio
+from alm_spark.audio.passes import cut_audio_into
 from alm_spark.config import PipelineConfig
 from alm_spark.errors import OutputError
 from alm_spark.names import WINDOWS_DIR
 from alm_spark.run.checks import check_finished, check_job, check_output_storage
 from alm_spark.run.context import RunContext, RunResult
-from alm_spark.run.metrics import build_metrics, write_metrics
-from alm_spark.run.output import staged_output
+from alm_spark.run.metrics import build_metrics
+from alm_spark.run.output import committed_output
 from alm_spark.run.progress import Progress
 from alm_spark.storage.fs import FileSystem, is_within, join
 from alm_spark.storage.io import ManifestSources, escape_glob
@@ -71,10 +71,9 @@ def recut_output(ctx: RunContext) -> RunResult:
     windows_df = spark.read.schema(WINDOWS_TABLE_SCHEMA).parquet(table)
     windows_df = windows_df.withColumn("audio_path", F.col(ctx.config.audio.path_field))
     counts = (int(finished["filtered_windows"]), int(finished["entries_written"]))
-    with staged_output(ctx, ManifestSources((), ())):
-        audio = stage_audio(ctx, windows_df, counts)
+    with committed_output(ctx, ManifestSources((), ())) as step:
+        audio = cut_audio_into(ctx, windows_df, counts, step)
         ctx.step("publishing")
-        ctx.fs.delete(ctx.data_dir)
         run = {"output_path": output, "recut_from": source}
-        metrics = write_metrics(ctx, build_metrics(ctx, finished, audio=audio, run=run))
-    return RunResult(output_path=output, metrics=metrics)
+        step.metrics = build_metrics(ctx, finished, audio=audio, run=run)
+    return RunResult(output_path=output, metrics=step.metrics or {})

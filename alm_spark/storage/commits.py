@@ -116,6 +116,10 @@ class Commit:
         inputs: Input files this step processed.
         added: Data files this step made live (or pending, in an open generation).
         retired: Paths of files this step retired (a changed input's old outputs).
+        moves: ``(from, to)`` paths of files this record makes live that are still to
+            be moved into place (audio shards cut in the run's scratch folder); a run
+            that finds them unfinished finishes them before anything else.
+        purges: The files retired before this record are deleted.
         figures: The step's figures, summed into ``_metrics.json``.
         writer: A token unique to the writer, to recognize its own record after an
             ambiguous failure (a retried upload that had landed).
@@ -130,6 +134,8 @@ class Commit:
     inputs: tuple[InputFile, ...] = ()
     added: tuple[DataFile, ...] = ()
     retired: tuple[str, ...] = ()
+    moves: tuple[tuple[str, str], ...] = ()
+    purges: bool = False
     figures: Mapping[str, Any] = field(default_factory=dict)
     writer: str = field(default_factory=lambda: secrets.token_hex(8))
 
@@ -147,6 +153,8 @@ class Commit:
             "inputs": [i.to_json() for i in self.inputs],
             "added": [f.to_json() for f in self.added],
             "retired": list(self.retired),
+            "moves": [list(move) for move in self.moves],
+            "purges": self.purges,
             "figures": dict(self.figures),
         }
 
@@ -164,6 +172,8 @@ class Commit:
             inputs=tuple(InputFile.from_json(i) for i in data["inputs"]),
             added=tuple(DataFile.from_json(f) for f in data["added"]),
             retired=tuple(data["retired"]),
+            moves=tuple((str(a), str(b)) for a, b in data.get("moves") or ()),
+            purges=bool(data.get("purges", False)),
             figures=dict(data.get("figures") or {}),
             writer=str(data["writer"]),
         )
@@ -242,12 +252,14 @@ class LogState:
             or one that was killed).
         retired: Files of generations closed over, which the run that closed them
             deletes at its end (a trainer may still be reading them meanwhile).
+        moves: The newest record's moves, unfinished if their sources still exist.
     """
 
     last: int = 0
     live: Generation | None = None
     pending: Generation | None = None
     retired: tuple[str, ...] = ()
+    moves: tuple[tuple[str, str], ...] = ()
 
     @property
     def live_files(self) -> Mapping[str, DataFile]:
@@ -264,7 +276,8 @@ class LogState:
         """The state after the next record."""
         if commit.number != self.last + 1:
             raise CommitLogError(f"record {commit.number} follows record {self.last}")
-        live, pending, retired = self.live, self.pending, list(self.retired)
+        live, pending = self.live, self.pending
+        retired = [] if commit.purges else list(self.retired)
         if commit.opens:
             if pending is not None:  # an abandoned overwrite: its files are dead
                 retired.extend(pending.files)
@@ -286,7 +299,7 @@ class LogState:
             live, pending = updated, None
         else:
             pending = updated
-        return LogState(commit.number, live, pending, tuple(retired))
+        return LogState(commit.number, live, pending, tuple(retired), commit.moves)
 
     def to_json(self) -> dict[str, Any]:
         """The checkpoint's form."""
@@ -296,6 +309,7 @@ class LogState:
             "live": self.live.to_json() if self.live else None,
             "pending": self.pending.to_json() if self.pending else None,
             "retired": list(self.retired),
+            "moves": [list(move) for move in self.moves],
         }
 
     @classmethod
@@ -308,6 +322,7 @@ class LogState:
             live=Generation.from_json(live) if live else None,
             pending=Generation.from_json(pending) if pending else None,
             retired=tuple(data.get("retired") or ()),
+            moves=tuple((str(a), str(b)) for a, b in data.get("moves") or ()),
         )
 
 
@@ -418,3 +433,13 @@ class CommitLog:
         if not isinstance(data, dict):
             raise CommitLogError(f"{path}: not a commit record")
         return data
+
+
+def live_files(fs: FileSystem, output: str) -> Mapping[str, DataFile]:
+    """The data files of an output by path (relative to it), as its commit log says.
+
+    A reader that must not wait for ``_SUCCESS`` (a run may be adding to the output)
+    reads this instead of listing the folders: files that are pending, or retired and
+    not yet deleted, are not in it.
+    """
+    return CommitLog(fs, output).read().live_files

@@ -39,9 +39,14 @@ def fsspec_url(url: str) -> str:
     return url
 
 
+def generation_prefix(generation: int) -> str:
+    """What every data file name of a generation starts with."""
+    return f"part-{generation:04d}-"
+
+
 def step_prefix(generation: int, step: int) -> str:
     """What every data file name of a commit step starts with."""
-    return f"part-{generation:04d}-{step:06d}-"
+    return f"{generation_prefix(generation)}{step:06d}-"
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,14 @@ def is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root + "/")
 
 
+def relative_to(root: str, path: str) -> str:
+    """``path`` relative to ``root``, which must contain it."""
+    root = root.rstrip("/")
+    if not path.startswith(root + "/"):
+        raise ValueError(f"{path} is not inside {root}")
+    return path[len(root) + 1 :]
+
+
 def local_path(path: str) -> str | None:
     """The local file-system path of a qualified ``file:`` URI; None for other schemes."""
     if not path.startswith("file:"):

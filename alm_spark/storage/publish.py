@@ -1,11 +1,12 @@
-"""The publish protocol: a run's output appears complete or not at all.
+"""The output's files: where a run may write, and tidying what runs left.
 
-Everything is written into a hidden staging directory beside ``output.path``. When
-every file is in place the old output is renamed aside, the staging directory is
-renamed to ``output.path``, ``_SUCCESS`` is written into it and the old output is
-deleted; if the second rename fails the old output is put back. The next run first
-puts back an output that an interrupted swap had moved aside and removes staging
-directories of interrupted runs (:func:`recover_leftovers`).
+Data files are written into the output under their final names and made live by
+commit records (:mod:`alm_spark.storage.commits`); nothing here copies one. This module
+finds a step's or a generation's files by their name prefix (never by listing a whole
+output), deletes files the log retired or no committed attempt reported, finishes the
+moves a commit recorded, and lists an output written before the commit log existed so
+that it can be adopted as its first generation. It also clears what versions before the
+log left beside an output: staging directories, and an output moved aside by a swap.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import logging
 import os
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 
 from alm_spark.errors import OutputError
-from alm_spark.names import METRICS_FILE, PRODUCER, SUCCESS_FILE
+from alm_spark.names import METRICS_FILE, PRODUCER
+from alm_spark.storage.commits import record_path
 from alm_spark.storage.fs import (
+    FileInfo,
     FileSystem,
     is_within,
     join,
@@ -30,12 +34,6 @@ from alm_spark.storage.fs import (
 from alm_spark.storage.io import ManifestSources, escape_glob
 
 log = logging.getLogger(__name__)
-
-
-def staging_path(output: str, run_id: str) -> str:
-    """The hidden staging directory of a run, beside the output."""
-    parent, name = parent_and_name(output)
-    return join(parent, f".{name}.staging-{run_id}")
 
 
 def new_run_id() -> str:
@@ -108,7 +106,13 @@ def check_output_location(
 
 
 def is_our_output(fs: FileSystem, path: str) -> bool:
-    """Whether ``path`` holds an output this package wrote (its ``_metrics.json`` says so)."""
+    """Whether ``path`` holds an output this package wrote.
+
+    Its ``_metrics.json`` says so, or its commit log exists (a first run killed before
+    writing ``_metrics.json`` leaves only that).
+    """
+    if fs.exists(record_path(path, 1)):
+        return True
     try:
         metrics = json.loads(fs.read_text(join(path, METRICS_FILE)))
     except Exception:  # missing or unreadable (OSError, a Py4J error, bad JSON)
@@ -116,69 +120,124 @@ def is_our_output(fs: FileSystem, path: str) -> bool:
     return isinstance(metrics, dict) and metrics.get("producer") == PRODUCER
 
 
-def move_parts(fs: FileSystem, src_dir: str, dst_dir: str) -> int:
-    """Move Spark's ``part-*`` files into ``dst_dir`` as ``.jsonl``; returns how many."""
+def part_moves(fs: FileSystem, src_dir: str, folder: str) -> list[tuple[str, str]]:
+    """Spark's ``part-*`` text files in ``src_dir`` and their names in ``folder`` as ``.jsonl``.
+
+    Args:
+        fs: The file system.
+        src_dir: Where Spark wrote them.
+        folder: The output folder they belong in (relative to the output).
+
+    Returns:
+        ``(source path, path relative to the output)`` per file.
+    """
     if not fs.exists(src_dir):
-        return 0
-    moved = 0
+        return []
+    moves = []
     for info in fs.list_dir(src_dir):
         name = parent_and_name(info.path)[1]
         if info.is_dir or not name.startswith("part-"):
             continue
         target = name.replace(".txt", ".jsonl", 1) if ".txt" in name else name
-        fs.rename(info.path, join(dst_dir, target))
-        moved += 1
-    return moved
+        moves.append((info.path, f"{folder}/{target}"))
+    return moves
 
 
-def drop_unrecorded(fs: FileSystem, root: str, folders: tuple[str, ...], recorded: set[str]) -> int:
-    """Delete data files (``part-*`` and hidden ``.part-*``) that ``recorded`` does not name.
+def drop_unrecorded(
+    fs: FileSystem, root: str, folders: tuple[str, ...], prefix: str, recorded: set[str]
+) -> int:
+    """Delete the files named ``prefix*`` or ``.prefix*`` that ``recorded`` does not name.
 
     Args:
         fs: The file system.
         root: The folder the paths in ``recorded`` are relative to.
         folders: The folders of ``root`` to look in (``""``: ``root`` itself).
+        prefix: What the names of a step's or a generation's files start with.
         recorded: Paths relative to ``root`` of the files to keep.
 
     Returns:
         How many files were deleted.
     """
     dropped = 0
+    for folder, info in _named(fs, root, folders, prefix):
+        name = parent_and_name(info.path)[1]
+        if (f"{folder}/{name}" if folder else name) not in recorded:
+            fs.delete(info.path)
+            dropped += 1
+    return dropped
+
+
+def _named(
+    fs: FileSystem, root: str, folders: tuple[str, ...], prefix: str
+) -> Iterator[tuple[str, FileInfo]]:
+    """The files of ``folders`` named ``prefix*`` or ``.prefix*`` (a prefix listing)."""
     for folder in folders:
+        where = join(root, folder) if folder else root
+        if not fs.exists(where):
+            continue
+        for start in (prefix, "." + prefix):
+            for info in fs.glob(join(escape_glob(where), escape_glob(start) + "*")):
+                if not info.is_dir:
+                    yield folder, info
+
+
+def delete_files(fs: FileSystem, root: str, paths: Iterable[str]) -> int:
+    """Delete the files at ``paths`` (relative to ``root``) that exist; how many."""
+    deleted = 0
+    for path in paths:
+        full = join(root, path)
+        if fs.exists(full):
+            fs.delete(full)
+            deleted += 1
+    return deleted
+
+
+def finish_moves(fs: FileSystem, root: str, moves: Iterable[tuple[str, str]]) -> int:
+    """Move each ``(from, to)`` (relative to ``root``) whose source is still there; how many.
+
+    A file already at ``to`` is a retired one of the same name (an older generation's
+    shard): the commit that recorded the move made it dead.
+    """
+    moved = 0
+    for source, target in moves:
+        src, dst = join(root, source), join(root, target)
+        if not fs.exists(src):
+            continue  # moved before a kill
+        if fs.exists(dst):
+            fs.delete(dst)
+        else:
+            fs.mkdirs(parent_and_name(dst)[0])
+        fs.rename(src, dst)
+        moved += 1
+    return moved
+
+
+def list_data_files(fs: FileSystem, root: str, folders: tuple[str, ...]) -> list[str]:
+    """Every file under ``folders`` of ``root``, relative to it (an old output's listing)."""
+    found: list[str] = []
+    pending = list(folders)
+    while pending:
+        folder = pending.pop()
         where = join(root, folder) if folder else root
         if not fs.exists(where):
             continue
         for info in fs.list_dir(where):
             name = parent_and_name(info.path)[1]
             relative = f"{folder}/{name}" if folder else name
-            if info.is_dir or not name.startswith(("part-", ".part-")) or relative in recorded:
-                continue
-            fs.delete(info.path)
-            dropped += 1
-    return dropped
+            if info.is_dir:
+                if folder:  # the output's own folders are listed by name, not walked
+                    pending.append(relative)
+            elif folder or name.startswith("part-"):
+                found.append(relative)
+    return sorted(found)
 
 
-def publish(fs: FileSystem, staging: str, output: str, run_id: str) -> None:
-    """Swap the finished staging directory in for the output path, then mark it done.
-
-    The old output is renamed aside first; if the new one cannot take its place, the
-    old one is put back. ``_SUCCESS`` is written after the swap, so it is the last file
-    to appear at ``output.path`` even where a directory rename copies file by file.
-    """
-    parent, name = parent_and_name(output)
-    retired = join(parent, f".{name}.replaced-{run_id}")
-    had_output = fs.exists(output)
-    if had_output:
-        fs.rename(output, retired)
-    try:
-        fs.rename(staging, output)
-    except BaseException:
-        if had_output and not fs.exists(output):
-            fs.rename(retired, output)
-        raise
-    fs.write_text(join(output, SUCCESS_FILE), "")
-    if had_output:
-        fs.delete(retired)
+def remove_empty_folders(fs: FileSystem, root: str, folders: Iterable[str]) -> None:
+    """Remove those of ``folders`` (deepest first) that exist and hold nothing."""
+    for folder in sorted(folders, key=lambda f: -f.count("/")):
+        where = join(root, folder)
+        if fs.exists(where) and fs.is_dir(where) and not fs.list_dir(where):
+            fs.delete(where)
 
 
 def recover_leftovers(fs: FileSystem, output: str) -> None:
