@@ -340,7 +340,7 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(run_cli, tmp_pat
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if list(out.glob("_scratch/*/shard-attempts/*.tar")):
+            if list(out.glob("_scratch/*/*/shard-attempts/*.tar")):
                 break  # the second run is writing shards
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before its audio step was seen"

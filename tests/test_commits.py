@@ -39,11 +39,11 @@ def log(tmp_path: Path) -> CommitLog:
 def first_generation(log: CommitLog) -> LogState:
     """A first run: opens generation 1 with one step, a second step, then closes it."""
     state = log.append(LogState(), Commit(1, 1, "r1", opens=True, settings=SETTINGS))
-    state = log.append(state, Commit(2, 1, "r1", inputs=(A,), added=(part("p-1", A),)))
+    state = log.append(state, Commit(2, 1, "r1", step=1, inputs=(A,), added=(part("p-1", A),)))
     assert state.live_files == {}  # an open generation is pending, not the output
     assert state.pending is not None
     assert set(state.pending.files) == {"p-1"}
-    state = log.append(state, Commit(3, 1, "r1", inputs=(B,), added=(part("p-2", B),)))
+    state = log.append(state, Commit(3, 1, "r1", step=2, inputs=(B,), added=(part("p-2", B),)))
     return log.append(state, Commit(4, 1, "r1", closes=True))
 
 
@@ -72,6 +72,28 @@ def test_update_steps_are_live_at_once_and_retire_what_they_replace(log: CommitL
     assert state.live is not None
     assert state.live.inputs[A.uri] == changed
     assert state.retired == ("p-1",)
+    assert log.read() == state
+
+
+def test_a_retired_step_takes_its_inputs_and_figures_with_it(log: CommitLog) -> None:
+    state = log.append(LogState(), Commit(1, 1, "r1", opens=True, settings=SETTINGS))
+    first = Commit(2, 1, "r1", step=1, inputs=(A, B), added=(part("part-0001-000001-x", A),),
+                   figures={"n": 1})  # fmt: skip
+    state = log.append(state, first)
+    state = log.append(state, Commit(3, 1, "r1", closes=True))
+    assert state.live is not None
+    assert state.live.step_files(1) == ["part-0001-000001-x"]
+    # A changed A retires step 1; B, still listed, is processed again in step 2.
+    changed = InputFile(A.uri, 11, "1700000100.0")
+    again = Commit(4, 1, "r2", step=2, inputs=(changed, B), retired=("part-0001-000001-x",),
+                   retired_steps=(1,), added=(part("part-0001-000002-y", changed),),
+                   figures={"n": 2})  # fmt: skip
+    state = log.append(state, again)
+    assert state.live is not None
+    assert state.live.figures == {2: {"n": 2}}
+    assert state.live.input_steps == {A.uri: 2, B.uri: 2}
+    assert state.live.inputs[A.uri] == changed
+    assert sorted(state.live_files) == ["part-0001-000002-y"]
     assert log.read() == state
 
 
@@ -138,7 +160,8 @@ def test_checkpoints_give_the_same_state_as_replaying_every_record(
     state = first_generation(log)
     for number in (5, 6, 7):
         added = (part(f"u-{number}", A),)
-        state = log.append(state, Commit(number, 1, "r2", added=added, figures={"n": number}))
+        record = Commit(number, 1, "r2", step=number - 2, added=added, figures={"n": number})
+        state = log.append(state, record)
     commits = Path(out) / COMMITS_DIR
     assert sorted(p.name for p in commits.glob("*.checkpoint.json")) == [
         f"{3:020d}.checkpoint.json",
@@ -153,7 +176,8 @@ def test_checkpoints_give_the_same_state_as_replaying_every_record(
     replayed = CommitLog(FsspecFileSystem(), out, checkpoint_interval=1000).read()
     assert replayed == state == log.read()
     assert replayed.live is not None
-    assert [f["n"] for f in replayed.live.figures] == [5, 6, 7]
+    assert {step: f["n"] for step, f in replayed.live.figures.items()} == {3: 5, 4: 6, 5: 7}
+    assert replayed.live.last_step == 5
 
 
 def test_damaged_and_newer_records_are_refused_by_name(log: CommitLog) -> None:

@@ -249,7 +249,7 @@ def test_window_params_mirror_builder() -> None:
         ),
         (
             lambda: OutputConfig(mode="apend"),
-            "output.mode: expected one of overwrite, error, got text 'apend'",
+            "output.mode: expected one of overwrite, error, update, got text 'apend'",
         ),
         (
             lambda: SparkConfig(engine="pandas"),

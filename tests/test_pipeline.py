@@ -148,7 +148,7 @@ def test_failed_run_leaves_old_output_and_no_new_file(spark, tmp_path: Path, mon
         raise RuntimeError("disk full")
 
     # After the data files are written, before their commit.
-    monkeypatch.setattr("alm_spark.run.job.build_metrics", broken)
+    monkeypatch.setattr("alm_spark.run.job._report_rows", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         _run(spark, src, tmp_path / "out")
     assert files_on_disk(tmp_path / "out") == before

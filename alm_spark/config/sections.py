@@ -20,7 +20,9 @@ def bundled_sample_path() -> str:
 
 _OUTPUT_SETTINGS: dict[str, Validator] = {
     "path": values.text,
-    "mode": values.choice("overwrite", "error"),
+    "mode": values.choice("overwrite", "error", "update"),
+    "step_files": values.integer(1, 10_000_000),
+    "step_gb": values.number(positive=True),
     "format": values.choice("jsonl", "parquet"),
     "compression": values.choice("none", "gzip", "zstd", "snappy", optional=True),
     "lost_window_details": values.choice(*LOST_WINDOW_MODES),
@@ -101,7 +103,12 @@ class OutputConfig:
     Attributes:
         path: Output directory (local path or URI).
         mode: ``overwrite`` replaces an earlier output; ``error`` refuses to run when
-            ``path`` exists.
+            ``path`` exists; ``update`` brings an earlier output up to date with the
+            input (new and changed files processed, committed ones skipped) and
+            finishes an interrupted run.
+        step_files: A run commits after at most this many input files ...
+        step_gb: ... or about this many gigabytes of them (a file is never split), so a
+            failure loses at most the step in flight.
         format: ``jsonl`` (the reference's format) or ``parquet``.
         compression: ``none``, ``gzip``, ``zstd`` (and ``snappy`` for parquet); None
             means the format's usual default (jsonl: none, parquet: snappy).
@@ -113,6 +120,8 @@ class OutputConfig:
 
     path: str = "./alm_output"
     mode: str = "overwrite"
+    step_files: int = 1000
+    step_gb: float = 50.0
     format: str = "jsonl"
     compression: str | None = None
     lost_window_details: str = "inline"

@@ -179,6 +179,19 @@ def mark_overflows(metrics: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+def sum_report_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of several commit steps summed by metric and key, as Spark sums one step's."""
+    summed: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["metric"], row["key"])
+        into = summed.setdefault(key, {"metric": row["metric"], "key": row["key"]})
+        for i in range(VALUES):
+            value = row.get(f"v{i}")
+            if value is not None:
+                into[f"v{i}"] = (into.get(f"v{i}") or 0) + value
+    return list(summed.values())
+
+
 def assemble_report(rows: Iterable[dict[str, Any]], builder: BuilderConfig) -> dict[str, Any]:
     """The report section of ``_metrics.json`` from summed rows.
 

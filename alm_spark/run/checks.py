@@ -56,6 +56,10 @@ def check_job(config: PipelineConfig, recut_from: str | None = None) -> Job:
         check_recut_config(config)
     else:
         check_local_inputs(config.input.paths)
+    if config.output.mode == "update" and config.audio.enabled:
+        raise ConfigError(
+            "output.mode: update does not cut audio yet (audio.enabled is true); use overwrite"
+        )
     if config.audio.enabled:
         check_audio_libraries()
     if os_path(config.output.path) is not None:
@@ -74,6 +78,11 @@ def check_recut_config(config: PipelineConfig) -> None:
         raise ConfigError(
             "audio.enabled: a re-cut cuts audio; build its settings with "
             "alm_spark.config.recut_config (alm-spark recut does)"
+        )
+    if config.output.mode == "update":
+        raise ConfigError(
+            "output.mode: update cannot bring a re-cut up to date; re-cut the updated "
+            "output into a new path, or use overwrite"
         )
     field = config.audio.path_field
     if field not in rows.WINDOW.names:

@@ -190,7 +190,7 @@ def wait_for_running_tasks(spark: Any, timeout_seconds: float = 60.0) -> None:
 
     A job fails as soon as one task fails; Spark kills the job's other tasks
     afterwards, and until they stop they can still create their attempt folders in
-    the staging directory (Spark 3.5 does, after the staging directory is removed).
+    the output (Spark 3.5's do, after the job has failed).
     Returns at once under Spark Connect, and after ``timeout_seconds`` at most.
     """
     try:

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 
@@ -34,7 +36,7 @@ from alm_spark.engines.base import EngineRun
 from alm_spark.engines.registry import engine_named
 from alm_spark.engines.transforms import result_metrics, sum_figures
 from alm_spark.names import LOST_WINDOWS_DIR, REJECTED_DIR, WINDOWS_DIR
-from alm_spark.report.figures import assemble_report
+from alm_spark.report.figures import assemble_report, sum_report_rows
 from alm_spark.report.summary import format_bytes
 from alm_spark.rows import KIND_ENTRY, KIND_REPORT, KIND_WINDOW, RowKind
 from alm_spark.run.checks import Job, check_job, check_output_storage
@@ -47,18 +49,17 @@ from alm_spark.run.failures import (
     names_no_damaged_file,
     wait_for_running_tasks,
 )
-from alm_spark.run.metrics import build_metrics, entry_figures
-from alm_spark.run.output import OutputStep, committed_output
+from alm_spark.run.metrics import build_metrics, entry_figures, read_metrics, sum_totals
+from alm_spark.run.output import OutputCommits, OutputStep, committed_output
 from alm_spark.run.progress import Progress
 from alm_spark.run.recut import recut_output
 from alm_spark.run.session import job_sql_conf, scoped_conf
 from alm_spark.storage.commits import InputFile
 from alm_spark.storage.datafiles import StepNames, fsspec_url
 from alm_spark.storage.fs import FileSystem, join
-from alm_spark.storage.inputs import identify_listed
+from alm_spark.storage.inputs import identify
 from alm_spark.storage.io import (
     ManifestSources,
-    input_size,
     read_manifest_lines,
     read_staged,
     resolve_manifest_paths,
@@ -67,18 +68,16 @@ from alm_spark.storage.io import (
 )
 from alm_spark.storage.outputs import FileNames, ResultFiles, write_empty_table
 from alm_spark.storage.publish import drop_unrecorded
+from alm_spark.storage.steps import InputPlan, split_into_steps
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class _Written:
-    """What the text pipeline wrote: its totals, report figures and inputs."""
+    """What a step's text pipeline wrote: its totals."""
 
     totals: dict[str, Any]
-    report: dict[str, Any]
-    inputs: tuple[InputFile, ...]
-    part_files: int
 
 
 def run_pipeline(
@@ -118,70 +117,172 @@ def run_job(
     ctx = RunContext.open(spark, job.config, fs, progress)
     sources = resolve_manifest_paths(ctx.fs, job.config.input.paths)
     check_output_storage(ctx.fs, ctx.output)
-    with committed_output(ctx, sources) as step:
+    settings = {**job_sql_conf(job.config.spark), **_pinned_splits(ctx)}
+    with committed_output(ctx, sources) as out, scoped_conf(ctx.spark, settings):
+        listing = _list_inputs(ctx, sources)
+        plan = out.plan(listing.inputs)
+        if not out.has_work(plan):
+            _update_figures(plan)  # says which committed files are no longer listed
+            ctx.step(f"nothing to update: all {plan.skipped:,} input file(s) are committed")
+            return RunResult(output_path=ctx.output, metrics=read_metrics(ctx))
+        out.begin()
         try:
-            staged = _write_text(ctx, sources, step)
+            audio = _commit_steps(ctx, out, listing, plan)
         except Exception as err:
             _name_damaged_input(spark, sources, err)
             if fills_a_data_file(err):  # a task's own write: the output's disk is full
                 raise OutputFullError(ctx.output) from err
             raise
-        audio = None
-        if job.config.audio.enabled:
-            windows_df = _read_staged(ctx, rows.AUDIO_WINDOW)
-            totals = staged.totals
-            counts = (int(totals["filtered_windows"]), int(totals["entries_written"]))
-            audio = cut_audio_into(ctx, windows_df, counts, step)
         ctx.step("publishing")
-        run = {
-            "input_paths": list(job.config.input.paths),
-            "input_files": len(staged.inputs),
-            "inputs_skipped": list(sources.skipped[:100]),
-            "input_bytes": ctx.progress.input_bytes,
-            "output_path": ctx.output,
-            "part_files": staged.part_files,
-        }
-        figures = entry_figures(staged.totals)
-        step.inputs, step.figures = staged.inputs, figures
-        step.metrics = build_metrics(ctx, figures, audio=audio, run=run, report=staged.report)
-    return RunResult(output_path=ctx.output, metrics=step.metrics or {})
+        out.metrics = _output_metrics(ctx, out, plan, sources, audio)
+    return RunResult(output_path=ctx.output, metrics=out.metrics or {})
 
 
-def _write_text(ctx: RunContext, sources: ManifestSources, step: OutputStep) -> _Written:
-    """Read, process and write every line; number the rejected ones; sum the figures."""
+@dataclass
+class _Listing:
+    """The input files a run found, and how to read any of them."""
+
+    lines_df: DataFrame
+    inputs: tuple[InputFile, ...]
+    paths: dict[str, str]  # the path Spark reads, by normalized URI
+
+    def read(self, spark: SparkSession, inputs: Sequence[InputFile]) -> DataFrame:
+        """The lines of ``inputs`` (all of them: the listing's own DataFrame)."""
+        if len(inputs) == len(self.inputs):
+            return self.lines_df
+        files = tuple(self.paths[i.uri] for i in inputs)
+        return read_manifest_lines(spark, ManifestSources(files, ()))
+
+
+def _list_inputs(ctx: RunContext, sources: ManifestSources) -> _Listing:
+    """Every input file with its identity (one Spark listing), in a stable order."""
+    with ctx.timed("list_inputs"):
+        lines_df = read_manifest_lines(ctx.spark, sources)
+        paths: dict[str, str] = {}
+        inputs = []
+        for uri in sorted(lines_df.inputFiles()):
+            path = unquote(uri)  # Spark lists URIs, percent-encoded
+            identity = identify(ctx.fs, path)
+            if identity.uri not in paths:
+                paths[identity.uri] = path
+                inputs.append(identity)
+    return _Listing(lines_df, tuple(inputs), paths)
+
+
+def _commit_steps(
+    ctx: RunContext, out: OutputCommits, listing: _Listing, plan: InputPlan
+) -> dict[str, Any] | None:
+    """Process the planned inputs step by step, each committed; the audio block, if any.
+
+    Audio runs are one step (shard names are not yet unique across steps).
+    """
     config = ctx.config
-    settings = {**job_sql_conf(config.spark), **_pinned_splits(ctx)}
-    with scoped_conf(ctx.spark, settings):
-        with ctx.timed("list_inputs"):
-            lines_df = read_manifest_lines(ctx.spark, sources)
-            inputs = tuple(identify_listed(ctx.fs, uri) for uri in lines_df.inputFiles())
-            input_files = len(inputs)
-            ctx.progress.input_bytes = input_size(ctx.fs, sources)
-        engine = engine_named(config.spark.engine)
-        files = _result_files(ctx)
-        step.folders.update(_make_folders(ctx, files))
-        run = engine.start(lines_df, LineSettings.for_run(config), ctx, files)
-        ctx.step(
-            f"processing {input_files} manifest file(s), "
-            f"{format_bytes(ctx.progress.input_bytes)} ({engine.name} engine)"
+    if config.audio.enabled:
+        steps = [plan.process] if plan.process else []
+    else:
+        max_bytes = int(config.output.step_gb * 1e9)
+        steps = split_into_steps(plan.process, config.output.step_files, max_bytes)
+    audio = None
+    for number, inputs in enumerate(steps, 1):
+        with out.step(inputs, number == len(steps), plan if number == 1 else None) as step:
+            if len(steps) > 1:
+                ctx.step(f"commit step {number} of {len(steps)}")
+            written = _write_text(ctx, listing.read(ctx.spark, inputs), step)
+            if config.audio.enabled:
+                windows_df = _read_staged(ctx, rows.AUDIO_WINDOW)
+                totals = written.totals
+                counts = (int(totals["filtered_windows"]), int(totals["entries_written"]))
+                audio = cut_audio_into(ctx, windows_df, counts, step)
+    if not steps:
+        out.close()
+    return audio
+
+
+def _output_metrics(
+    ctx: RunContext,
+    out: OutputCommits,
+    plan: InputPlan,
+    sources: ManifestSources,
+    audio: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``_metrics.json`` for the whole output: the committed steps' figures summed."""
+    generation = out.current
+    steps = list(generation.figures.values()) if generation else []
+    totals = sum_totals([step["totals"] for step in steps])
+    report_rows = sum_report_rows([row for step in steps for row in step["report"]])
+    inputs = generation.inputs.values() if generation else ()
+    files = generation.files.values() if generation else ()
+    run = {
+        "input_paths": list(ctx.config.input.paths),
+        "input_files": len(inputs),
+        "inputs_skipped": list(sources.skipped[:100]),
+        "input_bytes": sum(i.size for i in inputs),
+        "output_path": ctx.output,
+        "part_files": sum(1 for f in files if f.kind == KIND_ENTRY),
+    }
+    if ctx.config.output.mode == "update":
+        run["update"] = _update_figures(plan)
+    report = assemble_report(report_rows, ctx.config.builder)
+    figures = entry_figures(totals)
+    return build_metrics(ctx, figures, audio=audio, run=run, report=report)
+
+
+def _update_figures(plan: InputPlan) -> dict[str, Any]:
+    """What an update did with the input files, for ``_metrics.json``."""
+    if plan.unlisted:
+        log.warning(
+            "%d committed input file(s) are no longer listed; their outputs are kept: %s",
+            len(plan.unlisted),
+            ", ".join(plan.unlisted[:5]) + (", ..." if len(plan.unlisted) > 5 else ""),
         )
-        with ctx.timed("process_and_write"):
-            totals = _write_results(ctx, run)
-            written = _data_files(ctx)
-            if files.windows is not None and not any(f["holds"] == KIND_WINDOW for f in written):
-                # Readers of a run without windows still find the table's columns.
-                path = write_empty_table(files.windows, rows.WINDOW)
-                written.append({"path": path, "holds": KIND_WINDOW})
-        with ctx.timed("rejected_and_figures"):
-            if totals["lines_rejected"]:
-                ctx.step(f"numbering {totals['lines_rejected']:,} rejected line(s)")
-                written += _write_rejected(ctx, run)
-            report = _report_figures(ctx)
-        _drop_unrecorded_files(ctx, files, written)
+    if plan.dropped:
+        log.warning(
+            "%d input file(s) no longer listed shared a commit step with a changed file; "
+            "their outputs went with that step: %s",
+            len(plan.dropped),
+            ", ".join(plan.dropped[:5]),
+        )
+    return {
+        "new": plan.new,
+        "changed": plan.changed,
+        "skipped": plan.skipped,
+        "processed": len(plan.process),
+        "retired_steps": list(plan.retire_steps),
+        "unlisted": list(plan.unlisted[:100]),
+        "unlisted_files": len(plan.unlisted),
+        "dropped": list(plan.dropped[:100]),
+    }
+
+
+def _write_text(ctx: RunContext, lines_df: DataFrame, step: OutputStep) -> _Written:
+    """Read, process and write a step's lines; number the rejected ones; sum the figures."""
+    config = ctx.config
+    ctx.progress.input_bytes = sum(i.size for i in step.inputs)
+    engine = engine_named(config.spark.engine)
+    files = _result_files(ctx)
+    step.folders.update(_make_folders(ctx, files))
+    run = engine.start(lines_df, LineSettings.for_run(config), ctx, files)
+    ctx.step(
+        f"processing {len(step.inputs)} manifest file(s), "
+        f"{format_bytes(ctx.progress.input_bytes)} ({engine.name} engine)"
+    )
+    with ctx.timed("process_and_write"):
+        totals = _write_results(ctx, run)
+        written = _data_files(ctx)
+        if files.windows is not None and not any(f["holds"] == KIND_WINDOW for f in written):
+            # Readers of a run without windows still find the table's columns.
+            path = write_empty_table(files.windows, rows.WINDOW)
+            written.append({"path": path, "holds": KIND_WINDOW})
+    with ctx.timed("rejected_and_figures"):
+        if totals["lines_rejected"]:
+            ctx.step(f"numbering {totals['lines_rejected']:,} rejected line(s)")
+            written += _write_rejected(ctx, run)
+        report_rows = _report_rows(ctx)
+    _drop_unrecorded_files(ctx, files, written)
     for file in written:
         step.add(file["path"], file["holds"])
-    part_files = sum(1 for f in written if f["holds"] == KIND_ENTRY)
-    return _Written(totals, report, inputs, part_files)
+    step.figures = {"totals": totals, "report": report_rows}
+    return _Written(totals)
 
 
 def _drop_unrecorded_files(
@@ -271,15 +372,12 @@ def _write_rejected(ctx: RunContext, run: EngineRun) -> list[dict[str, Any]]:
     return write_lines_in_place(numbered_df, where, compression)
 
 
-def _report_figures(ctx: RunContext) -> dict[str, Any]:
-    """Sum the tasks' figures with Spark; only the sums come back."""
-    builder = ctx.config.builder
+def _report_rows(ctx: RunContext) -> list[dict[str, Any]]:
+    """The tasks' report figures summed by Spark (only the sums come back)."""
     if not ctx.fs.exists(join(ctx.data_dir, f"kind={KIND_REPORT}")):
-        return assemble_report([], builder)
+        return []
     figures_df = _read_staged(ctx, rows.STAGED_REPORT)
-    return assemble_report(
-        [r.asDict() for r in figures_df.transform(sum_figures).collect()], builder
-    )
+    return [r.asDict() for r in figures_df.transform(sum_figures).collect()]
 
 
 def _step_folders(files: ResultFiles) -> tuple[str, ...]:

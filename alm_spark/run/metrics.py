@@ -91,6 +91,23 @@ def build_metrics(
     return metrics
 
 
+def sum_totals(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The engines' totals of several commit steps, summed key by key (in step order)."""
+    if not steps:
+        return {}
+    summed: dict[str, Any] = {}
+    for totals in steps:
+        for key, value in totals.items():
+            summed[key] = summed.get(key, 0) + (value or 0)
+    return summed
+
+
+def read_metrics(ctx: RunContext) -> dict[str, Any]:
+    """The output's ``_metrics.json`` as written (an update with nothing to do)."""
+    metrics: dict[str, Any] = json.loads(ctx.fs.read_text(join(ctx.output, METRICS_FILE)))
+    return metrics
+
+
 def write_metrics(ctx: RunContext, metrics: dict[str, Any]) -> dict[str, Any]:
     """Write ``_metrics.json`` and ``_report.html`` into the output; returns what was written.
 

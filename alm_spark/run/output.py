@@ -17,15 +17,17 @@ them: every file of a generation opened after the live one is a leftover.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from alm_spark import rows
-from alm_spark.config.recorded import output_settings
+from alm_spark.config.recorded import first_difference, output_settings
+from alm_spark.errors import ConfigError
 from alm_spark.names import (
     LOST_WINDOWS_DIR,
     NEMO_MANIFESTS_DIR,
@@ -39,8 +41,16 @@ from alm_spark.names import (
 from alm_spark.run.context import RunContext
 from alm_spark.run.failures import wait_for_running_tasks
 from alm_spark.run.metrics import write_metrics
-from alm_spark.storage.commits import Commit, CommitLog, DataFile, InputFile, LogState
-from alm_spark.storage.datafiles import StepNames, generation_prefix
+from alm_spark.storage.commits import (
+    Commit,
+    CommitLog,
+    DataFile,
+    Generation,
+    InputFile,
+    LogState,
+    record_path,
+)
+from alm_spark.storage.datafiles import StepNames, generation_prefix, step_prefix
 from alm_spark.storage.fs import FileSystem, join
 from alm_spark.storage.io import ManifestSources
 from alm_spark.storage.lock import OutputLock
@@ -53,6 +63,7 @@ from alm_spark.storage.publish import (
     recover_leftovers,
     remove_empty_folders,
 )
+from alm_spark.storage.steps import InputPlan, plan_inputs
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +73,7 @@ TASK_FOLDERS = ("", REJECTED_DIR, WINDOWS_DIR, LOST_WINDOWS_DIR)
 DATA_FOLDERS = (*TASK_FOLDERS, SHARDS_DIR, f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}", REJECTED_AUDIO_DIR)
 #: What an old output's files hold, by folder (for adopting it as generation 1).
 _KIND_BY_FOLDER = {
+    f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}": rows.KIND_SHARD_MANIFEST,
     REJECTED_DIR: rows.KIND_REJECTED,
     WINDOWS_DIR: rows.KIND_WINDOW,
     LOST_WINDOWS_DIR: rows.KIND_LOST,
@@ -83,7 +95,6 @@ class OutputStep:
         folders: Folders the step made (kept even when empty).
         inputs: The input files it processed.
         figures: Its figures, recorded for later runs.
-        metrics: ``_metrics.json`` for the output, written after the record.
     """
 
     names: StepNames
@@ -92,7 +103,6 @@ class OutputStep:
     folders: set[str] = field(default_factory=set)
     inputs: tuple[InputFile, ...] = ()
     figures: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] | None = None
 
     def add(self, path: str, kind: str) -> None:
         """A data file a task wrote under its final name (relative to the output)."""
@@ -105,10 +115,12 @@ class OutputStep:
 
 
 @contextmanager
-def committed_output(ctx: RunContext, sources: ManifestSources) -> Iterator[OutputStep]:
-    """Lock the output, open a generation and yield its step; commit it when the block ends.
+def committed_output(ctx: RunContext, sources: ManifestSources) -> Iterator[OutputCommits]:
+    """Lock the output, tidy it and yield its commits; finish the output when the block ends.
 
-    Sets ``ctx.scratch`` and ``ctx.names``.
+    The job plans the inputs (:meth:`OutputCommits.plan`), begins, and runs each commit
+    step in :meth:`OutputCommits.step`. A run that never began (an ``update`` with
+    nothing to do) changes nothing.
 
     Args:
         ctx: The run.
@@ -116,49 +128,207 @@ def committed_output(ctx: RunContext, sources: ManifestSources) -> Iterator[Outp
 
     Raises:
         OutputError: When another run holds the output, or the location is unusable.
+        ConfigError: ``update`` with settings that differ from the output's.
         CommitConflict: When another writer committed to the output meanwhile.
     """
     fs, output = ctx.fs, ctx.output
     with OutputLock(fs, output, ctx.run_id):
         recover_leftovers(fs, output)
-        check_output_location(fs, output, sources, ctx.config.output.mode)
-        commits = CommitLog(fs, output)
+        mode = ctx.config.output.mode
+        if mode == "error" and _only_unfinished(fs, output):
+            mode = "overwrite"  # what a killed first run left is no output: tidy it
+        check_output_location(fs, output, sources, mode)
         existed = fs.exists(output)
-        state = _tidy(ctx, commits)
-        had_success = fs.exists(join(output, SUCCESS_FILE))
-        generation = state.next_generation
-        opening = Commit(
-            state.last + 1,
-            generation,
-            ctx.run_id,
-            opens=True,
-            settings=output_settings(ctx.config),
-            purges=bool(state.retired),  # deleted by _tidy
-        )
-        unfinished = _unfinished_generations(state)
-        state = commits.append(state, opening)
-        if had_success:
-            fs.delete(join(output, SUCCESS_FILE))
-        ctx.scratch = join(output, SCRATCH_DIR, ctx.run_id)
-        ctx.names = StepNames(generation, 1, ctx.run_id)
-        step = OutputStep(ctx.names)
+        commits = CommitLog(fs, output)
+        out = OutputCommits(ctx, commits, _tidy(ctx, commits), existed)
         try:
-            yield step
-            closing = Commit(
-                state.last + 1,
-                generation,
-                ctx.run_id,
-                closes=True,
-                inputs=step.inputs,
-                added=tuple(step.added),
-                moves=tuple(step.moves),
-                figures=step.figures,
-            )
-            state = commits.append(state, closing)  # raises unless the record is there
+            yield out
         except BaseException:
-            _abandon(ctx, had_success, existed)
+            out.abandon()
             raise
-        _finish(ctx, commits, state, step, unfinished)
+        if out.begun:
+            out.finish()
+
+
+class OutputCommits:
+    """One run's commits to its output: the generation its steps go into, and the records.
+
+    ``overwrite`` and ``error`` open a new generation; its last step's record closes it
+    and retires the old one. ``update`` adds steps to the generation of an interrupted
+    run (and closes it), or else to the live one, under the settings it recorded.
+
+    Attributes:
+        ctx: The run.
+        state: The log's state as of the newest record.
+        generation: The number of the generation this run's steps go into.
+        metrics: ``_metrics.json`` for the whole output, set by the job before the end.
+        begun: Whether the run has begun changing the output.
+    """
+
+    def __init__(self, ctx: RunContext, commits: CommitLog, state: LogState, existed: bool):
+        self.ctx, self._commits, self.state, self._existed = ctx, commits, state, existed
+        self._had_success = ctx.fs.exists(join(ctx.output, SUCCESS_FILE))
+        self._unfinished = _unfinished_generations(state)
+        self._resumed = _resumed_generation(ctx, state)
+        if self._resumed is not None:
+            self.generation = self._resumed.number
+        else:
+            self.generation = state.next_generation
+        self._committed_steps = 0
+        self._in_flight: StepNames | None = None
+        self.made_folders: set[str] = set()
+        self.metrics: dict[str, Any] | None = None
+        self.begun = False
+
+    @property
+    def current(self) -> Generation | None:
+        """The state of this run's generation (None before it has a record)."""
+        for generation in (self.state.pending, self.state.live):
+            if generation is not None and generation.number == self.generation:
+                return generation
+        return None
+
+    @property
+    def closes(self) -> bool:
+        """Whether this run's last step closes its generation (it is not live yet)."""
+        live = self.state.live
+        return live is None or live.number != self.generation
+
+    def plan(self, listed: Sequence[InputFile]) -> InputPlan:
+        """What to do with the listed inputs: all of them, or (``update``) what changed."""
+        return plan_inputs(self._resumed, listed)
+
+    def has_work(self, plan: InputPlan) -> bool:
+        """Whether the run must change the output (an ``update`` may have nothing to do)."""
+        if self._resumed is None or plan.process or plan.retire_steps:
+            return True
+        return self.closes or not self._had_success  # an open generation, or a killed run
+
+    def begin(self) -> None:
+        """Remove ``_SUCCESS``; open a new generation with a record unless resuming one."""
+        fs, output = self.ctx.fs, self.ctx.output
+        if self._resumed is None:
+            opening = Commit(
+                self.state.last + 1,
+                self.generation,
+                self.ctx.run_id,
+                opens=True,
+                settings=output_settings(self.ctx.config),
+                purges=bool(self.state.retired),  # deleted by _tidy
+            )
+            self.state = self._commits.append(self.state, opening)
+        if self._had_success:
+            fs.delete(join(output, SUCCESS_FILE))
+        self.begun = True
+
+    @contextmanager
+    def step(
+        self, inputs: Sequence[InputFile], last: bool, plan: InputPlan | None = None
+    ) -> Iterator[OutputStep]:
+        """Run one commit step: yield it to be filled, then record it.
+
+        Args:
+            inputs: The input files it processes.
+            last: Whether it is the run's last step (its record closes the generation).
+            plan: The run's plan, on its first step: the steps it retires go with it.
+        """
+        current = self.current
+        number = (current.last_step if current else 0) + 1
+        self.ctx.names = StepNames(self.generation, number, self.ctx.run_id)
+        self.ctx.scratch = join(self.ctx.output, SCRATCH_DIR, self.ctx.run_id, f"step-{number}")
+        step = OutputStep(self.ctx.names, inputs=tuple(inputs))
+        self._in_flight = self.ctx.names
+        yield step
+        record = Commit(
+            self.state.last + 1,
+            self.generation,
+            self.ctx.run_id,
+            step=number,
+            closes=last and self.closes,
+            inputs=step.inputs,
+            added=tuple(step.added),
+            retired=plan.retire_files if plan else (),
+            retired_steps=plan.retire_steps if plan else (),
+            moves=tuple(step.moves),
+            figures=step.figures,
+        )
+        self.state = self._commits.append(self.state, record)  # raises unless it is there
+        self._in_flight = None
+        self._committed_steps += 1
+        self.made_folders |= step.folders
+
+    def close(self) -> None:
+        """Close the generation with a record of no step (nothing was left to process)."""
+        if self.closes:
+            record = Commit(self.state.last + 1, self.generation, self.ctx.run_id, closes=True)
+            self.state = self._commits.append(self.state, record)
+
+    def finish(self) -> None:
+        """After the last record: moves, figures, deletions, ``_SUCCESS`` last."""
+        _finish(self, self._unfinished)
+        if self.state.retired:  # _finish deleted them
+            live = self.state.live.number if self.state.live else 0
+            purge = Commit(self.state.last + 1, live, self.ctx.run_id, purges=True)
+            self.state = self._commits.append(self.state, purge)
+        _tidy_folders(self)
+        self.ctx.fs.write_text(join(self.ctx.output, SUCCESS_FILE), "")
+
+    def abandon(self) -> None:
+        """A failure: delete the step in flight's files; the output as the log has it.
+
+        When the log holds a record this run does not know of (its own record landed
+        and then the call failed, or another writer's), nothing but the run's scratch
+        folder is touched: the next run tidies by the log.
+        """
+        if not self.begun:
+            return
+        names = self._in_flight
+        prefix = step_prefix(names.generation, names.step) if names else None
+        try:
+            unknown = self._commits.read().last != self.state.last
+        except Exception:  # the log cannot be read now: assume the worst
+            unknown = True
+        if unknown:
+            prefix = None
+        nothing_committed = self._committed_steps == 0 and not unknown
+        _abandon(
+            self.ctx,
+            prefix,
+            restore=self._had_success and nothing_committed,
+            remove=not self._existed and nothing_committed,
+        )
+
+
+def _resumed_generation(ctx: RunContext, state: LogState) -> Generation | None:
+    """``update``: the generation to add to (an open one, else the live one), checked.
+
+    None for other modes, or when the output has no generation yet.
+
+    Raises:
+        ConfigError: When a setting that changes the output differs from the recorded one.
+    """
+    if ctx.config.output.mode != "update":
+        return None
+    generation = state.pending or state.live
+    if generation is None:
+        return None
+    if generation.settings is None:
+        raise ConfigError(
+            f"output.mode: update needs the settings an output records; {ctx.output} was "
+            "written by an older alm_spark: run once with output.mode=overwrite"
+        )
+    current = json.loads(json.dumps(output_settings(ctx.config)))
+    difference = first_difference(generation.settings, current)
+    if difference is not None:
+        raise ConfigError(f"{difference} (output.mode: update keeps an output's settings)")
+    return generation
+
+
+def _only_unfinished(fs: FileSystem, output: str) -> bool:
+    """Whether ``output`` holds only what runs that never finished left (no live files)."""
+    if not fs.exists(record_path(output, 1)):
+        return False
+    return CommitLog(fs, output).read().live is None
 
 
 def _tidy(ctx: RunContext, commits: CommitLog) -> LogState:
@@ -171,7 +341,7 @@ def _tidy(ctx: RunContext, commits: CommitLog) -> LogState:
     if state.moves and fs.exists(scratch):
         finish_moves(fs, output, state.moves)  # a killed run's shards, already committed
     fs.delete(scratch)
-    _delete_unfinished_generations(fs, output, state)
+    _delete_unfinished_steps(fs, output, state)
     delete_files(fs, output, _dead(state))
     return state
 
@@ -196,8 +366,8 @@ def _adopt_old_output(ctx: RunContext, commits: CommitLog) -> LogState:
 
 
 def _kind_of(path: str) -> str:
-    folder = path.split("/", 1)[0] if "/" in path else ""
-    return _KIND_BY_FOLDER.get(folder, rows.KIND_ENTRY)
+    folder = path.rsplit("/", 1)[0] if "/" in path else ""
+    return _KIND_BY_FOLDER.get(folder, _KIND_BY_FOLDER.get(folder.split("/")[0], rows.KIND_ENTRY))
 
 
 def _unfinished_generations(state: LogState) -> range:
@@ -206,11 +376,22 @@ def _unfinished_generations(state: LogState) -> range:
     return range(live + 1, state.next_generation)
 
 
-def _delete_unfinished_generations(fs: FileSystem, output: str, state: LogState) -> None:
+def _delete_unfinished_steps(fs: FileSystem, output: str, state: LogState) -> None:
+    """Delete what interrupted runs left.
+
+    That is the files of generations opened after the live one that no record
+    committed, and the files of the live generation's step after its last one.
+    """
+    pending = state.pending
+    dropped = 0
     for generation in _unfinished_generations(state):
-        dropped = drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), set())
-        if dropped:
-            log.warning("removed %d data file(s) an interrupted run left in %s", dropped, output)
+        kept = set(pending.files) if pending and pending.number == generation else set()
+        dropped += drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), kept)
+    if state.live is not None:  # an update's step in flight
+        prefix = step_prefix(state.live.number, state.live.last_step + 1)
+        dropped += drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set())
+    if dropped:
+        log.warning("removed %d data file(s) an interrupted run left in %s", dropped, output)
 
 
 def _dead(state: LogState) -> list[str]:
@@ -219,31 +400,30 @@ def _dead(state: LogState) -> list[str]:
     return [path for path in state.retired if path not in live]
 
 
-def _finish(
-    ctx: RunContext, commits: CommitLog, state: LogState, step: OutputStep, unfinished: range
-) -> None:
-    """After the record: move shards in, write the figures, delete what it retired.
-
-    ``_SUCCESS`` comes last: from then on every data file in the output is live.
-    """
+def _finish(out: OutputCommits, unfinished: range) -> None:
+    """After the last record: move shards in, write the figures, delete what it retired."""
+    ctx, state = out.ctx, out.state
     fs, output = ctx.fs, ctx.output
     with ctx.timed("publish"):
         finish_moves(fs, output, state.moves)
-    if step.metrics is not None:
-        step.metrics["run"]["timings"]["publish"] = round(ctx.timings["publish"], 3)
-        step.metrics = write_metrics(ctx, step.metrics)
+    if out.metrics is not None:
+        out.metrics["run"]["timings"]["publish"] = round(ctx.timings["publish"], 3)
+        out.metrics = write_metrics(ctx, out.metrics)
     fs.delete(join(output, SCRATCH_DIR))
     # Again: a killed run's Python workers are not in its process group (PySpark's
     # daemon starts its own) and may have written for a moment after this run began.
     for generation in unfinished:
-        drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), set())
+        if generation != out.generation:
+            drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), set())
     if state.retired:
         deleted = delete_files(fs, output, _dead(state))
         log.info("deleted %d retired data file(s)", deleted)
-        live = state.live.number if state.live else 0
-        state = commits.append(state, Commit(state.last + 1, live, ctx.run_id, purges=True))
-    remove_empty_folders(fs, output, set(DATA_FOLDERS[1:]) - step.folders - _folders(state))
-    fs.write_text(join(output, SUCCESS_FILE), "")
+
+
+def _tidy_folders(out: OutputCommits) -> None:
+    """Remove data folders left empty, except those the run made (readers expect them)."""
+    keep = out.made_folders | _folders(out.state)
+    remove_empty_folders(out.ctx.fs, out.ctx.output, set(DATA_FOLDERS[1:]) - keep)
 
 
 def _folders(state: LogState) -> set[str]:
@@ -251,22 +431,25 @@ def _folders(state: LogState) -> set[str]:
     return {path.rsplit("/", 1)[0] for path in state.live_files if "/" in path}
 
 
-def _abandon(ctx: RunContext, had_success: bool, existed: bool) -> None:
-    """Delete a failed run's files; the old output, still live, gets ``_SUCCESS`` back.
+def _abandon(ctx: RunContext, prefix: str | None, restore: bool, remove: bool) -> None:
+    """Delete the files of a failed step (named ``prefix*``) and the run's scratch folder.
 
     A failed job's other tasks are killed after it fails; until they stop they can
     still write (Spark 3.5's do, even after the tracker counts no running task), so the
-    files must stay absent for a moment. An output the run created goes altogether.
+    files must stay absent for a moment. Then an output the run created goes
+    altogether (``remove``), or the old output, still live, gets ``_SUCCESS`` back
+    (``restore``).
     """
     fs, output = ctx.fs, ctx.output
-    prefix = generation_prefix(ctx.names.generation) if ctx.names else None
+    scratch = join(output, SCRATCH_DIR, ctx.run_id)
     wait_for_running_tasks(ctx.spark)
     deadline = time.monotonic() + 30
     quiet_since = None
+    quiet = False
     try:
         while time.monotonic() < deadline:
-            found = fs.exists(ctx.scratch)
-            fs.delete(ctx.scratch)
+            found = fs.exists(scratch)
+            fs.delete(scratch)
             if prefix is not None:
                 found = drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set()) > 0 or found
             if found:
@@ -274,11 +457,13 @@ def _abandon(ctx: RunContext, had_success: bool, existed: bool) -> None:
             elif quiet_since is None:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= _QUIET_SECONDS:
+                quiet = True
                 break
             time.sleep(0.1)
-        if not existed:
+        remove_empty_folders(fs, output, [SCRATCH_DIR])
+        if remove and quiet:
             fs.delete(output)
-        elif had_success:
+        elif restore and quiet:  # else a late writer may still add files: no _SUCCESS
             fs.write_text(join(output, SUCCESS_FILE), "")
     except Exception:
         log.warning("could not remove the files of the failed run in %s", output)

@@ -21,6 +21,7 @@ from alm_spark.run.context import RunContext, RunResult
 from alm_spark.run.metrics import build_metrics
 from alm_spark.run.output import committed_output
 from alm_spark.run.progress import Progress
+from alm_spark.storage.commits import live_files
 from alm_spark.storage.fs import FileSystem, is_within, join
 from alm_spark.storage.io import ManifestSources, escape_glob
 from alm_spark.storage.schemas import WINDOWS_TABLE_SCHEMA
@@ -55,6 +56,18 @@ def recut_audio(
     return recut_output(RunContext.open(spark, job.config, fs, progress, job.recut_from))
 
 
+def _live_tables(ctx: RunContext, source: str) -> list[str]:
+    """The windows table's live files by the source's commit log.
+
+    A run adding to the source meanwhile is not seen. An output written before the log
+    has its folder read.
+    """
+    live = [p for p in live_files(ctx.fs, source) if p.startswith(f"{WINDOWS_DIR}/")]
+    if not live:
+        return [escape_glob(join(source, WINDOWS_DIR))]
+    return [escape_glob(join(source, path)) for path in sorted(live)]
+
+
 def recut_output(ctx: RunContext) -> RunResult:
     """Re-cut ``ctx.recut_from`` into ``ctx.output`` (the context of a checked re-cut)."""
     source, output, spark = str(ctx.recut_from), ctx.output, ctx.spark
@@ -67,13 +80,14 @@ def recut_output(ctx: RunContext) -> RunResult:
     finished = check_finished(
         ctx.fs, source, lambda table: spark.read.parquet(escape_glob(table)).columns
     )
-    table = escape_glob(join(source, WINDOWS_DIR))
-    windows_df = spark.read.schema(WINDOWS_TABLE_SCHEMA).parquet(table)
+    windows_df = spark.read.schema(WINDOWS_TABLE_SCHEMA).parquet(*_live_tables(ctx, source))
     windows_df = windows_df.withColumn("audio_path", F.col(ctx.config.audio.path_field))
     counts = (int(finished["filtered_windows"]), int(finished["entries_written"]))
-    with committed_output(ctx, ManifestSources((), ())) as step:
-        audio = cut_audio_into(ctx, windows_df, counts, step)
+    with committed_output(ctx, ManifestSources((), ())) as out:
+        out.begin()
+        with out.step((), last=True) as step:
+            audio = cut_audio_into(ctx, windows_df, counts, step)
         ctx.step("publishing")
         run = {"output_path": output, "recut_from": source}
-        step.metrics = build_metrics(ctx, finished, audio=audio, run=run)
-    return RunResult(output_path=output, metrics=step.metrics or {})
+        out.metrics = build_metrics(ctx, finished, audio=audio, run=run)
+    return RunResult(output_path=output, metrics=out.metrics or {})

@@ -28,12 +28,17 @@ not know Spark. It imports no pyspark.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from alm_spark.storage.datafiles import step_prefix
 from alm_spark.storage.fs import FileSystem, join
+
+log = logging.getLogger(__name__)
 
 #: The commit log's folder under the output.
 COMMITS_DIR = "_commits"
@@ -109,6 +114,8 @@ class Commit:
     Attributes:
         number: Its place in the log, from 1.
         generation: The generation it belongs to.
+        step: The commit step of the generation whose files and inputs it records
+            (numbered from 1; 0 for a record that only opens, closes or purges).
         run_id: The run that wrote it.
         opens: It opens ``generation`` (an ``overwrite`` run's first record).
         closes: It closes ``generation``: the generation becomes live, older ones retire.
@@ -116,6 +123,9 @@ class Commit:
         inputs: Input files this step processed.
         added: Data files this step made live (or pending, in an open generation).
         retired: Paths of files this step retired (a changed input's old outputs).
+        retired_steps: Earlier steps whose files are all in ``retired``: their inputs
+            and figures leave the generation (their inputs still listed are in this
+            step again).
         moves: ``(from, to)`` paths of files this record makes live that are still to
             be moved into place (audio shards cut in the run's scratch folder); a run
             that finds them unfinished finishes them before anything else.
@@ -128,12 +138,14 @@ class Commit:
     number: int
     generation: int
     run_id: str
+    step: int = 0
     opens: bool = False
     closes: bool = False
     settings: Mapping[str, Any] | None = None
     inputs: tuple[InputFile, ...] = ()
     added: tuple[DataFile, ...] = ()
     retired: tuple[str, ...] = ()
+    retired_steps: tuple[int, ...] = ()
     moves: tuple[tuple[str, str], ...] = ()
     purges: bool = False
     figures: Mapping[str, Any] = field(default_factory=dict)
@@ -146,6 +158,7 @@ class Commit:
             "number": self.number,
             "generation": self.generation,
             "run_id": self.run_id,
+            "step": self.step,
             "writer": self.writer,
             "opens": self.opens,
             "closes": self.closes,
@@ -153,6 +166,7 @@ class Commit:
             "inputs": [i.to_json() for i in self.inputs],
             "added": [f.to_json() for f in self.added],
             "retired": list(self.retired),
+            "retired_steps": list(self.retired_steps),
             "moves": [list(move) for move in self.moves],
             "purges": self.purges,
             "figures": dict(self.figures),
@@ -166,12 +180,14 @@ class Commit:
             number=int(data["number"]),
             generation=int(data["generation"]),
             run_id=str(data["run_id"]),
+            step=int(data.get("step", 0)),
             opens=bool(data["opens"]),
             closes=bool(data["closes"]),
             settings=data.get("settings"),
             inputs=tuple(InputFile.from_json(i) for i in data["inputs"]),
             added=tuple(DataFile.from_json(f) for f in data["added"]),
             retired=tuple(data["retired"]),
+            retired_steps=tuple(int(n) for n in data.get("retired_steps") or ()),
             moves=tuple((str(a), str(b)) for a, b in data.get("moves") or ()),
             purges=bool(data.get("purges", False)),
             figures=dict(data.get("figures") or {}),
@@ -181,39 +197,55 @@ class Commit:
 
 @dataclass(frozen=True)
 class Generation:
-    """The state of one generation: its settings, inputs and files.
+    """The state of one generation: its settings, inputs, files and figures by step.
 
     Attributes:
         number: The generation's number.
         settings: The settings recorded when it opened.
         closed: Whether its closing record exists (it is, or was, the live one).
         inputs: Committed input files by URI.
+        input_steps: The step that committed each input, by URI.
         files: Committed data files by path.
-        figures: Its steps' figures, in commit order.
+        figures: Each step's figures, by step.
+        last_step: The highest step recorded (a new step takes the next number).
     """
 
     number: int
     settings: Mapping[str, Any] | None
     closed: bool = False
     inputs: Mapping[str, InputFile] = field(default_factory=dict)
+    input_steps: Mapping[str, int] = field(default_factory=dict)
     files: Mapping[str, DataFile] = field(default_factory=dict)
-    figures: tuple[Mapping[str, Any], ...] = ()
+    figures: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    last_step: int = 0
 
     def apply(self, commit: Commit) -> Generation:
         """This generation after one of its records."""
-        retired = set(commit.retired)
+        retired, gone = set(commit.retired), set(commit.retired_steps)
         files = {p: f for p, f in self.files.items() if p not in retired}
         files.update((f.path, f) for f in commit.added)
+        steps = {u: n for u, n in self.input_steps.items() if n not in gone}
+        steps.update((i.uri, commit.step) for i in commit.inputs)
         inputs = dict(self.inputs)
         inputs.update((i.uri, i) for i in commit.inputs)
-        figures = (*self.figures, commit.figures) if commit.figures else self.figures
+        inputs = {u: i for u, i in inputs.items() if u in steps}
+        figures = {n: f for n, f in self.figures.items() if n not in gone}
+        if commit.figures:
+            figures[commit.step] = commit.figures
         return replace(
             self,
             closed=self.closed or commit.closes,
             inputs=inputs,
+            input_steps=steps,
             files=files,
             figures=figures,
+            last_step=max(self.last_step, commit.step),
         )
+
+    def step_files(self, step: int) -> list[str]:
+        """The paths of the files step ``step`` wrote (their names say their step)."""
+        prefix = step_prefix(self.number, step)
+        return [p for p in self.files if p.rsplit("/", 1)[-1].startswith(prefix)]
 
     def to_json(self) -> dict[str, Any]:
         """The checkpoint's form."""
@@ -221,23 +253,28 @@ class Generation:
             "number": self.number,
             "settings": self.settings,
             "closed": self.closed,
-            "inputs": [i.to_json() for i in self.inputs.values()],
+            "inputs": [
+                {**i.to_json(), "step": self.input_steps[u]} for u, i in self.inputs.items()
+            ],
             "files": [f.to_json() for f in self.files.values()],
-            "figures": list(self.figures),
+            "figures": {str(n): f for n, f in self.figures.items()},
+            "last_step": self.last_step,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Generation:
         """Read the checkpoint's form."""
-        inputs = (InputFile.from_json(i) for i in data["inputs"])
+        inputs = [(InputFile.from_json(i), int(i.get("step", 0))) for i in data["inputs"]]
         files = (DataFile.from_json(f) for f in data["files"])
         return cls(
             number=int(data["number"]),
             settings=data.get("settings"),
             closed=bool(data["closed"]),
-            inputs={i.uri: i for i in inputs},
+            inputs={i.uri: i for i, _ in inputs},
+            input_steps={i.uri: n for i, n in inputs},
             files={f.path: f for f in files},
-            figures=tuple(data.get("figures") or ()),
+            figures={int(n): f for n, f in (data.get("figures") or {}).items()},
+            last_step=int(data.get("last_step", 0)),
         )
 
 
@@ -394,14 +431,19 @@ class CommitLog:
                 f"another run committed record {commit.number} of {self.output} first"
             )
         if commit.number % self.checkpoint_interval == 0:
-            self._write_checkpoint(new_state)
+            try:
+                self._write_checkpoint(new_state)
+            except Exception:  # the record is committed; a missing checkpoint costs reads
+                log.warning("could not write the checkpoint of record %d", commit.number)
         return new_state
 
     def _written_by(self, path: str, writer: str) -> bool:
-        try:
-            return bool(json.loads(self.fs.read_text(path)).get("writer") == writer)
-        except Exception:  # absent or unreadable: not ours as far as we can tell
-            return False
+        for attempt in range(3):  # a record just written may not read back at once
+            try:
+                return bool(json.loads(self.fs.read_text(path)).get("writer") == writer)
+            except Exception:  # absent or unreadable: not ours as far as we can tell
+                time.sleep(0.2 * (attempt + 1))
+        return False
 
     def _write_checkpoint(self, state: LogState) -> None:
         text = json.dumps(state.to_json(), sort_keys=True)

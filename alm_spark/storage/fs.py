@@ -190,6 +190,9 @@ class HadoopFileSystem:
         )
 
     def _path(self, path: str) -> tuple[Any, Any]:
+        if "://" not in path and not path.startswith(("/", "file:")) and ":" not in path[:12]:
+            # Relative to this process's directory, not the JVM's (a notebook may chdir).
+            path = os.path.abspath(path)
         jpath = self._jvm.org.apache.hadoop.fs.Path(path)
         fs = jpath.getFileSystem(self._conf)
         if self._checksummed.isInstance(fs) and fs.getUri().getScheme() == "file":

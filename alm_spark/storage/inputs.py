@@ -10,7 +10,6 @@ changed one again, so the identity must not depend on how a path was spelled: Ha
 from __future__ import annotations
 
 import os
-from urllib.parse import unquote
 
 from alm_spark.storage.commits import InputFile
 from alm_spark.storage.fs import FileSystem, os_path
@@ -40,12 +39,3 @@ def identify(fs: FileSystem, path: str) -> InputFile:
     """An input file's identity: its normalized location, size and version."""
     status = fs.stat(path)
     return InputFile(normalize_uri(path), status.size, status.version)
-
-
-def identify_listed(fs: FileSystem, uri: str) -> InputFile:
-    """The identity of a file as Spark's ``DataFrame.inputFiles()`` lists it.
-
-    Spark lists URIs, percent-encoded (``x[1].jsonl`` as ``x%5B1%5D.jsonl``); a URI holds
-    no literal ``%``, so decoding it gives the path.
-    """
-    return identify(fs, unquote(uri))

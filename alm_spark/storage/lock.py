@@ -15,7 +15,7 @@ Guarantees: the lock is created with an exclusive create, which is atomic on loc
 file systems and HDFS, so of two runs started together exactly one proceeds. Object
 stores (S3, GCS, ABFS) offer no exclusive create through Hadoop's API: there the lock
 catches a second run started while the first is running, but two runs started within
-moments of each other can both proceed and spoil each other's staging directory: use
+moments of each other can both proceed and spoil each other's files: use
 one writer per output path there.
 """
 

@@ -139,7 +139,7 @@ def part_moves(fs: FileSystem, src_dir: str, folder: str) -> list[tuple[str, str
         if info.is_dir or not name.startswith("part-"):
             continue
         target = name.replace(".txt", ".jsonl", 1) if ".txt" in name else name
-        moves.append((info.path, f"{folder}/{target}"))
+        moves.append((join(src_dir, name), f"{folder}/{target}"))  # in src_dir's spelling
     return moves
 
 
