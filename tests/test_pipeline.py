@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alm_spark.config import load_config
-from alm_spark.errors import OutputError
+from alm_spark.errors import ConfigError, OutputError
 from alm_spark.names import ENGINES
 from alm_spark.report.summary import format_summary
 from alm_spark.run.job import run_pipeline
@@ -139,18 +139,23 @@ def test_refuses_unsafe_output_paths(spark, tmp_path: Path) -> None:
         _run(spark, src, tmp_path / "file")
 
 
-def test_failed_run_leaves_old_output_and_no_new_file(spark, tmp_path: Path, monkeypatch) -> None:
-    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
-    _run(spark, src, tmp_path / "out")
-    before = files_on_disk(tmp_path / "out")
+def _fail_before_the_commit(spark, src: Path, out: Path, monkeypatch) -> None:
+    """A run that fails after its data files are written, before their commit."""
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    # After the data files are written, before their commit.
-    monkeypatch.setattr("alm_spark.run.job._report_rows", broken)
-    with pytest.raises(RuntimeError, match="disk full"):
-        _run(spark, src, tmp_path / "out")
+    with monkeypatch.context() as patched:
+        patched.setattr("alm_spark.run.job._report_rows", broken)
+        with pytest.raises(RuntimeError, match="disk full"):
+            _run(spark, src, out)
+
+
+def test_failed_run_leaves_old_output_and_no_new_file(spark, tmp_path: Path, monkeypatch) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)])
+    _run(spark, src, tmp_path / "out")
+    before = files_on_disk(tmp_path / "out")
+    _fail_before_the_commit(spark, src, tmp_path / "out", monkeypatch)
     assert files_on_disk(tmp_path / "out") == before
     assert output_problems(tmp_path / "out") == []  # _SUCCESS is back
     assert not list(tmp_path.glob(".out.*"))
@@ -201,6 +206,27 @@ def test_refuses_to_replace_other_spark_outputs(spark, tmp_path: Path) -> None:
     _run(spark, src, tmp_path / "ours")
     assert json.loads((tmp_path / "ours" / "_metrics.json").read_text())["producer"] == "alm_spark"
     _run(spark, src, tmp_path / "ours")  # ours: replaced without complaint
+
+
+def test_an_output_written_before_the_log_is_adopted(spark, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    src = write_jsonl(tmp_path / "in.jsonl", [json.dumps(GOOD)] * 2)
+    _run(spark, src, tmp_path / "out")
+    shutil.rmtree(tmp_path / "out" / "_commits")  # as an alm_spark before the log wrote it
+    before = files_on_disk(tmp_path / "out")
+    _fail_before_the_commit(spark, src, tmp_path / "out", monkeypatch)
+    assert files_on_disk(tmp_path / "out") == before  # adopted as generation 1, kept
+    assert output_problems(tmp_path / "out") == []
+    # update finishes the failed overwrite's generation, which retires the adopted one.
+    finished = _run(spark, src, tmp_path / "out", "output.mode=update")
+    assert finished.metrics["run"]["update"]["new"] == 1
+    assert output_problems(tmp_path / "out") == []
+    assert set(before) & set(files_on_disk(tmp_path / "out")) == set()
+    # An adopted generation records no settings: update cannot keep them.
+    shutil.rmtree(tmp_path / "out" / "_commits")
+    with pytest.raises(ConfigError, match="written by an older alm_spark"):
+        _run(spark, src, tmp_path / "out", "output.mode=update")
 
 
 def test_a_failed_commit_leaves_the_old_output(spark, tmp_path: Path, monkeypatch) -> None:

@@ -35,10 +35,11 @@ def test_committed_files_are_skipped_and_new_ones_processed() -> None:
 
 
 def test_a_changed_file_retires_its_step_and_brings_its_step_mates_back() -> None:
-    listed = [_file("a", version="2"), _file("b"), _file("c")]
+    listed = [_file("0"), _file("a", version="2"), _file("b"), _file("c")]
     plan = plan_inputs(_generation(), listed)
-    assert plan.process == (_file("a", version="2"), _file("b"))
-    assert (plan.new, plan.changed, plan.skipped) == (0, 1, 1)
+    # The retired step's files first: the record that retires them brings them back.
+    assert plan.process == (_file("a", version="2"), _file("b"), _file("0"))
+    assert (plan.new, plan.changed, plan.skipped) == (1, 1, 1)
     assert plan.retire_steps == (1,)
     assert plan.retire_files == ("part-0001-000001-r1-00000-1.jsonl",)
 

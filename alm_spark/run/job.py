@@ -41,6 +41,7 @@ from alm_spark.report.summary import format_bytes
 from alm_spark.rows import KIND_ENTRY, KIND_REPORT, KIND_WINDOW, RowKind
 from alm_spark.run.checks import Job, check_job, check_output_storage
 from alm_spark.run.context import RunContext, RunResult
+from alm_spark.run.crash import crash_point
 from alm_spark.run.failures import (
     DamagedInputError,
     OutputFullError,
@@ -145,10 +146,11 @@ class _Listing:
     lines_df: DataFrame
     inputs: tuple[InputFile, ...]
     paths: dict[str, str]  # the path Spark reads, by normalized URI
+    listed: int  # how many URIs Spark listed (more than inputs: one file reached twice)
 
     def read(self, spark: SparkSession, inputs: Sequence[InputFile]) -> DataFrame:
-        """The lines of ``inputs`` (all of them: the listing's own DataFrame)."""
-        if len(inputs) == len(self.inputs):
+        """The lines of ``inputs`` (all of them, each listed once: the listing's own)."""
+        if len(inputs) == len(self.inputs) == self.listed:
             return self.lines_df
         files = tuple(self.paths[i.uri] for i in inputs)
         return read_manifest_lines(spark, ManifestSources(files, ()))
@@ -160,13 +162,14 @@ def _list_inputs(ctx: RunContext, sources: ManifestSources) -> _Listing:
         lines_df = read_manifest_lines(ctx.spark, sources)
         paths: dict[str, str] = {}
         inputs = []
-        for uri in sorted(lines_df.inputFiles()):
+        listed = sorted(lines_df.inputFiles())
+        for uri in listed:
             path = unquote(uri)  # Spark lists URIs, percent-encoded
             identity = identify(ctx.fs, path)
             if identity.uri not in paths:
                 paths[identity.uri] = path
                 inputs.append(identity)
-    return _Listing(lines_df, tuple(inputs), paths)
+    return _Listing(lines_df, tuple(inputs), paths, len(listed))
 
 
 def _commit_steps(
@@ -268,6 +271,7 @@ def _write_text(ctx: RunContext, lines_df: DataFrame, step: OutputStep) -> _Writ
     )
     with ctx.timed("process_and_write"):
         totals = _write_results(ctx, run)
+        crash_point("after_data_write")
         written = _data_files(ctx)
         if files.windows is not None and not any(f["holds"] == KIND_WINDOW for f in written):
             # Readers of a run without windows still find the table's columns.

@@ -10,9 +10,10 @@ retires the old generation; the retired files are deleted, ``_metrics.json`` and
 except audio shards, which are still cut into the run's scratch folder and moved in
 after their record (a move the next run finishes if this one is killed).
 
-If the run fails, its generation's files are deleted and the old output, still the
-live one by the log, gets its ``_SUCCESS`` back. If it is killed, the next run deletes
-them: every file of a generation opened after the live one is a leftover.
+If the run fails before any of its steps is committed, its files are deleted and the old
+output, still the live one by the log, gets its ``_SUCCESS`` back. If it fails later, its
+committed steps stay (``update`` goes on from them) and ``_SUCCESS`` stays absent. If it
+is killed, the next run deletes what no record committed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from alm_spark.names import (
     WINDOWS_DIR,
 )
 from alm_spark.run.context import RunContext
+from alm_spark.run.crash import crash_point
 from alm_spark.run.failures import wait_for_running_tasks
 from alm_spark.run.metrics import write_metrics
 from alm_spark.storage.commits import (
@@ -140,6 +142,7 @@ def committed_output(ctx: RunContext, sources: ManifestSources) -> Iterator[Outp
         check_output_location(fs, output, sources, mode)
         existed = fs.exists(output)
         commits = CommitLog(fs, output)
+        _resumed_generation(ctx, commits.read())  # a refusal changes nothing
         out = OutputCommits(ctx, commits, _tidy(ctx, commits), existed)
         try:
             yield out
@@ -169,9 +172,12 @@ class OutputCommits:
         self.ctx, self._commits, self.state, self._existed = ctx, commits, state, existed
         self._had_success = ctx.fs.exists(join(ctx.output, SUCCESS_FILE))
         self._unfinished = _unfinished_generations(state)
+        # The step a killed run (same log as this one) had in flight: cleaned again last.
+        self._first_step = 1
         self._resumed = _resumed_generation(ctx, state)
         if self._resumed is not None:
             self.generation = self._resumed.number
+            self._first_step = self._resumed.last_step + 1
         else:
             self.generation = state.next_generation
         self._committed_steps = 0
@@ -239,6 +245,7 @@ class OutputCommits:
         step = OutputStep(self.ctx.names, inputs=tuple(inputs))
         self._in_flight = self.ctx.names
         yield step
+        crash_point("before_record")
         record = Commit(
             self.state.last + 1,
             self.generation,
@@ -256,6 +263,8 @@ class OutputCommits:
         self._in_flight = None
         self._committed_steps += 1
         self.made_folders |= step.folders
+        if not last:
+            crash_point("between_records")
 
     def close(self) -> None:
         """Close the generation with a record of no step (nothing was left to process)."""
@@ -315,6 +324,11 @@ def _resumed_generation(ctx: RunContext, state: LogState) -> Generation | None:
     if generation.settings is None:
         raise ConfigError(
             f"output.mode: update needs the settings an output records; {ctx.output} was "
+            "written by an older alm_spark: run once with output.mode=overwrite"
+        )
+    if generation.files and (generation.last_step == 0 or 0 in generation.figures):
+        raise ConfigError(
+            f"output.mode: update needs an output written in commit steps; {ctx.output} was "
             "written by an older alm_spark: run once with output.mode=overwrite"
         )
     current = json.loads(json.dumps(output_settings(ctx.config)))
@@ -389,7 +403,7 @@ def _delete_unfinished_steps(fs: FileSystem, output: str, state: LogState) -> No
         dropped += drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), kept)
     if state.live is not None:  # an update's step in flight
         prefix = step_prefix(state.live.number, state.live.last_step + 1)
-        dropped += drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set())
+        dropped += drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set(state.live.files))
     if dropped:
         log.warning("removed %d data file(s) an interrupted run left in %s", dropped, output)
 
@@ -415,6 +429,11 @@ def _finish(out: OutputCommits, unfinished: range) -> None:
     for generation in unfinished:
         if generation != out.generation:
             drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), set())
+    current = out.current
+    kept = set(current.files) if current else set()
+    late = step_prefix(out.generation, out._first_step)
+    drop_unrecorded(fs, output, TASK_FOLDERS, late, kept)
+    crash_point("during_cleanup")
     if state.retired:
         deleted = delete_files(fs, output, _dead(state))
         log.info("deleted %d retired data file(s)", deleted)

@@ -273,9 +273,16 @@ class Generation:
             inputs={i.uri: i for i, _ in inputs},
             input_steps={i.uri: n for i, n in inputs},
             files={f.path: f for f in files},
-            figures={int(n): f for n, f in (data.get("figures") or {}).items()},
+            figures=_figures_by_step(data.get("figures")),
             last_step=int(data.get("last_step", 0)),
         )
+
+
+def _figures_by_step(data: Any) -> dict[int, Mapping[str, Any]]:
+    """Figures by step (a list: an early checkpoint's, all of step 0)."""
+    if isinstance(data, list):
+        return {0: data[-1]} if data else {}
+    return {int(n): f for n, f in (data or {}).items()}
 
 
 @dataclass(frozen=True)

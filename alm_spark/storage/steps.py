@@ -22,7 +22,7 @@ class InputPlan:
     """What a run does with the input files it listed.
 
     Attributes:
-        process: The files to process, in listing order.
+        process: The files to process: those of retired steps first, then new ones.
         new: How many of them were never committed.
         changed: How many were committed with another identity.
         skipped: How many are committed with the same identity.
@@ -54,8 +54,14 @@ def plan_inputs(generation: Generation | None, listed: Sequence[InputFile]) -> I
     again = {uri for uri, step in generation.input_steps.items() if step in steps and uri in by_uri}
     wanted = {i.uri for i in (*new, *changed)} | again
     unlisted = sorted(uri for uri in committed if uri not in by_uri)
+    # The retired steps' inputs come first, so the first step, whose record retires
+    # their old files, brings back as many of them as it holds.
+    first = {i.uri for i in changed} | again
+    ordered = [i for i in listed if i.uri in first] + [
+        i for i in listed if i.uri in wanted and i.uri not in first
+    ]
     return InputPlan(
-        process=tuple(i for i in listed if i.uri in wanted),
+        process=tuple(ordered),
         new=len(new),
         changed=len(changed),
         skipped=len(listed) - len(wanted),
