@@ -1,4 +1,4 @@
-"""A run killed at any moment leaves the previous complete output or nothing, never a mix."""
+"""A run killed at any moment leaves a complete output live by its commit log, never a mix."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from alm_spark.run.crash import CRASH_ENV, CRASH_POINTS
+from alm_spark.storage.commits import CommitLog
+from alm_spark.storage.fs import FsspecFileSystem
 from alm_spark.testing.compare import compare_paths, iter_jsonl
 from alm_spark.testing.datagen import generate, write_jsonl
 from alm_spark.testing.layout import output_problems
@@ -36,21 +38,32 @@ def _command(source: Path, out: Path) -> list[str]:
             f"output.path={out}", "spark.master=local[2]"]  # fmt: skip
 
 
-def _state(out: Path) -> tuple[str, list[str]] | None:
-    """(run id, part files) of a complete output; None when nothing is there."""
-    if not out.exists():
+def _live(out: Path) -> tuple[int, frozenset[str]] | None:
+    """(live generation, its data files) by the commit log; None when there is none.
+
+    Every live file must be on disk, whatever moment the kill came at.
+    """
+    if not (out / "_commits").exists():
         return None
-    assert (out / "_SUCCESS").exists(), f"incomplete output at {out}: {sorted(os.listdir(out))}"
-    metrics = json.loads((out / "_metrics.json").read_text())
-    parts = sorted(p.name for p in out.glob("part-*"))
-    assert len(parts) == metrics["run"]["part_files"]
-    assert (out / "_report.html").exists()
-    assert (out / "_rejected").is_dir()
-    return metrics["run"]["run_id"], parts
+    state = CommitLog(FsspecFileSystem(), str(out)).read()
+    if state.live is None:
+        return None
+    files = frozenset(state.live.files)
+    missing = sorted(f for f in files if not (out / f).exists())
+    assert missing == [], f"live files missing at {out}: {missing}"
+    return state.live.number, files
+
+
+def _live_lines(out: Path, files: frozenset[str]) -> list[str]:
+    """The entry lines of the live files, sorted (pending or retired files left aside)."""
+    entries = (out / f for f in sorted(files) if "/" not in f)
+    return sorted(json.dumps(e, sort_keys=True) for path in entries for e in iter_jsonl(path))
 
 
 @pytest.mark.slow
 def test_sigkill_never_leaves_a_mixed_output(run_cli, tmp_path: Path) -> None:
+    """A run killed at a random moment leaves the old output or the new one live, whole,
+    by the commit log (``_SUCCESS`` absent until the next run); never a mix."""
     source = tmp_path / "in.jsonl"
     write_jsonl(source, generate("production", 12, seed=5))
     out = tmp_path / "out"
@@ -60,13 +73,14 @@ def test_sigkill_never_leaves_a_mixed_output(run_cli, tmp_path: Path) -> None:
         a process of their own)."""
         run = run_cli(_command(source, out)[1:])
         assert run.code == 0, run.err[-3000:]
+        assert output_problems(out) == []
 
     complete_run()
-    old = _state(out)
-    assert old is not None
     reference = tmp_path / "reference"
     shutil.copytree(out, reference)
-    out_state: tuple[str, list[str]] | None = old
+    expected = _live_lines(out, frozenset(p.name for p in out.glob("part-*")))
+    live = _live(out)
+    assert live is not None
 
     seen = set()
     for delay in KILL_AFTER:
@@ -78,25 +92,20 @@ def test_sigkill_never_leaves_a_mixed_output(run_cli, tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
-        state = _state(out)
-        if state is None:
-            seen.add("nothing")
-        elif state == out_state:
-            seen.add("old")
+        after = _live(out)
+        assert after is not None  # an output, once there, is never lost
+        seen.add("old" if after == live else "new")
+        assert _live_lines(out, after[1]) == expected  # the same input: the same lines
+        if (out / "_SUCCESS").exists():
+            assert output_problems(out) == []
         else:
-            seen.add("new")  # the kill came after publishing: a complete new output
-            assert compare_paths(out, reference).equal
-        out_state = state
-        if state is None:  # start the next attempt from a complete output again
-            complete_run()
-            out_state = _state(out)
+            complete_run()  # clears what the killed run left
+        live = _live(out)
     assert "old" in seen  # at least one kill landed mid-run
-
-    # A later run cleans up whatever the killed runs left beside the output.
-    complete_run()
+    complete_run()  # a later run takes over a killed run's lock, and leaves nothing beside
+    assert compare_paths(out, reference).equal
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]
     assert leftovers == []
-    assert _state(out) is not None
 
 
 def _rejected(out: Path) -> list[tuple[str, int, str]]:
