@@ -274,7 +274,7 @@ class OutputCommits:
 
     def finish(self) -> None:
         """After the last record: moves, figures, deletions, ``_SUCCESS`` last."""
-        _finish(self, self._unfinished)
+        _finish(self, self._unfinished, self._first_step)
         if self.state.retired:  # _finish deleted them
             live = self.state.live.number if self.state.live else 0
             purge = Commit(self.state.last + 1, live, self.ctx.run_id, purges=True)
@@ -414,8 +414,14 @@ def _dead(state: LogState) -> list[str]:
     return [path for path in state.retired if path not in live]
 
 
-def _finish(out: OutputCommits, unfinished: range) -> None:
-    """After the last record: move shards in, write the figures, delete what it retired."""
+def _finish(out: OutputCommits, unfinished: range, first_step: int) -> None:
+    """After the last record: move shards in, write the figures, delete what it retired.
+
+    Args:
+        out: The run's commits.
+        unfinished: Generations opened after the live one when the run began.
+        first_step: The run's first step number, which a killed run had in flight too.
+    """
     ctx, state = out.ctx, out.state
     fs, output = ctx.fs, ctx.output
     with ctx.timed("publish"):
@@ -431,7 +437,7 @@ def _finish(out: OutputCommits, unfinished: range) -> None:
             drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), set())
     current = out.current
     kept = set(current.files) if current else set()
-    late = step_prefix(out.generation, out._first_step)
+    late = step_prefix(out.generation, first_step)
     drop_unrecorded(fs, output, TASK_FOLDERS, late, kept)
     crash_point("during_cleanup")
     if state.retired:
