@@ -99,10 +99,6 @@ class FileSystem(Protocol):
         """The size and version of a file."""
         ...
 
-    def total_size(self, paths: list[str]) -> int:
-        """Bytes under the given files and directories (0 if unknown)."""
-        ...
-
 
 def join(base: str, *names: str) -> str:
     """Join path segments with ``/`` (URIs and POSIX paths alike)."""
@@ -269,13 +265,6 @@ class HadoopFileSystem:
             stream.close()
         return True
 
-    def total_size(self, paths: list[str]) -> int:  # noqa: D102
-        total = 0
-        for path in paths:
-            jpath, fs = self._path(path)
-            total += int(fs.getContentSummary(jpath).getLength())
-        return total
-
     def stat(self, path: str) -> FileStatus:  # noqa: D102
         local = local_path(self.qualify(path))
         if local is not None:
@@ -387,13 +376,6 @@ class FsspecFileSystem:
             return local_file_status(local)
         fs, root = self._fs(path)
         return file_status(fs.info(root))
-
-    def total_size(self, paths: list[str]) -> int:  # noqa: D102
-        total = 0
-        for path in paths:
-            fs, root = self._fs(path)
-            total += int(fs.du(root, total=True))
-        return total
 
 
 #: fsspec's names for a file's version, most specific first: the ETag (s3fs, adlfs), the

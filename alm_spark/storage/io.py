@@ -265,12 +265,6 @@ def resolve_manifest_paths(fs: FileSystem, paths: Sequence[str]) -> ManifestSour
     )
 
 
-def input_size(fs: FileSystem, sources: ManifestSources) -> int:
-    """Bytes in the inputs: local files counted here, remote paths by the file system."""
-    remote = [p for p in (*sources.files, *sources.directories) if local_path(p) is None]
-    return sources.local_bytes + (fs.total_size(remote) if remote else 0)
-
-
 def _with_location(df: DataFrame) -> DataFrame:
     return df.select(
         F.col("_metadata.file_path").alias("source"),
