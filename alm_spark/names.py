@@ -72,6 +72,9 @@ SHARDS_DIR = "_shards"
 #: A run's scratch folder in the output: Spark's small rows, audio before its commit.
 SCRATCH_DIR = "_scratch"
 REJECTED_AUDIO_DIR = "_rejected_audio"
+#: In a step's scratch folder: the numbered shard files its repack pass will write
+#: (numbered names carry no step, so a killed run's are found by this note).
+NUMBERED_INTENT = "numbered.json"
 #: Inside ``_shards/`` with ``audio.format: nemo``: one ``manifest_N.json`` per ``audio_N.tar``.
 NEMO_MANIFESTS_DIR = "sharded_manifests"
 #: Written into ``_metrics.json``; only a directory carrying it is ever replaced.

@@ -317,7 +317,7 @@ def test_shards_close_at_their_limits_and_are_reproducible(tmp_path: Path) -> No
 def test_audio_metrics_name_every_reason() -> None:
     figures = dict.fromkeys([*names.AUDIO_COUNTS, *names.AUDIO_SECONDS], 0)
     figures.update(clips_written=3, seconds_written=7200.0, clips_lost_missing=2)
-    metrics = audio_metrics(figures, [{"name": "shard-00000-0000.tar"}], AudioConfig())
+    metrics = audio_metrics(figures, ["shard-00000-0000.tar"], AudioConfig())
     assert metrics["hours_written"] == 2.0
     assert metrics["clips_lost"] == {
         "no_path": 0, "missing": 2, "unreadable": 0, "corrupt": 0, "before_start": 0,

@@ -270,31 +270,25 @@ def test_no_attempt_files_are_left_and_the_output_lines_are_unchanged(
     assert not (_out(runs["plain"]) / "_shards").exists()
 
 
-def test_only_committed_attempts_shards_are_placed(spark: Any, tmp_path: Path) -> None:
-    from alm_spark.audio.publish import placed_shards
+def test_a_step_records_the_committed_attempts_shards_in_number_order(
+    spark: Any, tmp_path: Path
+) -> None:
+    from alm_spark.audio.publish import committed_shards
     from alm_spark.storage.fs import filesystem_for
 
     staged = tmp_path / "staged"
     (staged / "kind=shard").mkdir(parents=True)
-    committed = {"name": "shard-00001-0000.attempt-7.tar", "clips": 2, "bytes": 10, "seconds": 1.5}
-    (staged / "kind=shard" / "part-00000.txt").write_text(json.dumps(committed) + "\n")
-    attempts = f"file:{tmp_path / 'attempts'}"
-    # Other attempts' files there (a failed first attempt, a speculative copy) are not named.
-    fs = filesystem_for(spark)
-    shards, moves = placed_shards(spark, fs, f"file:{staged}", attempts)
-    assert shards == [{**committed, "name": "shard-00001-0000.tar", "manifest": None}]
-    assert moves == [(f"{attempts}/shard-00001-0000.attempt-7.tar", "shard-00001-0000.tar")]
-    # A NeMo shard's manifest goes with it into sharded_manifests/.
-    nemo = {**committed, "name": "audio_0.attempt-7.tar", "manifest": "manifest_0.attempt-7.json"}
-    (staged / "kind=shard" / "part-00000.txt").write_text(json.dumps(nemo) + "\n")
-    shards, moves = placed_shards(spark, fs, f"file:{staged}", attempts)
-    assert shards == [
-        {**nemo, "name": "audio_0.tar", "manifest": "sharded_manifests/manifest_0.json"}
-    ]
-    assert moves == [
-        (f"{attempts}/audio_0.attempt-7.tar", "audio_0.tar"),
-        (f"{attempts}/manifest_0.attempt-7.json", "sharded_manifests/manifest_0.json"),
-    ]
+    # The rows Spark committed (another attempt's files are not among them).
+    shards = [
+        {"name": f"_shards/audio_{n}.tar", "clips": 2, "bytes": 10, "seconds": 1.5,
+         "manifest": f"_shards/sharded_manifests/manifest_{n}.json"}
+        for n in (10, 2, 9)
+    ]  # fmt: skip
+    lines = "".join(json.dumps(shard) + "\n" for shard in shards)
+    (staged / "kind=shard" / "part-00000.txt").write_text(lines)
+    found = committed_shards(spark, filesystem_for(spark), f"file:{staged}")
+    assert [s["name"] for s in found] == [f"_shards/audio_{n}.tar" for n in (2, 9, 10)]
+    assert found[0] == shards[1]
 
 
 @pytest.mark.slow
@@ -340,8 +334,8 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(run_cli, tmp_pat
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            if list(out.glob("_scratch/*/*/shard-attempts/*.tar")):
-                break  # the second run is writing shards
+            if list(out.glob("_shards/*part-0002-*")):
+                break  # the second run is writing shards (in place, or their hidden temps)
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before its audio step was seen"
     finally:
@@ -357,9 +351,17 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(run_cli, tmp_pat
     complete_run()
     assert output_problems(out) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    assert sorted(p.name for p in (out / "_shards").iterdir()) == sorted(
-        p.name for p in before if p.parent.name == "_shards"
-    )
+    # The same clips, byte for byte, in shards of the new generation.
+    def clips(shards: dict[str, bytes]) -> dict[str, bytes]:
+        found = {}
+        for data in shards.values():
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+        return found
+
+    after = {p.name: p.read_bytes() for p in (out / "_shards").iterdir()}
+    assert all(name.startswith("part-0003-") for name in after)
+    assert clips(after) == clips({str(p): d for p, d in before.items() if p.parts[0] == "_shards"})
 
 
 def test_a_recut_from_a_finished_output_gives_the_runs_clips_and_keys(

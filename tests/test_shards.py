@@ -13,8 +13,8 @@ from alm_spark.audio.shards import (
     attempt_name,
     nemo_manifest_line,
     plan_shards,
-    published_name,
     repacked_shard_name,
+    shard_number,
 )
 
 
@@ -90,11 +90,12 @@ def test_clips_larger_than_the_size_limit_get_a_shard_each_not_none() -> None:
 
 def test_names_an_attempt_writes_and_the_names_it_publishes() -> None:
     assert attempt_name("audio_3.tar", 17) == "audio_3.attempt-17.tar"
-    assert published_name("audio_3.attempt-17.tar") == "audio_3.tar"
-    assert published_name(attempt_name("manifest_12.json", 4)) == "manifest_12.json"
-    assert published_name(attempt_name("shard-00001-0002.tar", 5)) == "shard-00001-0002.tar"
     assert repacked_shard_name("nemo", 12) == "audio_12.tar"
     assert repacked_shard_name("webdataset", 12) == "shard-000012.tar"
+    names = [repacked_shard_name(f, 12) for f in ("nemo", "webdataset")]
+    assert [shard_number(f"_shards/{name}") for name in names] == [12, 12]
+    assert shard_number("_shards/sharded_manifests/manifest_7.json") == 7
+    assert shard_number("_shards/part-0001-000001-r-00000-5-0000.tar") is None
 
 
 def test_a_nemo_manifest_line_names_the_member_and_keeps_the_clips_facts() -> None:

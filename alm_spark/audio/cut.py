@@ -27,7 +27,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from alm_spark.audio.shards import ShardPlan
 from alm_spark.config import AudioConfig
 from alm_spark.errors import ConfigError
 from alm_spark.names import AUDIO_REASONS
@@ -380,11 +379,18 @@ def repacked_figures(first: Mapping[str, Any], second: Mapping[str, Any]) -> dic
 
 def audio_metrics(
     figures: Mapping[str, float],
-    shards: Sequence[Mapping[str, Any]],
+    shards: Sequence[str],
     config: AudioConfig,
-    plan: ShardPlan | None = None,
+    per_shard: int | None = None,
 ) -> dict[str, Any]:
-    """The ``audio`` block of ``_metrics.json`` from the summed figures and the shards."""
+    """The ``audio`` block of ``_metrics.json`` from the summed figures and the shards.
+
+    Args:
+        figures: The audio figures summed over the output's steps.
+        shards: The shards' names in ``_shards/``, in order.
+        config: The ``audio`` settings.
+        per_shard: With equal shards, the clips in every one.
+    """
     seconds = float(figures["seconds_written"])
     return {
         "format": config.format,
@@ -396,11 +402,11 @@ def audio_metrics(
         "hours_written": seconds / 3600,
         "bytes_written": int(figures["bytes_written"]),
         "shards": len(shards),
-        "clips_per_shard": plan.per_shard if plan is not None else None,
+        "clips_per_shard": per_shard,
         "entries": int(figures["entries"]),
         "files_read": int(figures["files_read"]),
         "files_rate_mismatch": int(figures["files_rate_mismatch"]),
         "clips_lost": {r: int(figures[f"clips_lost_{r}"]) for r in AUDIO_REASONS},
         "seconds_lost": {r: float(figures[f"seconds_lost_{r}"]) for r in AUDIO_REASONS},
-        "shard_files": [str(shard["name"]) for shard in shards],
+        "shard_files": list(shards),
     }

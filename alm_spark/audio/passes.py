@@ -1,56 +1,81 @@
-"""The audio step on the driver: the cut pass, the repack pass, and placing shards.
+"""The audio step on the driver: the cut pass, the repack pass, and what the step records.
 
 The driver plans; executors cut (:mod:`alm_spark.audio.tasks`) and repack
-(:mod:`alm_spark.audio.repack`) into the run's scratch folder. The committed attempts'
-shards are recorded as moves into ``_shards/``, and the windows whose clip could not be
-cut as moves into ``_rejected_audio/``; the commit that makes them live moves them.
+(:mod:`alm_spark.audio.repack`). Shards are written into ``_shards/`` under their final
+names and windows whose clip could not be cut into ``_rejected_audio/``; the step's
+record names the committed attempts' files, and the files of other attempts are deleted
+by the step's name prefix. Nothing is moved or copied afterwards.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
 
 from alm_spark.audio.cut import audio_metrics, repacked_figures
 from alm_spark.audio.publish import (
+    committed_shards,
     first_pass_shards,
-    placed_shards,
     read_clip_rows,
     sum_audio_figures,
 )
-from alm_spark.audio.repack import repack_clips
+from alm_spark.audio.repack import RepackTarget, numbered_paths, repack_clips
 from alm_spark.audio.shards import ShardPlan, plan_shards
 from alm_spark.audio.tasks import cut_audio
-from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS, REJECTED_AUDIO_DIR, SHARDS_DIR
+from alm_spark.config import AudioConfig
+from alm_spark.names import (
+    AUDIO_COUNTS,
+    AUDIO_SECONDS,
+    NEMO_MANIFESTS_DIR,
+    NUMBERED_INTENT,
+    REJECTED_AUDIO_DIR,
+    SHARDS_DIR,
+)
 from alm_spark.rows import KIND_AUDIO_REJECTED, KIND_SHARD, KIND_SHARD_MANIFEST
 from alm_spark.run.failures import wait_for_running_tasks
-from alm_spark.storage.fs import join, relative_to
-from alm_spark.storage.publish import part_moves
+from alm_spark.storage.datafiles import fsspec_url
+from alm_spark.storage.fs import join
+from alm_spark.storage.io import escape_glob, write_text_in_place
+from alm_spark.storage.outputs import FileNames
+from alm_spark.storage.publish import drop_unrecorded
 
 if TYPE_CHECKING:
     from alm_spark.run.context import RunContext
     from alm_spark.run.output import OutputStep
+    from alm_spark.storage.commits import Generation
 
 log = logging.getLogger(__name__)
 
 
+def audio_folders(config: AudioConfig) -> tuple[str, ...]:
+    """The folders the audio step's tasks write into."""
+    nemo = (f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}",) if config.format == "nemo" else ()
+    return (SHARDS_DIR, *nemo, REJECTED_AUDIO_DIR)
+
+
 def cut_audio_into(
     ctx: RunContext, windows_df: DataFrame, counts: tuple[int, int], step: OutputStep
-) -> dict[str, Any]:
-    """Cut every kept window's clip into shards for ``step``; the ``audio`` metrics block.
+) -> None:
+    """Cut every kept window's clip into shards for ``step``; its figures go in the step.
 
     Args:
         ctx: The run (``audio`` settings, scratch folder, progress, timings).
         windows_df: One row per kept window (:data:`~alm_spark.rows.AUDIO_WINDOW`).
         counts: How many windows and entries ``windows_df`` holds.
-        step: The commit step the shards and rejected clips are recorded in.
+        step: The commit step the shards and rejected clips are recorded in; its
+            ``first_shard`` numbers a repacked format's shards.
     """
     audio = ctx.config.audio
     windows, entries = counts
-    audio_dir = join(ctx.data_dir, "_audio")
-    attempts_dir = join(ctx.scratch, "shard-attempts")
+    for folder in audio_folders(audio):  # tasks never make folders
+        ctx.fs.mkdirs(join(ctx.output, folder))
+        step.folders.add(folder)
+    rows_dir = join(ctx.data_dir, "_audio")
+    first_dir = join(ctx.scratch, "clips") if audio.repacked else None
     ctx.step(f"cutting {windows:,} clip(s) into {audio.format} shards")
     figures: dict[str, Any] = dict.fromkeys([*AUDIO_COUNTS, *AUDIO_SECONDS], 0)
     with ctx.timed("audio"):
@@ -58,49 +83,72 @@ def cut_audio_into(
             partitions = audio.partitions or max(1, min(entries, ctx.parallelism() * 2))
             progress = ctx.progress
             counters = None if progress.clips is None else (progress.clips, progress.audio_ms)
-            audio_df = cut_audio(windows_df, audio, attempts_dir, partitions, counters)
+            where = first_dir or FileNames(fsspec_url(ctx.output), SHARDS_DIR, step.names)
+            audio_df = cut_audio(windows_df, audio, where, partitions, counters)
             progress.audio = True
             with progress:
-                audio_df.write.mode("overwrite").partitionBy("kind").text(audio_dir)
+                audio_df.write.mode("overwrite").partitionBy("kind").text(rows_dir)
             progress.audio = False
-            figures = sum_audio_figures(ctx.spark, audio_dir)
-    staged_dirs, plan = [audio_dir], None
-    if audio.repacked:
-        repack_dir, repack_attempts = (
-            join(ctx.data_dir, "_repack"),
-            join(ctx.scratch, "repack-attempts"),
-        )
+            figures = sum_audio_figures(ctx.spark, rows_dir)
+    staged_dirs, plan = [rows_dir], None
+    if first_dir is not None:
+        repack_dir = join(ctx.data_dir, "_repack")
         with ctx.timed("audio_repack"):
-            plan = _repack(ctx, (audio_dir, attempts_dir), (repack_dir, repack_attempts))
+            plan = _repack(ctx, step, (rows_dir, first_dir), repack_dir)
             if plan.first_ranks:
                 figures = repacked_figures(figures, sum_audio_figures(ctx.spark, repack_dir))
         staged_dirs.append(repack_dir)
-        audio_dir, attempts_dir = repack_dir, repack_attempts
     wait_for_running_tasks(ctx.spark)  # a killed speculative attempt may still be writing
-    shards, moves = placed_shards(ctx.spark, ctx.fs, audio_dir, attempts_dir)
-    for source, name in moves:
-        kind = KIND_SHARD if name.endswith(".tar") else KIND_SHARD_MANIFEST
-        step.move(relative_to(ctx.output, source), f"{SHARDS_DIR}/{name}", kind)
-    for folder in (SHARDS_DIR, REJECTED_AUDIO_DIR):
-        ctx.fs.mkdirs(join(ctx.output, folder))
-        step.folders.add(folder)
-    for staged_dir in staged_dirs:
-        rejected_dir = join(staged_dir, f"kind={KIND_AUDIO_REJECTED}")
-        for source, target in part_moves(ctx.fs, rejected_dir, REJECTED_AUDIO_DIR):
-            step.move(relative_to(ctx.output, source), target, KIND_AUDIO_REJECTED)
-    return audio_metrics(figures, shards, audio, plan)
+    for shard in committed_shards(ctx.spark, ctx.fs, staged_dirs[-1]):
+        step.add(shard["name"], KIND_SHARD)
+        if shard["manifest"] is not None:
+            step.add(shard["manifest"], KIND_SHARD_MANIFEST)
+    for file in _write_rejected_audio(ctx, staged_dirs, step):
+        step.add(file["path"], KIND_AUDIO_REJECTED)
+    _drop_unrecorded_audio(ctx, step)
+    step.figures["audio"] = {**figures, "clips_per_shard": plan.per_shard if plan else None}
 
 
-def _repack(ctx: RunContext, first: tuple[str, str], second: tuple[str, str]) -> ShardPlan:
-    """Plan the published shards and copy the first pass's clips into them.
+def _write_rejected_audio(
+    ctx: RunContext, staged_dirs: Iterable[str], step: OutputStep
+) -> list[dict[str, Any]]:
+    """Write both passes' ``rejected_audio`` rows into ``_rejected_audio/`` (final names)."""
+    found = [join(d, f"kind={KIND_AUDIO_REJECTED}") for d in staged_dirs]
+    found = [escape_glob(path) for path in found if ctx.fs.exists(path)]
+    if not found:
+        return []
+    lines_df = ctx.spark.read.text(found)
+    where = FileNames(fsspec_url(ctx.output), REJECTED_AUDIO_DIR, step.names)
+    return write_text_in_place(lines_df, where, "none", KIND_AUDIO_REJECTED)
+
+
+def _drop_unrecorded_audio(ctx: RunContext, step: OutputStep) -> None:
+    """Delete the audio files (and temporary files) of attempts the step did not keep."""
+    wait_for_running_tasks(ctx.spark)
+    recorded = {file.path for file in step.added}
+    folders = audio_folders(ctx.config.audio)
+    dropped = drop_unrecorded(ctx.fs, ctx.output, folders, step.names.prefix, recorded)
+    if dropped:
+        log.info("removed %d audio file(s) of task attempts Spark did not keep", dropped)
+
+
+def _repack(
+    ctx: RunContext, step: OutputStep, first: tuple[str, str], repack_dir: str
+) -> ShardPlan:
+    """Plan the numbered shards and copy the first pass's clips into them.
+
+    The names the pass will write are noted in the step's scratch folder first
+    (:data:`~alm_spark.names.NUMBERED_INTENT`), so that a run killed meanwhile has
+    them deleted by the next one: numbered names carry no step.
 
     Args:
         ctx: The run.
-        first: The first pass's staged rows and its attempts' shards.
-        second: Where this pass's rows and attempts' shards go.
+        step: The commit step (its naming, its first shard number).
+        first: The first pass's staged rows and its attempts' shards (in scratch).
+        repack_dir: Where this pass's rows go.
     """
     audio, fs = ctx.config.audio, ctx.fs
-    (first_dir, first_attempts), (repack_dir, repack_attempts) = first, second
+    first_dir, first_attempts = first
     plan = plan_shards(
         first_pass_shards(ctx.spark, fs, first_dir),
         audio.equal_shards,
@@ -118,13 +166,35 @@ def _repack(ctx: RunContext, first: tuple[str, str], second: tuple[str, str]) ->
                 plan.clips,
                 audio.world_size,
             )
+        numbers = range(step.first_shard, step.first_shard + plan.shards)
+        fs.write_text(
+            join(ctx.scratch, NUMBERED_INTENT), json.dumps(numbered_paths(audio, numbers))
+        )
         most = max(1, plan.shards)  # a task per shard at most
         partitions = min(audio.partitions or ctx.parallelism() * 2, most)
+        target = RepackTarget(
+            fsspec_url(first_attempts), fsspec_url(ctx.output), step.names, step.first_shard
+        )
         clips_df = read_clip_rows(ctx.spark, first_dir)
-        attempts = (first_attempts, repack_attempts)
-        repack_df = repack_clips(clips_df, audio, plan, attempts, partitions)
+        repack_df = repack_clips(clips_df, audio, plan, target, partitions)
         with ctx.progress:
             repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)
     if fs.exists(first_attempts):
         fs.delete(first_attempts)  # the first pass's shards: every clip was copied out
     return plan
+
+
+def output_audio_metrics(config: AudioConfig, generation: Generation | None) -> dict[str, Any]:
+    """The ``audio`` block of ``_metrics.json`` for a whole output: its live steps summed."""
+    steps: list[Mapping[str, Any]] = []
+    if generation is not None:
+        steps = [f["audio"] for _, f in sorted(generation.figures.items()) if "audio" in f]
+    names = [*AUDIO_COUNTS, *AUDIO_SECONDS]
+    figures = {name: sum((step[name] for step in steps), 0) for name in names}
+    files = generation.files.values() if generation is not None else ()
+    shards = sorted(
+        (f.path.removeprefix(f"{SHARDS_DIR}/") for f in files if f.kind == KIND_SHARD),
+        key=lambda name: (len(name), name),  # audio_2 before audio_10
+    )
+    sizes = [step["clips_per_shard"] for step in steps if step.get("clips_per_shard") is not None]
+    return audio_metrics(figures, shards, config, sizes[0] if sizes else None)

@@ -1,9 +1,8 @@
-"""The audio step's committed rows read back on the driver, and where shards go.
+"""The audio step's committed rows read back on the driver.
 
-Each task attempt writes its shards under names carrying its attempt id and returns
-one ``shard`` row per file; those rows are written through Spark's commit protocol,
-so the rows that reach the scratch folder are exactly the committed attempts'.
-:func:`placed_shards` names only their files.
+Each task attempt writes its shards and returns one ``shard`` row per file; those rows
+are written through Spark's commit protocol, so the rows that reach the scratch folder
+are exactly the committed attempts'. :func:`committed_shards` names only their files.
 """
 
 from __future__ import annotations
@@ -13,12 +12,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from alm_spark.audio.shards import (
-    published_name,
-)
-from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS, NEMO_MANIFESTS_DIR
+from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS
 from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_CLIP, KIND_SHARD
-from alm_spark.storage.fs import FileSystem, join
+from alm_spark.storage.fs import FileSystem
 from alm_spark.storage.io import escape_glob
 from alm_spark.storage.schemas import (
     AUDIO_FIGURES_SCHEMA,
@@ -53,31 +49,18 @@ def _shard_rows(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[di
     return [row.asDict() for row in shards_df.orderBy("name").collect()]
 
 
-def placed_shards(
-    spark: SparkSession, fs: FileSystem, staged_dir: str, attempts_dir: str
-) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """The committed attempts' shards (and manifests), and where each goes in ``_shards/``.
+def committed_shards(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[dict[str, Any]]:
+    """The shards the committed attempts wrote into the output, in name order.
 
-    Files of failed, killed or speculative attempts in ``attempts_dir`` are not among
-    them; they go with the scratch folder.
+    Files of failed, killed or speculative attempts are not among them; the step
+    deletes them by its name prefix.
 
     Returns:
-        One ``{name, clips, bytes, seconds, manifest}`` per shard, in number order, and
-        ``(path in attempts_dir, path in _shards/)`` per file to move.
+        One ``{name, clips, bytes, seconds, manifest}`` per shard, paths relative to the
+        output.
     """
-    published: list[dict[str, Any]] = []
-    moves: list[tuple[str, str]] = []
-    for shard in _shard_rows(spark, fs, staged_dir):
-        name = published_name(shard["name"])
-        moves.append((join(attempts_dir, shard["name"]), name))
-        manifest = shard["manifest"]
-        if manifest is not None:
-            target = f"{NEMO_MANIFESTS_DIR}/{published_name(manifest)}"
-            moves.append((join(attempts_dir, manifest), target))
-            manifest = target
-        published.append({**shard, "name": name, "manifest": manifest})
-    shards = sorted(published, key=lambda s: (len(s["name"]), s["name"]))  # audio_2 < audio_10
-    return shards, moves
+    shards = _shard_rows(spark, fs, staged_dir)
+    return sorted(shards, key=lambda s: (len(s["name"]), s["name"]))  # audio_2 < audio_10
 
 
 def read_clip_rows(spark: SparkSession, staged_dir: str) -> DataFrame:

@@ -1,16 +1,22 @@
 """The repack pass on the executors: clips copied into their published shards.
 
 With ``audio.format: nemo`` or ``audio.equal_shards`` the first pass writes only the
-audio members and one ``clip`` row per clip (where its bytes sit, its JSON). This pass
-lays the clips out into the published shards, numbered from 0
+audio members, into the run's scratch folder, and one ``clip`` row per clip (where its
+bytes sit, its JSON). This pass lays the clips out into numbered shards
 (:class:`~alm_spark.audio.shards.ShardPlan`), with ranged byte copies (no decoding),
-the same attempt-named files and commit rows as the first pass.
+written into ``_shards/`` under their final names (``audio_N.tar`` and
+``sharded_manifests/manifest_N.json``, ``shard-NNNNNN.tar``), numbered on from the
+output's last number. Every attempt of a task writes the same bytes under the same
+names, so a file appears whole (:class:`~alm_spark.storage.datafiles.DataFile`) and a
+second attempt's replaces the first's with equal bytes; the step records the committed
+attempts' rows.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -20,7 +26,6 @@ from pyspark.sql import DataFrame
 from alm_spark.audio.shards import (
     ShardPlan,
     ShardWriter,
-    attempt_name,
     nemo_manifest_line,
     nemo_manifest_name,
     repacked_shard_name,
@@ -32,8 +37,9 @@ from alm_spark.audio.tasks import (
     shard_record,
 )
 from alm_spark.config import AudioConfig
+from alm_spark.names import NEMO_MANIFESTS_DIR, SHARDS_DIR
 from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_SHARD
-from alm_spark.storage.datafiles import fsspec_url, task_attempt
+from alm_spark.storage.datafiles import DataFile, StepNames
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_SCHEMA,
     TARGETED_CLIP_SCHEMA,
@@ -56,15 +62,47 @@ def with_targets(batches: Iterator[pa.RecordBatch], plan: ShardPlan) -> Iterator
         yield pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, "rank", "target"])
 
 
+def numbered_paths(config: AudioConfig, numbers: range) -> list[str]:
+    """The files the repack pass writes for shards ``numbers``, relative to the output."""
+    paths = []
+    for number in numbers:
+        paths.append(f"{SHARDS_DIR}/{repacked_shard_name(config.format, number)}")
+        if config.format == "nemo":
+            paths.append(f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}/{nemo_manifest_name(number)}")
+    return paths
+
+
+@dataclass(frozen=True)
+class RepackTarget:
+    """Where the repack pass reads and writes (picklable: it travels to the executors).
+
+    Attributes:
+        first_pass: Where the first pass's attempts wrote their shards (fsspec URL).
+        output: The output, as fsspec opens it.
+        names: The commit step's naming (its prefix starts temporary names).
+        first_number: The number of the plan's shard 0.
+    """
+
+    first_pass: str
+    output: str
+    names: StepNames
+    first_number: int
+
+    def open(self, relative: str) -> DataFile:
+        """A numbered file, written whole under its final name."""
+        temporary = f"{self.names.prefix}{self.names.run_id}-"
+        return DataFile(f"{self.output}/{relative}", same_bytes_as=temporary)
+
+
 class _Packer:
     """Writes one published shard after another from clip rows in rank order."""
 
-    def __init__(self, config: AudioConfig, fs: Any, first_root: str, root: str, attempt: int):
+    def __init__(self, config: AudioConfig, fs: Any, first_root: str, target: RepackTarget):
         self._config, self._fs = config, fs
-        self._first_root, self._root, self._attempt = first_root, root, attempt
+        self._first_root, self._out = first_root, target
         self._target: int | None = None
         self._writer: ShardWriter | None = None
-        self._manifest: Any = None
+        self._manifest: DataFile | None = None
         self._manifest_name: str | None = None
         self._source: tuple[str, Any] | None = None
         self.records: list[str] = []  # one shard row per shard written
@@ -79,9 +117,10 @@ class _Packer:
         audio = self._read(row["shard"], int(row["offset"]), int(row["size"]))
         codec = self._config.codec
         members = [(codec, audio)]
-        if self._config.format == "nemo":
+        if self._manifest is not None:
             member = f"{meta['key']}.{codec}"
-            self._manifest.write((nemo_manifest_line(meta, member, target) + "\n").encode())
+            number = self._out.first_number + target
+            self._manifest.write((nemo_manifest_line(meta, member, number) + "\n").encode())
         else:
             members.append(("json", row["meta"].encode("utf-8")))
         self._writer.add(meta["key"], members, float(row["seconds"]))
@@ -99,22 +138,23 @@ class _Packer:
         if self._writer is not None:
             self._writer.abort()
         if self._manifest is not None:
-            self._manifest.close()
+            self._manifest.abort()
         if self._source is not None:
             self._source[1].close()
 
     def _start(self, target: int) -> None:
-        name = attempt_name(repacked_shard_name(self._config.format, target), self._attempt)
+        number = self._out.first_number + target
+        shard, *manifest = numbered_paths(self._config, range(number, number + 1))
         self._target = target
         self._writer = ShardWriter(
-            open_shard=lambda n: self._fs.open(f"{self._root}/{n}", "wb"),
-            name_for=lambda _: name,
+            open_shard=self._out.open,
+            name_for=lambda _: shard,
             max_clips=1 << 62,  # the plan decided what goes in
             max_bytes=1 << 62,
         )
-        if self._config.format == "nemo":
-            self._manifest_name = attempt_name(nemo_manifest_name(target), self._attempt)
-            self._manifest = self._fs.open(f"{self._root}/{self._manifest_name}", "wb")
+        if manifest:
+            self._manifest_name = manifest[0]
+            self._manifest = self._out.open(manifest[0])
 
     def _finish(self) -> None:
         if self._writer is None:
@@ -142,8 +182,7 @@ def repack_clip_batches(
     batches: Iterator[pa.RecordBatch],
     config: AudioConfig,
     plan: ShardPlan,
-    first_url: str,
-    attempts_url: str,
+    target: RepackTarget,
 ) -> Iterator[pa.RecordBatch]:
     """Copy clips from the first-pass shards into the published ones (``mapInArrow``).
 
@@ -152,8 +191,7 @@ def repack_clip_batches(
             and in rank order.
         config: The ``audio`` settings.
         plan: The layout (for the left-out clips' message).
-        first_url: Where the first pass's attempts wrote their shards.
-        attempts_url: Where this pass's attempts write theirs.
+        target: Where this pass reads the clips and writes the numbered shards.
 
     Yields:
         Batches of ``(kind, record)``: ``rejected_audio`` rows for the clips left out,
@@ -161,11 +199,8 @@ def repack_clip_batches(
     """
     import fsspec
 
-    _, attempt = task_attempt()
-    fs, first_root = fsspec.core.url_to_fs(first_url)
-    root = fsspec.core.url_to_fs(attempts_url)[1]
-    fs.makedirs(root, exist_ok=True)
-    packer = _Packer(config, fs, first_root, root, attempt)
+    fs, first_root = fsspec.core.url_to_fs(target.first_pass)
+    packer = _Packer(config, fs, first_root, target)
     figures = AudioFigures()
     out = TaskRows()
     left_out = f"left out so that each of the {plan.shards} shard(s) holds {plan.per_shard} clip(s)"
@@ -198,7 +233,7 @@ def repack_clips(
     clips_df: DataFrame,
     config: AudioConfig,
     plan: ShardPlan,
-    attempts: tuple[str, str],
+    target: RepackTarget,
     partitions: int,
 ) -> DataFrame:
     """The repack pass as a DataFrame of ``(kind, record)`` rows (nothing runs yet).
@@ -211,11 +246,9 @@ def repack_clips(
             (:func:`~alm_spark.audio.publish.read_clip_rows`).
         config: The ``audio`` settings.
         plan: The published layout.
-        attempts: Where the first pass's attempts wrote their shards, and where this
-            pass's attempts write the published shards.
+        target: Where the first pass's clips are and the numbered shards go.
         partitions: Tasks at most.
     """
-    first_attempts_dir, attempts_dir = attempts
     targeted = clips_df.mapInArrow(partial(with_targets, plan=plan), TARGETED_CLIP_SCHEMA)
     ordered = targeted.repartitionByRange(partitions, "target").sortWithinPartitions(
         "target", "rank"
@@ -224,7 +257,6 @@ def repack_clips(
         repack_clip_batches,
         config=config,
         plan=plan,
-        first_url=fsspec_url(first_attempts_dir),
-        attempts_url=fsspec_url(attempts_dir),
+        target=target,
     )
     return ordered.mapInArrow(repack, AUDIO_RESULT_SCHEMA)

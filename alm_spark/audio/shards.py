@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, Protocol
+
+
+class ShardSink(Protocol):
+    """Where a shard's bytes go: a file, or a data file that appears whole on ``close``."""
+
+    def write(self, data: bytes, /) -> Any:
+        """Append bytes."""
+
+    def close(self) -> None:
+        """Finish the file."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class ShardWriter:
 
     def __init__(
         self,
-        open_shard: Callable[[str], BinaryIO],
+        open_shard: Callable[[str], ShardSink],
         name_for: Callable[[int], str],
         max_clips: int,
         max_bytes: int,
@@ -55,7 +66,7 @@ class ShardWriter:
         """Prepare; no file is opened before the first clip."""
         self._open, self._name_for = open_shard, name_for
         self._max_clips, self._max_bytes = max_clips, max_bytes
-        self._handle: BinaryIO | None = None
+        self._handle: ShardSink | None = None
         self._tar: tarfile.TarFile | None = None
         self._name = ""
         self._clips = self._bytes = 0
@@ -95,16 +106,18 @@ class ShardWriter:
         return self.finished
 
     def abort(self) -> None:
-        """Close the open file without finishing it (a failed task)."""
+        """Drop the open file (a failed task): a data file leaves nothing, a file is closed."""
         if self._handle is not None:
-            self._handle.close()
+            getattr(self._handle, "abort", self._handle.close)()
         self._handle = self._tar = None
 
     def _start(self) -> None:
         self._name = self._name_for(len(self.finished))
         self._handle = self._open(self._name)
-        self._tar = tarfile.open(  # noqa: SIM115 - closed by _finish, across calls
-            fileobj=self._handle, mode="w|", format=tarfile.USTAR_FORMAT
+        self._tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
+            fileobj=self._handle,  # tarfile only writes to it; _finish closes it
+            mode="w|",
+            format=tarfile.USTAR_FORMAT,
         )
         self._clips = self._bytes = 0
         self._seconds = 0.0
@@ -197,11 +210,16 @@ def attempt_name(name: str, attempt: int) -> str:
     return f"{stem}.attempt-{attempt}{dot}{extension}"
 
 
-def published_name(name: str) -> str:
-    """The inverse of :func:`attempt_name`: ``audio_3.attempt-17.tar`` -> ``audio_3.tar``."""
-    stem, _, rest = name.partition(".attempt-")
-    _, dot, extension = rest.partition(".")
-    return f"{stem}{dot}{extension}"
+#: A numbered shard's or shard manifest's file name, with its number.
+_NUMBERED = re.compile(r"(?:audio_(\d+)\.tar|shard-(\d{6})\.tar|manifest_(\d+)\.json)")
+
+
+def shard_number(path: str) -> int | None:
+    """The number in a repacked shard's (or its manifest's) name; None for other names."""
+    found = _NUMBERED.fullmatch(path.rsplit("/", 1)[-1])
+    if found is None:
+        return None
+    return int(next(group for group in found.groups() if group is not None))
 
 
 def repacked_shard_name(audio_format: str, number: int) -> str:

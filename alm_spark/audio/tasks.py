@@ -3,16 +3,16 @@
 Input: the staged window rows (:data:`~alm_spark.rows.AUDIO_WINDOW`, one per item of an
 entry's ``filtered_windows``). They are hash-partitioned by entry and sorted, so a
 task sees each entry's windows together and decodes its recording once
-(:func:`~alm_spark.audio.cut.cut_entry`). Each task attempt writes its shards under
-names carrying its attempt id, then returns one ``shard`` row per file besides the
-``rejected_audio`` rows and one ``audio_figures`` row. Those rows are written through
-Spark's commit protocol, so the rows that reach the scratch folder are exactly the
-committed attempts'; :func:`~alm_spark.audio.publish.placed_shards` names only their
-files.
+(:func:`~alm_spark.audio.cut.cut_entry`). Each task attempt writes its shards into
+``_shards/`` under final names carrying the step, the task and the attempt
+(:class:`~alm_spark.storage.datafiles.DataFile`: whole or absent), then returns one
+``shard`` row per file besides the ``rejected_audio`` rows and one ``audio_figures``
+row. Those rows are written through Spark's commit protocol, so the rows that reach the
+scratch folder are exactly the committed attempts'; the step records only their files.
 
 With ``audio.format: nemo`` or ``audio.equal_shards`` this first pass writes only the
-audio members and one ``clip`` row per clip, and :mod:`alm_spark.audio.repack` lays
-the clips out into the published shards.
+audio members, into the run's scratch folder, and one ``clip`` row per clip;
+:mod:`alm_spark.audio.repack` lays the clips out into the numbered shards.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from alm_spark.config import AudioConfig
 from alm_spark.engines.results import Counter
 from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS
 from alm_spark.rows import CLIP, KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_CLIP, KIND_SHARD
-from alm_spark.storage.datafiles import fsspec_url, task_attempt
+from alm_spark.storage.datafiles import DataFile, fsspec_url, task_attempt
+from alm_spark.storage.outputs import FileNames
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_ARROW_SCHEMA,
     AUDIO_RESULT_SCHEMA,
@@ -133,10 +134,31 @@ def _window(row: dict[str, Any]) -> WindowClip:
     return WindowClip(int(row["position"]), int(row["window"]), row["start"], row["end"], meta)
 
 
+def _first_pass_writer(config: AudioConfig, where: FileNames | str) -> ShardWriter:
+    """A task attempt's shard writer: into the output (``where``'s names), or scratch."""
+    partition, attempt = task_attempt()
+    limits = {"max_clips": config.shard_max_clips, "max_bytes": int(config.shard_max_mb * 1e6)}
+    if isinstance(where, FileNames):
+        return ShardWriter(
+            open_shard=lambda name: DataFile(f"{where.root}/{name}"),
+            name_for=lambda index: where.relative(partition, attempt, f"-{index:04d}.tar"),
+            **limits,
+        )
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(where)
+    fs.makedirs(root, exist_ok=True)
+    return ShardWriter(
+        open_shard=lambda name: fs.open(f"{root}/{name}", "wb"),
+        name_for=lambda index: shard_name(partition, index, attempt),
+        **limits,
+    )
+
+
 def cut_window_batches(
     batches: Iterator[pa.RecordBatch],
     config: AudioConfig,
-    attempts_url: str,
+    where: FileNames | str,
     progress: tuple[Counter, Counter] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Cut, encode and pack the clips of a task's entries (``mapInArrow``).
@@ -145,25 +167,16 @@ def cut_window_batches(
         batches: Rows of :data:`~alm_spark.rows.AUDIO_WINDOW`, each entry's rows together and
             in ``position`` order.
         config: The ``audio`` settings.
-        attempts_url: Where this step's task attempts write their shards (fsspec URL).
+        where: Where the shards go: into ``_shards/`` of the output, under final names;
+            or (a repacked format) an fsspec URL in the run's scratch folder.
         progress: Counters of clips cut and of their milliseconds, added per entry.
 
     Yields:
         Batches of ``(kind, record)``: ``rejected_audio`` rows (and ``clip`` rows for
-        a repacked format), then one ``shard`` row per file this attempt wrote and
-        one ``audio_figures`` row.
+        a repacked format), then one ``shard`` row per file this attempt wrote (its
+        path in the output, or its name in scratch) and one ``audio_figures`` row.
     """
-    import fsspec
-
-    partition, attempt = task_attempt()
-    fs, root = fsspec.core.url_to_fs(attempts_url)
-    fs.makedirs(root, exist_ok=True)
-    writer = ShardWriter(
-        open_shard=lambda name: fs.open(f"{root}/{name}", "wb"),
-        name_for=lambda index: shard_name(partition, index, attempt),
-        max_clips=config.shard_max_clips,
-        max_bytes=int(config.shard_max_mb * 1e6),
-    )
+    writer = _first_pass_writer(config, where)
     figures, out = AudioFigures(), TaskRows()
     try:
         for rows in _entries(batches):
@@ -237,7 +250,7 @@ def _cut_rows(
 def cut_audio(
     windows_df: DataFrame,
     config: AudioConfig,
-    attempts_dir: str,
+    where: FileNames | str,
     partitions: int,
     progress: tuple[Counter, Counter] | None = None,
 ) -> DataFrame:
@@ -246,7 +259,8 @@ def cut_audio(
     Args:
         windows_df: Staged window rows (:data:`~alm_spark.rows.AUDIO_WINDOW`).
         config: The ``audio`` settings.
-        attempts_dir: Where task attempts write shards (inside the run's scratch folder).
+        where: Where task attempts write shards: ``_shards/`` of the output, or (a
+            repacked format) a folder in the run's scratch folder.
         partitions: Tasks; each entry's windows go to one of them.
         progress: Counters of clips and of their milliseconds (for the status line).
     """
@@ -256,7 +270,7 @@ def cut_audio(
     cut = partial(
         cut_window_batches,
         config=config,
-        attempts_url=fsspec_url(attempts_dir),
+        where=where if isinstance(where, FileNames) else fsspec_url(where),
         progress=progress,
     )
     return ordered.mapInArrow(cut, AUDIO_RESULT_SCHEMA)

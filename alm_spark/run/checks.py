@@ -56,9 +56,10 @@ def check_job(config: PipelineConfig, recut_from: str | None = None) -> Job:
         check_recut_config(config)
     else:
         check_local_inputs(config.input.paths)
-    if config.output.mode == "update" and config.audio.enabled:
+    if config.output.mode == "update" and config.audio.enabled and config.audio.equal_shards:
         raise ConfigError(
-            "output.mode: update does not cut audio yet (audio.enabled is true); use overwrite"
+            "output.mode: update cannot keep shards equal across runs (audio.equal_shards is "
+            "true); use overwrite"
         )
     if config.audio.enabled:
         check_audio_libraries()

@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 
 from alm_spark import rows
 from alm_spark.algorithm.render import LineSettings
-from alm_spark.audio.passes import cut_audio_into
+from alm_spark.audio.passes import cut_audio_into, output_audio_metrics
 from alm_spark.config import PipelineConfig
 from alm_spark.engines.base import EngineRun
 from alm_spark.engines.registry import engine_named
@@ -128,14 +128,14 @@ def run_job(
             return RunResult(output_path=ctx.output, metrics=read_metrics(ctx))
         out.begin()
         try:
-            audio = _commit_steps(ctx, out, listing, plan)
+            _commit_steps(ctx, out, listing, plan)
         except Exception as err:
             _name_damaged_input(spark, sources, err)
             if fills_a_data_file(err):  # a task's own write: the output's disk is full
                 raise OutputFullError(ctx.output) from err
             raise
         ctx.step("publishing")
-        out.metrics = _output_metrics(ctx, out, plan, sources, audio)
+        out.metrics = _output_metrics(ctx, out, plan, sources)
     return RunResult(output_path=ctx.output, metrics=out.metrics or {})
 
 
@@ -172,20 +172,17 @@ def _list_inputs(ctx: RunContext, sources: ManifestSources) -> _Listing:
     return _Listing(lines_df, tuple(inputs), paths, len(listed))
 
 
-def _commit_steps(
-    ctx: RunContext, out: OutputCommits, listing: _Listing, plan: InputPlan
-) -> dict[str, Any] | None:
-    """Process the planned inputs step by step, each committed; the audio block, if any.
+def _commit_steps(ctx: RunContext, out: OutputCommits, listing: _Listing, plan: InputPlan) -> None:
+    """Process the planned inputs step by step, each committed with its audio.
 
-    Audio runs are one step (shard names are not yet unique across steps).
+    Equal shards are laid out over the whole run: such a run is one step.
     """
     config = ctx.config
-    if config.audio.enabled:
+    if config.audio.enabled and config.audio.equal_shards:
         steps = [plan.process] if plan.process else []
     else:
         max_bytes = int(config.output.step_gb * 1e9)
         steps = split_into_steps(plan.process, config.output.step_files, max_bytes)
-    audio = None
     for number, inputs in enumerate(steps, 1):
         with out.step(inputs, number == len(steps), plan if number == 1 else None) as step:
             if len(steps) > 1:
@@ -195,10 +192,9 @@ def _commit_steps(
                 windows_df = _read_staged(ctx, rows.AUDIO_WINDOW)
                 totals = written.totals
                 counts = (int(totals["filtered_windows"]), int(totals["entries_written"]))
-                audio = cut_audio_into(ctx, windows_df, counts, step)
+                cut_audio_into(ctx, windows_df, counts, step)
     if not steps:
         out.close()
-    return audio
 
 
 def _output_metrics(
@@ -206,7 +202,6 @@ def _output_metrics(
     out: OutputCommits,
     plan: InputPlan,
     sources: ManifestSources,
-    audio: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """``_metrics.json`` for the whole output: the committed steps' figures summed."""
     generation = out.current
@@ -227,6 +222,7 @@ def _output_metrics(
         run["update"] = _update_figures(plan)
     report = assemble_report(report_rows, ctx.config.builder)
     figures = entry_figures(totals)
+    audio = output_audio_metrics(ctx.config.audio, generation) if ctx.config.audio.enabled else None
     return build_metrics(ctx, figures, audio=audio, run=run, report=report)
 
 

@@ -4,11 +4,11 @@
 commit log (:mod:`alm_spark.storage.commits`), finishes or clears what an interrupted run
 left, and opens a new generation with a record before any data file is written. The
 run's tasks then write data files into the output itself, under names that start with
-the generation and the step. When the work is done one record makes them live and
-retires the old generation; the retired files are deleted, ``_metrics.json`` and
-``_report.html`` rewritten, and ``_SUCCESS`` written last. Nothing is renamed or copied
-except audio shards, which are still cut into the run's scratch folder and moved in
-after their record (a move the next run finishes if this one is killed).
+the generation and the step (numbered audio shards, whose names carry no step, are
+noted in the step's scratch folder before they are written). When the work is done one
+record makes them live and retires the old generation; the retired files are deleted,
+``_metrics.json`` and ``_report.html`` rewritten, and ``_SUCCESS`` written last.
+Nothing is renamed or copied.
 
 If the run fails before any of its steps is committed, its files are deleted and the old
 output, still the live one by the log, gets its ``_SUCCESS`` back. If it fails later, its
@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alm_spark import rows
+from alm_spark.audio.shards import shard_number
 from alm_spark.config.recorded import first_difference, output_settings
 from alm_spark.errors import ConfigError
 from alm_spark.names import (
     LOST_WINDOWS_DIR,
     NEMO_MANIFESTS_DIR,
+    NUMBERED_INTENT,
     REJECTED_AUDIO_DIR,
     REJECTED_DIR,
     SCRATCH_DIR,
@@ -69,10 +71,18 @@ from alm_spark.storage.steps import InputPlan, plan_inputs
 
 log = logging.getLogger(__name__)
 
-#: Folders where a generation's tasks write files named by its prefix (``""``: the output).
-TASK_FOLDERS = ("", REJECTED_DIR, WINDOWS_DIR, LOST_WINDOWS_DIR)
-#: Every folder of data files.
-DATA_FOLDERS = (*TASK_FOLDERS, SHARDS_DIR, f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}", REJECTED_AUDIO_DIR)
+#: The folders of data files (``""``: the output). A generation's tasks write files named
+#: by its prefix into each, and numbered shards into the two of ``_shards``.
+DATA_FOLDERS = (
+    "",
+    REJECTED_DIR,
+    WINDOWS_DIR,
+    LOST_WINDOWS_DIR,
+    SHARDS_DIR,
+    f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}",
+    REJECTED_AUDIO_DIR,
+)
+TASK_FOLDERS = DATA_FOLDERS
 #: What an old output's files hold, by folder (for adopting it as generation 1).
 _KIND_BY_FOLDER = {
     f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}": rows.KIND_SHARD_MANIFEST,
@@ -92,16 +102,16 @@ class OutputStep:
 
     Attributes:
         names: How the step's data files are named.
+        first_shard: The number its first numbered shard takes (after the output's).
         added: The data files it makes live.
-        moves: Files still to be moved into place after its record (audio shards).
         folders: Folders the step made (kept even when empty).
         inputs: The input files it processed.
         figures: Its figures, recorded for later runs.
     """
 
     names: StepNames
+    first_shard: int = 0
     added: list[DataFile] = field(default_factory=list)
-    moves: list[tuple[str, str]] = field(default_factory=list)
     folders: set[str] = field(default_factory=set)
     inputs: tuple[InputFile, ...] = ()
     figures: dict[str, Any] = field(default_factory=dict)
@@ -109,11 +119,6 @@ class OutputStep:
     def add(self, path: str, kind: str) -> None:
         """A data file a task wrote under its final name (relative to the output)."""
         self.added.append(DataFile(path, kind))
-
-    def move(self, source: str, target: str, kind: str) -> None:
-        """A file the record makes live at ``target`` once moved from ``source``."""
-        self.moves.append((source, target))
-        self.added.append(DataFile(target, kind))
 
 
 @contextmanager
@@ -242,7 +247,7 @@ class OutputCommits:
         number = (current.last_step if current else 0) + 1
         self.ctx.names = StepNames(self.generation, number, self.ctx.run_id)
         self.ctx.scratch = join(self.ctx.output, SCRATCH_DIR, self.ctx.run_id, f"step-{number}")
-        step = OutputStep(self.ctx.names, inputs=tuple(inputs))
+        step = OutputStep(self.ctx.names, _next_shard_number(self.state), inputs=tuple(inputs))
         self._in_flight = self.ctx.names
         yield step
         crash_point("before_record")
@@ -256,7 +261,6 @@ class OutputCommits:
             added=tuple(step.added),
             retired=plan.retire_files if plan else (),
             retired_steps=plan.retire_steps if plan else (),
-            moves=tuple(step.moves),
             figures=step.figures,
         )
         self.state = self._commits.append(self.state, record)  # raises unless it is there
@@ -302,10 +306,22 @@ class OutputCommits:
         nothing_committed = self._committed_steps == 0 and not unknown
         _abandon(
             self.ctx,
+            self.state,
             prefix,
             restore=self._had_success and nothing_committed,
             remove=not self._existed and nothing_committed,
         )
+
+
+def _next_shard_number(state: LogState) -> int:
+    """One past the highest shard number any recorded file has (0 for none).
+
+    Numbers go on across steps and generations: a new generation's shards never take
+    the names of the live one's, which stay readable until its record retires them.
+    """
+    recorded = [*state.live_files, *(state.pending.files if state.pending else ())]
+    numbers = [n for n in map(shard_number, recorded) if n is not None]
+    return max(numbers) + 1 if numbers else 0
 
 
 def _resumed_generation(ctx: RunContext, state: LogState) -> Generation | None:
@@ -353,7 +369,8 @@ def _tidy(ctx: RunContext, commits: CommitLog) -> LogState:
         state = _adopt_old_output(ctx, commits)
     scratch = join(output, SCRATCH_DIR)
     if state.moves and fs.exists(scratch):
-        finish_moves(fs, output, state.moves)  # a killed run's shards, already committed
+        finish_moves(fs, output, state.moves)  # shards an older version recorded as moves
+    _delete_numbered(fs, output, state, join(scratch, "*", "step-*"))
     fs.delete(scratch)
     _delete_unfinished_steps(fs, output, state)
     delete_files(fs, output, _dead(state))
@@ -370,7 +387,11 @@ def _adopt_old_output(ctx: RunContext, commits: CommitLog) -> LogState:
     state = LogState()
     if not fs.exists(output):
         return state
-    paths = list_data_files(fs, output, (*TASK_FOLDERS, SHARDS_DIR, REJECTED_AUDIO_DIR))
+    paths = list_data_files(
+        fs,
+        output,
+        ("", REJECTED_DIR, WINDOWS_DIR, LOST_WINDOWS_DIR, SHARDS_DIR, REJECTED_AUDIO_DIR),
+    )
     if not paths:
         return state
     added = tuple(DataFile(p, _kind_of(p)) for p in paths)
@@ -408,6 +429,22 @@ def _delete_unfinished_steps(fs: FileSystem, output: str, state: LogState) -> No
         log.warning("removed %d data file(s) an interrupted run left in %s", dropped, output)
 
 
+def _delete_numbered(fs: FileSystem, output: str, state: LogState, steps: str) -> int:
+    """Delete the numbered shards that the scratch folders ``steps`` note and no record has.
+
+    Args:
+        fs: The file system.
+        output: The output.
+        state: The log's state (what its records made live or pending).
+        steps: A pattern of step scratch folders (a run's, or every run's).
+    """
+    recorded = {*state.live_files, *(state.pending.files if state.pending else ())}
+    noted: list[str] = []
+    for info in fs.glob(join(steps, NUMBERED_INTENT)):
+        noted += json.loads(fs.read_text(info.path))
+    return delete_files(fs, output, [path for path in noted if path not in recorded])
+
+
 def _dead(state: LogState) -> list[str]:
     """Retired files, less those a live file of the same name replaced (a shard)."""
     live = state.live_files
@@ -424,12 +461,11 @@ def _finish(out: OutputCommits, unfinished: range, first_step: int) -> None:
     """
     ctx, state = out.ctx, out.state
     fs, output = ctx.fs, ctx.output
-    with ctx.timed("publish"):
-        finish_moves(fs, output, state.moves)
+    with ctx.timed("publish"):  # nothing is moved: only the run's scratch goes
+        fs.delete(join(output, SCRATCH_DIR))
     if out.metrics is not None:
         out.metrics["run"]["timings"]["publish"] = round(ctx.timings["publish"], 3)
         out.metrics = write_metrics(ctx, out.metrics)
-    fs.delete(join(output, SCRATCH_DIR))
     # Again: a killed run's Python workers are not in its process group (PySpark's
     # daemon starts its own) and may have written for a moment after this run began.
     for generation in unfinished:
@@ -456,8 +492,13 @@ def _folders(state: LogState) -> set[str]:
     return {path.rsplit("/", 1)[0] for path in state.live_files if "/" in path}
 
 
-def _abandon(ctx: RunContext, prefix: str | None, restore: bool, remove: bool) -> None:
+def _abandon(
+    ctx: RunContext, state: LogState, prefix: str | None, restore: bool, remove: bool
+) -> None:
     """Delete the files of a failed step (named ``prefix*``) and the run's scratch folder.
+
+    The step's numbered shards, noted in its scratch folder, go too, unless a record
+    of ``state`` made them live (an earlier step's).
 
     A failed job's other tasks are killed after it fails; until they stop they can
     still write (Spark 3.5's do, even after the tracker counts no running task), so the
@@ -472,11 +513,17 @@ def _abandon(ctx: RunContext, prefix: str | None, restore: bool, remove: bool) -
     quiet_since = None
     quiet = False
     try:
+        numbered: list[str] = []
+        if prefix is not None:
+            for info in fs.glob(join(scratch, "step-*", NUMBERED_INTENT)):
+                numbered += json.loads(fs.read_text(info.path))
+            numbered = [path for path in numbered if path not in state.live_files]
         while time.monotonic() < deadline:
             found = fs.exists(scratch)
             fs.delete(scratch)
             if prefix is not None:
                 found = drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set()) > 0 or found
+                found = delete_files(fs, output, numbered) > 0 or found
             if found:
                 quiet_since = None
             elif quiet_since is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from alm_spark.audio.passes import cut_audio_into
+from alm_spark.audio.passes import cut_audio_into, output_audio_metrics
 from alm_spark.config import PipelineConfig
 from alm_spark.errors import OutputError
 from alm_spark.names import WINDOWS_DIR
@@ -86,8 +86,9 @@ def recut_output(ctx: RunContext) -> RunResult:
     with committed_output(ctx, ManifestSources((), ())) as out:
         out.begin()
         with out.step((), last=True) as step:
-            audio = cut_audio_into(ctx, windows_df, counts, step)
+            cut_audio_into(ctx, windows_df, counts, step)
         ctx.step("publishing")
+        audio = output_audio_metrics(ctx.config.audio, out.current)
         run = {"output_path": output, "recut_from": source}
         out.metrics = build_metrics(ctx, finished, audio=audio, run=run)
     return RunResult(output_path=output, metrics=out.metrics or {})

@@ -111,7 +111,9 @@ class DataFile:
             second writer is a bug, never overwritten).
     """
 
-    def __init__(self, url: str, make_folder: bool = False) -> None:
+    def __init__(
+        self, url: str, make_folder: bool = False, same_bytes_as: str | None = None
+    ) -> None:
         """Open ``url`` for writing.
 
         Args:
@@ -119,19 +121,24 @@ class DataFile:
             make_folder: Create its folder if missing. Tasks never do: the driver makes
                 a step's folders, and a task of a failed job that Spark has not stopped
                 yet must not bring back a folder the driver removed.
+            same_bytes_as: For a name every attempt of a task writes with the same bytes
+                (a numbered shard): the step's name prefix, which starts the hidden
+                temporary name (so a failed attempt's is found by it); the file may
+                then replace one already there.
         """
         from fsspec.core import url_to_fs
 
         self.url = url
         self.fs, self.path = url_to_fs(url)
-        if self.fs.exists(self.path):
+        if same_bytes_as is None and self.fs.exists(self.path):
             raise FileExistsError(f"{url}: a data file is never overwritten")
         folder, name = posixpath.split(self.path)
         if make_folder:
             self.fs.makedirs(folder, exist_ok=True)
         self.target = self.path
         if renames_are_free(self.fs.protocol, self.path):
-            self.target = posixpath.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+            temporary = f".{same_bytes_as or ''}{name}.{secrets.token_hex(4)}.tmp"
+            self.target = posixpath.join(folder, temporary)
         self.handle = self.fs.open(self.target, "wb")
         self.size = 0
         self.committed = False
@@ -150,6 +157,10 @@ class DataFile:
                 self.fs.mv(self.target, self.path)
         self.committed = True
         return self.size
+
+    def close(self) -> None:
+        """:meth:`commit`, for writers that close what they write to."""
+        self.commit()
 
     def abort(self) -> None:
         """Leave nothing behind, a file already committed included (its attempt failed).

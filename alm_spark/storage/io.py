@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from alm_spark.errors import InputError
-from alm_spark.rows import DATA_FILE, KIND_ENTRY, RowKind
+from alm_spark.rows import DATA_FILE, KIND_ENTRY, KIND_REJECTED, RowKind
 from alm_spark.run.session import scoped_conf
 from alm_spark.storage.fs import (
     FileInfo,
@@ -343,6 +343,23 @@ def write_lines_in_place(df: DataFrame, where: FileNames, codec: str) -> list[di
     lines_df = df.select(
         F.to_json(F.struct(*df.columns), {"ignoreNullFields": "false"}).alias("value")
     )
-    write = partial(write_line_batches, where=where, codec=codec)
+    return write_text_in_place(lines_df, where, codec, KIND_REJECTED)
+
+
+def write_text_in_place(
+    lines_df: DataFrame, where: FileNames, codec: str, holds: str
+) -> list[dict[str, Any]]:
+    """Write each ``value`` (already a line) into data files (one per task), final names.
+
+    Args:
+        lines_df: One ``value`` string column.
+        where: Where the files go and how they are named.
+        codec: ``none``, ``gzip`` or ``zstd``.
+        holds: The row kind the files hold (recorded with them).
+
+    Returns:
+        One :data:`~alm_spark.rows.DATA_FILE` dict per file (one small row per task).
+    """
+    write = partial(write_line_batches, where=where, codec=codec, holds=holds)
     files_df = lines_df.mapInArrow(write, DATA_FILE.spark_schema())
     return [row.asDict() for row in files_df.collect()]

@@ -28,6 +28,7 @@ from alm_spark.rows import (
     KIND_DATA_FILE,
     KIND_ENTRY,
     KIND_LOST,
+    KIND_REJECTED,
     KIND_WINDOW,
     RESULT,
     WINDOW,
@@ -371,7 +372,7 @@ def write_empty_table(where: FileNames, kind: RowKind) -> str:
 
 
 def write_line_batches(
-    batches: Iterator[pa.RecordBatch], where: FileNames, codec: str
+    batches: Iterator[pa.RecordBatch], where: FileNames, codec: str, holds: str = KIND_REJECTED
 ) -> Iterator[pa.RecordBatch]:
     """Write every ``value`` as a line of one data file; yield its ``data_file`` row.
 
@@ -379,6 +380,7 @@ def write_line_batches(
         batches: Rows with a ``value`` string column (each already an output line).
         where: Where the file goes and how it is named.
         codec: ``none``, ``gzip`` or ``zstd``.
+        holds: The row kind the file holds.
 
     Yields:
         One batch of :data:`~alm_spark.rows.DATA_FILE` rows (none when there were no
@@ -398,5 +400,5 @@ def write_line_batches(
             file.abort()
         raise
     if file is not None:
-        row = {"path": relative, "holds": "rejected", "rows": file.rows, "bytes": size}
+        row = {"path": relative, "holds": holds, "rows": file.rows, "bytes": size}
         yield pa.RecordBatch.from_pylist([row], schema=DATA_FILE.arrow_schema())
