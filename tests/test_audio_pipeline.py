@@ -351,6 +351,7 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(run_cli, tmp_pat
     complete_run()
     assert output_problems(out) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
     # The same clips, byte for byte, in shards of the new generation.
     def clips(shards: dict[str, bytes]) -> dict[str, bytes]:
         found = {}

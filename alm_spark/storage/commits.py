@@ -91,20 +91,25 @@ class DataFile:
         path: Relative to the output (``part-...jsonl``, ``_shards/...``).
         kind: What it holds (``entries``, ``rejected``, ``windows``, ``shard``, ...).
         inputs: URIs of the input files whose entries or clips it holds.
+        step: The commit step that made it live (set from its record's step; numbered
+            shards' names do not say it).
     """
 
     path: str
     kind: str
     inputs: tuple[str, ...] = ()
+    step: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """The record's form."""
-        return {"path": self.path, "kind": self.kind, "inputs": list(self.inputs)}
+        """The record's form (and, in a checkpoint, its step)."""
+        data = {"path": self.path, "kind": self.kind, "inputs": list(self.inputs)}
+        return {**data, "step": self.step} if self.step else data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DataFile:
         """Read the record's form."""
-        return cls(str(data["path"]), str(data["kind"]), tuple(data.get("inputs", ())))
+        inputs = tuple(data.get("inputs", ()))
+        return cls(str(data["path"]), str(data["kind"]), inputs, int(data.get("step", 0)))
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,7 @@ class Generation:
         """This generation after one of its records."""
         retired, gone = set(commit.retired), set(commit.retired_steps)
         files = {p: f for p, f in self.files.items() if p not in retired}
-        files.update((f.path, f) for f in commit.added)
+        files.update((f.path, replace(f, step=commit.step)) for f in commit.added)
         steps = {u: n for u, n in self.input_steps.items() if n not in gone}
         steps.update((i.uri, commit.step) for i in commit.inputs)
         inputs = dict(self.inputs)
@@ -243,9 +248,17 @@ class Generation:
         )
 
     def step_files(self, step: int) -> list[str]:
-        """The paths of the files step ``step`` wrote (their names say their step)."""
+        """The paths of the files step ``step`` made live.
+
+        Files recorded before steps were (an adopted output's: step 0) are the step's
+        whose name starts with its prefix.
+        """
         prefix = step_prefix(self.number, step)
-        return [p for p in self.files if p.rsplit("/", 1)[-1].startswith(prefix)]
+        return [
+            path
+            for path, file in self.files.items()
+            if file.step == step or (not file.step and path.rsplit("/", 1)[-1].startswith(prefix))
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """The checkpoint's form."""
