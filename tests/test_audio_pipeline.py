@@ -3,6 +3,7 @@ rejected audio with reasons, figures, and keys that do not change between reruns
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -444,3 +445,113 @@ def test_a_recut_refuses_what_it_cannot_read(
     )
     with pytest.raises(InputError, match="_windows/ table lacks audio_filepath, audio_sample_rate"):
         recut(old, f"output.path={tmp_path / 'e'}")
+
+
+def _clips(out: Path) -> dict[str, bytes]:
+    """Every member of every shard, by name."""
+    found: dict[str, bytes] = {}
+    for shard in sorted((out / "_shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            found.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+    return found
+
+
+def _nemo_lines(out: Path) -> list[str]:
+    """The shard manifests' lines, less the shard number (a grown output's are later)."""
+    rows = iter_jsonl(out / "_shards" / "sharded_manifests")
+    return sorted(json.dumps({**r, "shard_id": None}, sort_keys=True) for r in rows)
+
+
+def _rejected_clips(out: Path) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True) for r in iter_jsonl(out / "_rejected_audio"))
+
+
+def _numbers(out: Path) -> set[int]:
+    return {int(p.stem.split("_")[1]) for p in (out / "_shards").glob("audio_*.tar")}
+
+
+def test_an_audio_output_grows_and_a_changed_file_replaces_its_clips(
+    spark: Any, tmp_path: Path
+) -> None:
+    """``update`` with NeMo shards: new clips go into shards numbered on, a changed file's
+    step is cut again (its old shards retired), and the output equals a clean run's."""
+    folder = tmp_path / "in"
+    (folder / "audio").mkdir(parents=True)
+    write_audio(folder / "audio" / "a.flac", 31.0, 16000, 1, "flac")
+    write_audio(folder / "audio" / "b.wav", 21.0, 16000, 1, "wav")
+    write_jsonl(folder / "m1.jsonl", [json.dumps(_entry("audio/a.flac", 30.0))])
+    write_jsonl(folder / "m2.jsonl", [json.dumps(_entry("audio/b.wav", 20.0))])
+    out, settings = tmp_path / "out", ("audio.format=nemo", "audio.shard_max_clips=2")
+    grow = (*settings, "output.mode=update", "output.step_files=1")
+    first = _run(spark, folder, out, *grow)
+    assert first.metrics["audio"]["shards"] == len(_numbers(out)) == max(_numbers(out)) + 1
+    kept = {p.name: p.read_bytes() for p in (out / "_shards").glob("audio_*.tar")}
+
+    write_jsonl(folder / "m3.jsonl", [json.dumps(_entry("audio/missing.flac", 20.0))])
+    write_jsonl(folder / "m4.jsonl", [json.dumps(_entry("audio/a.flac", 20.0))])
+    _run(spark, folder, out, *grow)
+    assert min(_numbers(out) - {int(n[6:-4]) for n in kept}) == len(kept)  # numbered on
+    assert all((out / "_shards" / name).read_bytes() == data for name, data in kept.items())
+
+    write_jsonl(folder / "m2.jsonl", [json.dumps(_entry("audio/b.wav", 15.0))])  # changed
+    changed = _run(spark, folder, out, *grow)
+    assert changed.metrics["run"]["update"]["retired_steps"] == [2]
+    clean_out = tmp_path / "clean"
+    clean = _run(spark, folder, clean_out, *settings)
+    assert _clips(out) == _clips(clean_out)
+    assert _nemo_lines(out) == _nemo_lines(clean_out)
+    assert _rejected_clips(out) == _rejected_clips(clean_out)
+    assert output_problems(out) == []
+    ours, theirs = changed.metrics["audio"], clean.metrics["audio"]
+    for key in ("clips_written", "bytes_written", "entries", "files_read", "clips_lost"):
+        assert ours[key] == theirs[key], key
+    assert ours["seconds_written"] == pytest.approx(theirs["seconds_written"], rel=1e-9)
+    assert ours["shard_files"] == [f"audio_{n}.tar" for n in sorted(_numbers(out))]
+
+
+@pytest.mark.slow
+def test_numbered_shards_of_a_killed_step_are_deleted_by_the_next_run(
+    run_cli: Any, tmp_path: Path
+) -> None:
+    """A run killed after its second step wrote NeMo shards, before that step's record:
+    the shards' names carry no step, yet the next run deletes them (the step noted them
+    first), and the output is a clean run's."""
+    import os
+    import signal as signals
+    import subprocess
+    import sys
+
+    from alm_spark.run.crash import CRASH_ENV
+
+    folder = tmp_path / "in"
+    (folder / "audio").mkdir(parents=True)
+    write_audio(folder / "audio" / "a.flac", 31.0, 16000, 1, "flac")
+    write_jsonl(folder / "m1.jsonl", [json.dumps(_entry("audio/a.flac", 30.0))])
+    write_jsonl(folder / "m2.jsonl", [json.dumps(_entry("audio/a.flac", 20.0))])
+    out = tmp_path / "out"
+    settings = [
+        f"input.manifest_path={folder}", f"output.path={out}", "audio.enabled=true",
+        "audio.format=nemo", "audio.shard_max_clips=2", "output.step_files=1", *WINDOW_SETTINGS,
+    ]  # fmt: skip
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
+        env.pop(name, None)
+    command = [str(Path(sys.executable).parent / "alm-spark"), "run", "-q", *settings]
+    proc = subprocess.Popen(
+        [*command, "spark.master=local[2]"], env={**env, CRASH_ENV: "before_record:2"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    _, err = proc.communicate(timeout=600)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signals.SIGKILL)  # its JVM and Python workers, if any remain
+    assert proc.returncode == -signals.SIGKILL, err[-3000:]
+    left = sorted(p.name for p in (out / "_shards").glob("audio_*.tar"))
+    assert len(left) > 2  # step 1's two shards, and the killed step's
+    (folder / "m2.jsonl").unlink()  # the killed step's input is gone: nothing rewrites them
+    resumed = run_cli(["run", "-q", *settings, "output.mode=update"])
+    assert resumed.code == 0, resumed.err[-3000:]
+    assert output_problems(out) == []
+    assert sorted(p.name for p in (out / "_shards").glob("audio_*.tar")) == left[:2]
+    clean = run_cli(["run", "-q", settings[0], f"output.path={tmp_path / 'clean'}", *settings[2:]])
+    assert clean.code == 0
+    assert _clips(out) == _clips(tmp_path / "clean")
