@@ -20,7 +20,7 @@ from alm_spark.config import load_config
 from alm_spark.errors import OutputError
 from alm_spark.run.job import run_pipeline
 from alm_spark.storage.fs import FsspecFileSystem
-from alm_spark.storage.lock import LockInfo, OutputLock, lock_path, process_alive
+from alm_spark.storage.lock import LockInfo, LockPolicy, OutputLock, lock_path, process_alive
 from tests.conftest import TWO_SPEAKER_ENTRY
 
 
@@ -122,7 +122,7 @@ def test_a_live_run_elsewhere_blocks_until_its_heartbeat_is_old(tmp_path: Path) 
     held = r"\(run 20260101T000000Z-0badc0de on host elsewhere, PID 4242, started .*, "
     with pytest.raises(OutputError, match=held + r"last heartbeat 30 s ago\)"):
         OutputLock(FsspecFileSystem(), _output(tmp_path), "run-b").acquire()
-    with OutputLock(FsspecFileSystem(), _output(tmp_path), "run-c", stale_after=20):
+    with OutputLock(FsspecFileSystem(), _output(tmp_path), "run-c", LockPolicy(stale_after=20)):
         pass
 
 
@@ -143,7 +143,7 @@ def test_killed_and_unreaped_processes_are_gone(tmp_path: Path) -> None:
 
 def test_the_heartbeat_is_refreshed_and_unreadable_locks_are_not_guessed(tmp_path: Path) -> None:
     fs = FsspecFileSystem()
-    with OutputLock(fs, _output(tmp_path), "run-a", heartbeat_seconds=0.05) as lock:
+    with OutputLock(fs, _output(tmp_path), "run-a", LockPolicy(heartbeat_seconds=0.05)) as lock:
         first = lock.info.heartbeat
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -190,3 +190,32 @@ def test_a_dead_runs_lock_does_not_block_the_next_run(spark, tmp_path: Path, cap
     assert result.metrics["entries_written"] == 1
     assert f"its process {pid} on this host is gone" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out"]  # lock released
+
+
+def test_update_waits_for_a_silent_lock_elsewhere_and_refuses_a_beating_one(
+    tmp_path: Path, caplog
+) -> None:
+    """A driver retried on another host meets its dead run's lock, heartbeat still young:
+    with ``wait_for_stale`` (``output.mode: update``) it waits for it to go stale; a lock
+    whose heartbeat moves on meanwhile belongs to a live run, and is refused."""
+    fs = FsspecFileSystem()
+    _write_lock(tmp_path, host="elsewhere", pid=4242, heartbeat=time.time() - 1)
+    started = time.monotonic()
+    waiting = LockPolicy(heartbeat_seconds=0.2, stale_after=2, wait_for_stale=True)
+    with (
+        caplog.at_level(logging.WARNING, logger="alm_spark"),
+        OutputLock(fs, _output(tmp_path), "run-b", waiting),
+    ):
+        assert json.loads((tmp_path / ".out.lock").read_text())["run_id"] == "run-b"
+    assert 1.5 <= time.monotonic() - started < 10
+    assert "whose last heartbeat is 1 s old; waiting up to 2 s for it to go stale" in caplog.text
+    path = _write_lock(tmp_path, host="elsewhere", pid=4242)
+    info = json.loads(path.read_text())
+    beat = threading.Timer(
+        0.5, lambda: path.write_text(json.dumps({**info, "heartbeat": time.time()}))
+    )
+    beat.start()
+    lock = OutputLock(fs, _output(tmp_path), "run-c", LockPolicy(0.2, 3, wait_for_stale=True))
+    with pytest.raises(OutputError, match=r"is being written by another run .*host elsewhere"):
+        lock.acquire()
+    beat.join()

@@ -57,7 +57,7 @@ from alm_spark.storage.commits import (
 from alm_spark.storage.datafiles import StepNames, generation_prefix, step_prefix
 from alm_spark.storage.fs import FileSystem, join
 from alm_spark.storage.io import ManifestSources
-from alm_spark.storage.lock import OutputLock
+from alm_spark.storage.lock import LockPolicy, OutputLock
 from alm_spark.storage.publish import (
     check_output_location,
     delete_files,
@@ -139,7 +139,8 @@ def committed_output(ctx: RunContext, sources: ManifestSources) -> Iterator[Outp
         CommitConflict: When another writer committed to the output meanwhile.
     """
     fs, output = ctx.fs, ctx.output
-    with OutputLock(fs, output, ctx.run_id):
+    waits = ctx.config.output.mode == "update"  # a retried driver meets its dead run's lock
+    with OutputLock(fs, output, ctx.run_id, LockPolicy(wait_for_stale=waits)):
         recover_leftovers(fs, output)
         mode = ctx.config.output.mode
         if mode == "error" and _only_unfinished(fs, output):

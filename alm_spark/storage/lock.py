@@ -134,6 +134,23 @@ class LockInfo:
         )
 
 
+@dataclass(frozen=True)
+class LockPolicy:
+    """How a lock beats and when another run's lock counts as stale.
+
+    Attributes:
+        heartbeat_seconds: How often the heartbeat is refreshed.
+        stale_after: Heartbeat age after which another run's lock is stale.
+        wait_for_stale: Wait, rather than refuse at once, while a lock held on another
+            host gets no new heartbeat, until it is stale (``output.mode: update``: a
+            driver retried on another host meets its own dead run's lock).
+    """
+
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    stale_after: float = STALE_AFTER_SECONDS
+    wait_for_stale: bool = False
+
+
 class OutputLock:
     """Holds an output path's lock for one run (a context manager).
 
@@ -141,26 +158,21 @@ class OutputLock:
         fs: The run's file system.
         output: Qualified output path.
         run_id: The run's id.
-        heartbeat_seconds: How often the heartbeat is refreshed.
-        stale_after: Heartbeat age after which another run's lock is stale.
+        policy: Heartbeat, staleness and waiting.
     """
 
     def __init__(
-        self,
-        fs: FileSystem,
-        output: str,
-        run_id: str,
-        *,
-        heartbeat_seconds: float = HEARTBEAT_SECONDS,
-        stale_after: float = STALE_AFTER_SECONDS,
+        self, fs: FileSystem, output: str, run_id: str, policy: LockPolicy | None = None
     ) -> None:
         """Prepare the lock; :meth:`acquire` takes it."""
+        policy = policy or LockPolicy()
         self.fs = fs
         self.output = output
         self.path = lock_path(output)
         self.run_id = run_id
-        self.heartbeat_seconds = heartbeat_seconds
-        self.stale_after = stale_after
+        self.heartbeat_seconds = policy.heartbeat_seconds
+        self.stale_after = policy.stale_after
+        self.wait_for_stale = policy.wait_for_stale
         self.info = LockInfo.for_this_process(run_id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -202,6 +214,9 @@ class OutputLock:
                 continue  # removed meanwhile, or being written: try again
             now = time.time()
             reason = holder.stale_reason(now, self.stale_after)
+            if reason is None and self.wait_for_stale and holder.host != socket.gethostname():
+                self._wait_while_silent(holder)
+                continue  # stale by now, or gone: read it again
             if reason is None:
                 raise OutputError(
                     f"output.path: {self.output} is being written by another run "
@@ -213,6 +228,33 @@ class OutputLock:
             f"output.path: cannot take the lock {self.path}: other runs keep taking it; "
             "run one job per output path"
         )
+
+    def _wait_while_silent(self, holder: LockInfo) -> None:
+        """Wait until ``holder``'s lock is stale, or gone.
+
+        Raises:
+            OutputError: When its heartbeat moves on: that run is alive.
+        """
+        stale_at = holder.heartbeat + self.stale_after + 1
+        log.warning(
+            "%s is locked by run %s on host %s, whose last heartbeat is %.0f s old; waiting "
+            "up to %.0f s for it to go stale",
+            self.output,
+            holder.run_id,
+            holder.host,
+            max(time.time() - holder.heartbeat, 0),
+            max(stale_at - time.time(), 0),
+        )
+        while time.time() < stale_at:
+            time.sleep(min(self.heartbeat_seconds, max(stale_at - time.time(), 0.05)))
+            current = self._read()
+            if current is None:
+                return
+            if (current.run_id, current.heartbeat) != (holder.run_id, holder.heartbeat):
+                raise OutputError(
+                    f"output.path: {self.output} is being written by another run "
+                    f"({current.describe(time.time())}); wait for it to finish"
+                )
 
     def _read(self) -> LockInfo | None:
         """The lock's holder; None when the lock vanished.
