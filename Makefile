@@ -51,7 +51,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[spark,connect,test,dev,audio]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e '.[spark,connect,test,dev,audio,s3,s3-tests]'
 	touch $@
 
 install: $(STAMP)

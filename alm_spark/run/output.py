@@ -20,31 +20,29 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from alm_spark import rows
 from alm_spark.audio.shards import shard_number
 from alm_spark.config.recorded import first_difference, output_settings
 from alm_spark.errors import ConfigError
 from alm_spark.names import (
-    LOST_WINDOWS_DIR,
-    NEMO_MANIFESTS_DIR,
-    NUMBERED_INTENT,
-    REJECTED_AUDIO_DIR,
-    REJECTED_DIR,
     SCRATCH_DIR,
-    SHARDS_DIR,
     SUCCESS_FILE,
-    WINDOWS_DIR,
 )
 from alm_spark.run.context import RunContext
 from alm_spark.run.crash import crash_point
-from alm_spark.run.failures import wait_for_running_tasks
 from alm_spark.run.metrics import write_metrics
+from alm_spark.run.tidy import (
+    DATA_FOLDERS,
+    TASK_FOLDERS,
+    abandon,
+    dead,
+    tidy,
+    unfinished_generations,
+)
 from alm_spark.storage.commits import (
     Commit,
     CommitLog,
@@ -62,38 +60,12 @@ from alm_spark.storage.publish import (
     check_output_location,
     delete_files,
     drop_unrecorded,
-    finish_moves,
-    list_data_files,
     recover_leftovers,
     remove_empty_folders,
 )
 from alm_spark.storage.steps import InputPlan, plan_inputs
 
 log = logging.getLogger(__name__)
-
-#: The folders of data files (``""``: the output). A generation's tasks write files named
-#: by its prefix into each, and numbered shards into the two of ``_shards``.
-DATA_FOLDERS = (
-    "",
-    REJECTED_DIR,
-    WINDOWS_DIR,
-    LOST_WINDOWS_DIR,
-    SHARDS_DIR,
-    f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}",
-    REJECTED_AUDIO_DIR,
-)
-TASK_FOLDERS = DATA_FOLDERS
-#: What an old output's files hold, by folder (for adopting it as generation 1).
-_KIND_BY_FOLDER = {
-    f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}": rows.KIND_SHARD_MANIFEST,
-    REJECTED_DIR: rows.KIND_REJECTED,
-    WINDOWS_DIR: rows.KIND_WINDOW,
-    LOST_WINDOWS_DIR: rows.KIND_LOST,
-    SHARDS_DIR: rows.KIND_SHARD,
-    REJECTED_AUDIO_DIR: rows.KIND_AUDIO_REJECTED,
-}
-#: After a failure, the generation's files must stay gone this long to count as removed.
-_QUIET_SECONDS = 1.0
 
 
 @dataclass
@@ -149,7 +121,7 @@ def committed_output(ctx: RunContext, sources: ManifestSources) -> Iterator[Outp
         existed = fs.exists(output)
         commits = CommitLog(fs, output)
         _resumed_generation(ctx, commits.read())  # a refusal changes nothing
-        out = OutputCommits(ctx, commits, _tidy(ctx, commits), existed)
+        out = OutputCommits(ctx, commits, tidy(ctx, commits), existed)
         try:
             yield out
         except BaseException:
@@ -177,7 +149,7 @@ class OutputCommits:
     def __init__(self, ctx: RunContext, commits: CommitLog, state: LogState, existed: bool):
         self.ctx, self._commits, self.state, self._existed = ctx, commits, state, existed
         self._had_success = ctx.fs.exists(join(ctx.output, SUCCESS_FILE))
-        self._unfinished = _unfinished_generations(state)
+        self._unfinished = unfinished_generations(state)
         # The step a killed run (same log as this one) had in flight: cleaned again last.
         self._first_step = 1
         self._resumed = _resumed_generation(ctx, state)
@@ -305,7 +277,7 @@ class OutputCommits:
         if unknown:
             prefix = None
         nothing_committed = self._committed_steps == 0 and not unknown
-        _abandon(
+        abandon(
             self.ctx,
             self.state,
             prefix,
@@ -362,96 +334,6 @@ def _only_unfinished(fs: FileSystem, output: str) -> bool:
     return CommitLog(fs, output).read().live is None
 
 
-def _tidy(ctx: RunContext, commits: CommitLog) -> LogState:
-    """The log's state once what earlier runs left is finished or cleared."""
-    fs, output = ctx.fs, ctx.output
-    state = commits.read()
-    if state.last == 0:
-        state = _adopt_old_output(ctx, commits)
-    scratch = join(output, SCRATCH_DIR)
-    if state.moves and fs.exists(scratch):
-        finish_moves(fs, output, state.moves)  # shards an older version recorded as moves
-    _delete_numbered(fs, output, state, join(scratch, "*", "step-*"))
-    fs.delete(scratch)
-    _delete_unfinished_steps(fs, output, state)
-    delete_files(fs, output, _dead(state))
-    return state
-
-
-def _adopt_old_output(ctx: RunContext, commits: CommitLog) -> LogState:
-    """Record an output written before the commit log as generation 1 (its files live).
-
-    A run that replaces it then retires its files like any older generation's, so a
-    killed run leaves it as it was.
-    """
-    fs, output = ctx.fs, ctx.output
-    state = LogState()
-    if not fs.exists(output):
-        return state
-    paths = list_data_files(
-        fs,
-        output,
-        ("", REJECTED_DIR, WINDOWS_DIR, LOST_WINDOWS_DIR, SHARDS_DIR, REJECTED_AUDIO_DIR),
-    )
-    if not paths:
-        return state
-    added = tuple(DataFile(p, _kind_of(p)) for p in paths)
-    adopted = Commit(1, 1, f"adopted-by-{ctx.run_id}", opens=True, closes=True, added=added)
-    log.info("recording the %d data file(s) of %s as its first generation", len(paths), output)
-    return commits.append(state, adopted)
-
-
-def _kind_of(path: str) -> str:
-    folder = path.rsplit("/", 1)[0] if "/" in path else ""
-    return _KIND_BY_FOLDER.get(folder, _KIND_BY_FOLDER.get(folder.split("/")[0], rows.KIND_ENTRY))
-
-
-def _unfinished_generations(state: LogState) -> range:
-    """Generations opened after the live one: their files are never live."""
-    live = state.live.number if state.live else 0
-    return range(live + 1, state.next_generation)
-
-
-def _delete_unfinished_steps(fs: FileSystem, output: str, state: LogState) -> None:
-    """Delete what interrupted runs left.
-
-    That is the files of generations opened after the live one that no record
-    committed, and the files of the live generation's step after its last one.
-    """
-    pending = state.pending
-    dropped = 0
-    for generation in _unfinished_generations(state):
-        kept = set(pending.files) if pending and pending.number == generation else set()
-        dropped += drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), kept)
-    if state.live is not None:  # an update's step in flight
-        prefix = step_prefix(state.live.number, state.live.last_step + 1)
-        dropped += drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set(state.live.files))
-    if dropped:
-        log.warning("removed %d data file(s) an interrupted run left in %s", dropped, output)
-
-
-def _delete_numbered(fs: FileSystem, output: str, state: LogState, steps: str) -> int:
-    """Delete the numbered shards that the scratch folders ``steps`` note and no record has.
-
-    Args:
-        fs: The file system.
-        output: The output.
-        state: The log's state (what its records made live or pending).
-        steps: A pattern of step scratch folders (a run's, or every run's).
-    """
-    recorded = {*state.live_files, *(state.pending.files if state.pending else ())}
-    noted: list[str] = []
-    for info in fs.glob(join(steps, NUMBERED_INTENT)):
-        noted += json.loads(fs.read_text(info.path))
-    return delete_files(fs, output, [path for path in noted if path not in recorded])
-
-
-def _dead(state: LogState) -> list[str]:
-    """Retired files, less those a live file of the same name replaced (a shard)."""
-    live = state.live_files
-    return [path for path in state.retired if path not in live]
-
-
 def _finish(out: OutputCommits, unfinished: range, first_step: int) -> None:
     """After the last record: move shards in, write the figures, delete what it retired.
 
@@ -478,7 +360,7 @@ def _finish(out: OutputCommits, unfinished: range, first_step: int) -> None:
     drop_unrecorded(fs, output, TASK_FOLDERS, late, kept)
     crash_point("during_cleanup")
     if state.retired:
-        deleted = delete_files(fs, output, _dead(state))
+        deleted = delete_files(fs, output, dead(state))
         log.info("deleted %d retired data file(s)", deleted)
 
 
@@ -491,52 +373,3 @@ def _tidy_folders(out: OutputCommits) -> None:
 def _folders(state: LogState) -> set[str]:
     """The folders holding a live file."""
     return {path.rsplit("/", 1)[0] for path in state.live_files if "/" in path}
-
-
-def _abandon(
-    ctx: RunContext, state: LogState, prefix: str | None, restore: bool, remove: bool
-) -> None:
-    """Delete the files of a failed step (named ``prefix*``) and the run's scratch folder.
-
-    The step's numbered shards, noted in its scratch folder, go too, unless a record
-    of ``state`` made them live (an earlier step's).
-
-    A failed job's other tasks are killed after it fails; until they stop they can
-    still write (Spark 3.5's do, even after the tracker counts no running task), so the
-    files must stay absent for a moment. Then an output the run created goes
-    altogether (``remove``), or the old output, still live, gets ``_SUCCESS`` back
-    (``restore``).
-    """
-    fs, output = ctx.fs, ctx.output
-    scratch = join(output, SCRATCH_DIR, ctx.run_id)
-    wait_for_running_tasks(ctx.spark)
-    deadline = time.monotonic() + 30
-    quiet_since = None
-    quiet = False
-    try:
-        numbered: list[str] = []
-        if prefix is not None:
-            for info in fs.glob(join(scratch, "step-*", NUMBERED_INTENT)):
-                numbered += json.loads(fs.read_text(info.path))
-            numbered = [path for path in numbered if path not in state.live_files]
-        while time.monotonic() < deadline:
-            found = fs.exists(scratch)
-            fs.delete(scratch)
-            if prefix is not None:
-                found = drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set()) > 0 or found
-                found = delete_files(fs, output, numbered) > 0 or found
-            if found:
-                quiet_since = None
-            elif quiet_since is None:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= _QUIET_SECONDS:
-                quiet = True
-                break
-            time.sleep(0.1)
-        remove_empty_folders(fs, output, [SCRATCH_DIR])
-        if remove and quiet:
-            fs.delete(output)
-        elif restore and quiet:  # else a late writer may still add files: no _SUCCESS
-            fs.write_text(join(output, SUCCESS_FILE), "")
-    except Exception:
-        log.warning("could not remove the files of the failed run in %s", output)
