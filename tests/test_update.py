@@ -197,3 +197,38 @@ def test_the_readme_update_commands(run_cli: Any, tmp_path: Path, monkeypatch: A
         "alm-spark: error: overlap.overlap_percentage: the output was written with 50, "
         "this run has 20 (output.mode: update keeps an output's settings)"
     ]
+
+
+def test_checksum_identities_skip_a_touched_file_and_see_a_same_size_change(
+    spark: Any, tmp_path: Path
+) -> None:
+    """``input.identity=checksum``: a file copied again (new time, same bytes) is skipped;
+    one whose bytes changed (same size, old time put back) is processed again."""
+    import hashlib
+
+    from alm_spark.storage.commits import CommitLog
+    from alm_spark.storage.fs import FsspecFileSystem
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    touched = _manifest(source, "a.jsonl", 1)
+    _manifest(source, "b.jsonl", 2)
+    checksums = ("output.mode=update", "input.identity=checksum")
+    first = _run(spark, source, out, *checksums)
+    live = CommitLog(FsspecFileSystem(), str(out)).read().live
+    assert live is not None
+    versions = {Path(uri).name: i.version for uri, i in live.inputs.items()}
+    expected = "sha256:" + hashlib.sha256(touched.read_bytes()).hexdigest()
+    assert versions["a.jsonl"] == expected
+    stat = os.stat(touched)
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**12))
+    again = _run(spark, source, out, *checksums)
+    assert again.metrics == first.metrics  # nothing to do
+    data = touched.read_bytes()
+    at = data.index(b'"text": "') + len(b'"text": "')
+    flipped = data[:at] + data[at : at + 1].swapcase() + data[at + 1 :]
+    assert flipped != data and len(flipped) == len(data)
+    touched.write_bytes(flipped)
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the old time put back
+    changed = _run(spark, source, out, *checksums)
+    assert changed.metrics["run"]["update"]["changed"] == 1
+    _assert_like_a_clean_run(spark, source, out, changed, tmp_path)

@@ -83,12 +83,21 @@ class InputConfig:
     Attributes:
         manifest_path: Files, directories (searched recursively for ``.jsonl``/``.json``
             and their ``.gz`` forms), globs or URIs. Empty means the bundled sample.
+        identity: How ``output.mode: update`` knows an input file is unchanged:
+            ``version`` (its size and the store's version: ETag, generation, else the
+            modification time) or ``checksum`` (its size and the SHA-256 of its bytes,
+            computed on the executors every run: for stores whose times are not trusted).
     """
 
     manifest_path: tuple[str, ...] = ()
+    identity: str = "version"
 
     def __post_init__(self) -> None:
-        _validate(self, "input", {"manifest_path": values.paths})
+        _validate(
+            self,
+            "input",
+            {"manifest_path": values.paths, "identity": values.choice("version", "checksum")},
+        )
 
     @property
     def paths(self) -> tuple[str, ...]:

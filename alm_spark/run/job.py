@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -58,7 +58,7 @@ from alm_spark.run.session import job_sql_conf, scoped_conf
 from alm_spark.storage.commits import InputFile
 from alm_spark.storage.datafiles import StepNames, fsspec_url
 from alm_spark.storage.fs import FileSystem, join
-from alm_spark.storage.inputs import identify
+from alm_spark.storage.inputs import checksum_batches, identify
 from alm_spark.storage.io import (
     ManifestSources,
     read_manifest_lines,
@@ -169,7 +169,25 @@ def _list_inputs(ctx: RunContext, sources: ManifestSources) -> _Listing:
             if identity.uri not in paths:
                 paths[identity.uri] = path
                 inputs.append(identity)
+        if ctx.config.input.identity == "checksum" and inputs:
+            inputs = _checksummed(ctx, inputs, paths)
     return _Listing(lines_df, tuple(inputs), paths, len(listed))
+
+
+def _checksummed(
+    ctx: RunContext, inputs: list[InputFile], paths: dict[str, str]
+) -> list[InputFile]:
+    """``inputs`` versioned by their bytes' SHA-256, hashed on the executors.
+
+    One small row per input file comes back (the listing is the driver's already).
+    """
+    ctx.step(f"hashing {len(inputs):,} input file(s) (input.identity: checksum)")
+    rows = [(i.uri, paths[i.uri]) for i in inputs]
+    files_df = ctx.spark.createDataFrame(rows, "uri string, path string")
+    files_df = files_df.repartition(max(1, min(len(rows), ctx.parallelism() * 2)))
+    hashed_df = files_df.mapInArrow(checksum_batches, "uri string, version string")
+    versions = {row["uri"]: row["version"] for row in hashed_df.collect()}
+    return [replace(i, version=versions[i.uri]) for i in inputs]
 
 
 def _commit_steps(ctx: RunContext, out: OutputCommits, listing: _Listing, plan: InputPlan) -> None:

@@ -5,14 +5,25 @@ changed one again, so the identity must not depend on how a path was spelled: Ha
 ``s3a://`` and fsspec's ``s3://`` name the same object, ``dbfs:/Volumes/...`` and
 ``/Volumes/...`` the same Unity Catalog file, and a local file is known by its real path
 (symlinks and ``..`` resolved).
+
+Where a store's times are not trusted, ``input.identity: checksum`` versions a file by the
+SHA-256 of its bytes instead, hashed on the executors (:func:`checksum_batches`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterator
+
+import pyarrow as pa
 
 from alm_spark.storage.commits import InputFile
+from alm_spark.storage.datafiles import fsspec_url
 from alm_spark.storage.fs import FileSystem, os_path
+
+#: Bytes read at a time while hashing a file.
+_CHUNK = 8 << 20
 
 _S3_SPELLINGS = ("s3a://", "s3n://")
 _VOLUMES = "dbfs:/Volumes/"
@@ -39,3 +50,28 @@ def identify(fs: FileSystem, path: str) -> InputFile:
     """An input file's identity: its normalized location, size and version."""
     status = fs.stat(path)
     return InputFile(normalize_uri(path), status.size, status.version)
+
+
+def checksum_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Each file's version as ``sha256:<hex>`` of its bytes (``mapInArrow``).
+
+    Args:
+        batches: Rows of ``uri`` (the normalized location) and ``path`` (as Spark lists it).
+
+    Yields:
+        Rows of ``uri`` and ``version``.
+    """
+    for batch in batches:
+        uris = batch.column("uri").to_pylist()
+        versions = [f"sha256:{_sha256(path)}" for path in batch.column("path").to_pylist()]
+        yield pa.record_batch([pa.array(uris), pa.array(versions)], names=["uri", "version"])
+
+
+def _sha256(path: str) -> str:
+    import fsspec
+
+    digest = hashlib.sha256()
+    with fsspec.open(fsspec_url(path), "rb") as handle:  # the stored bytes, compressed or not
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
