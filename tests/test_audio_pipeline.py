@@ -555,3 +555,38 @@ def test_numbered_shards_of_a_killed_step_are_deleted_by_the_next_run(
     clean = run_cli(["run", "-q", settings[0], f"output.path={tmp_path / 'clean'}", *settings[2:]])
     assert clean.code == 0
     assert _clips(out) == _clips(tmp_path / "clean")
+
+
+def test_a_failed_audio_step_deletes_only_its_own_numbered_shards(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NeMo shards, two steps: step 2 fails after writing its shards. Step 1's shards,
+    committed but not yet live, stay; step 2's go; ``update`` finishes the run."""
+    from alm_spark.audio import passes
+
+    folder = tmp_path / "in"
+    (folder / "audio").mkdir(parents=True)
+    write_audio(folder / "audio" / "a.flac", 31.0, 16000, 1, "flac")
+    write_jsonl(folder / "m1.jsonl", [json.dumps(_entry("audio/a.flac", 30.0))])
+    write_jsonl(folder / "m2.jsonl", [json.dumps(_entry("audio/a.flac", 20.0))])
+    out, settings = tmp_path / "out", ("audio.format=nemo", "audio.shard_max_clips=2")
+    real = passes._drop_unrecorded_audio
+    calls: list[int] = []
+
+    def fails_in_step_two(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("executor lost")
+        real(*args)
+
+    monkeypatch.setattr(passes, "_drop_unrecorded_audio", fails_in_step_two)
+    with pytest.raises(RuntimeError, match="executor lost"):
+        _run(spark, folder, out, *settings, "output.step_files=1")
+    monkeypatch.undo()
+    step_one = sorted(p.name for p in (out / "_shards").glob("audio_*.tar"))
+    assert step_one == ["audio_0.tar", "audio_1.tar"]  # step 2's are gone
+    resumed = _run(spark, folder, out, *settings, "output.step_files=1", "output.mode=update")
+    assert resumed.metrics["run"]["update"]["skipped"] == 1
+    assert output_problems(out) == []
+    _run(spark, folder, tmp_path / "clean", *settings)
+    assert _clips(out) == _clips(tmp_path / "clean")

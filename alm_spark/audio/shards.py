@@ -223,7 +223,7 @@ def shard_number(path: str) -> int | None:
 
 
 def repacked_shard_name(audio_format: str, number: int) -> str:
-    """A published shard's name after the repack pass (numbered from 0, contiguous).
+    """A numbered shard's name (a new output's from 0; an output's later ones go on).
 
     NeMo's loaders find ``audio_N.tar`` by brace expansion (``audio__OP_0..N_CL_.tar``)
     and Lhotse by the number in the name; WebDataset's ``shard-{000000..N}.tar``.

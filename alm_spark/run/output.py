@@ -263,24 +263,23 @@ class OutputCommits:
         """A failure: delete the step in flight's files; the output as the log has it.
 
         When the log holds a record this run does not know of (its own record landed
-        and then the call failed, or another writer's), nothing but the run's scratch
-        folder is touched: the next run tidies by the log.
+        and then the call failed, or another writer's), nothing is touched: the next
+        run tidies by the log, with the notes of numbered shards in the scratch folder.
         """
         if not self.begun:
             return
-        names = self._in_flight
-        prefix = step_prefix(names.generation, names.step) if names else None
         try:
             unknown = self._commits.read().last != self.state.last
         except Exception:  # the log cannot be read now: assume the worst
             unknown = True
         if unknown:
-            prefix = None
-        nothing_committed = self._committed_steps == 0 and not unknown
+            log.warning("the commit log of %s moved on; the next run tidies it", self.ctx.output)
+            return
+        nothing_committed = self._committed_steps == 0
         abandon(
             self.ctx,
             self.state,
-            prefix,
+            self._in_flight,
             restore=self._had_success and nothing_committed,
             remove=not self._existed and nothing_committed,
         )
@@ -293,7 +292,7 @@ def _next_shard_number(state: LogState) -> int:
     the names of the live one's, which stay readable until its record retires them.
     """
     recorded = [*state.live_files, *(state.pending.files if state.pending else ())]
-    numbers = [n for n in map(shard_number, recorded) if n is not None]
+    numbers = [n for n in map(shard_number, [*recorded, *state.retired]) if n is not None]
     return max(numbers) + 1 if numbers else 0
 
 
@@ -319,6 +318,12 @@ def _resumed_generation(ctx: RunContext, state: LogState) -> Generation | None:
         raise ConfigError(
             f"output.mode: update needs an output written in commit steps; {ctx.output} was "
             "written by an older alm_spark: run once with output.mode=overwrite"
+        )
+    if ctx.config.audio.enabled and any("audio" not in f for f in generation.figures.values()):
+        raise ConfigError(
+            f"output.mode: update needs an audio output whose steps recorded their audio; "
+            f"{ctx.output} was written by an older alm_spark: run once with "
+            "output.mode=overwrite"
         )
     current = json.loads(json.dumps(output_settings(ctx.config)))
     difference = first_difference(generation.settings, current)

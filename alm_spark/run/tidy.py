@@ -28,8 +28,9 @@ from alm_spark.names import (
 from alm_spark.run.context import RunContext
 from alm_spark.run.failures import wait_for_running_tasks
 from alm_spark.storage.commits import Commit, CommitLog, DataFile, LogState
-from alm_spark.storage.datafiles import generation_prefix, step_prefix
+from alm_spark.storage.datafiles import StepNames, generation_prefix, step_prefix
 from alm_spark.storage.fs import FileSystem, join
+from alm_spark.storage.io import escape_glob
 from alm_spark.storage.publish import (
     delete_files,
     drop_unrecorded,
@@ -74,7 +75,7 @@ def tidy(ctx: RunContext, commits: CommitLog) -> LogState:
     scratch = join(output, SCRATCH_DIR)
     if state.moves and fs.exists(scratch):
         finish_moves(fs, output, state.moves)  # shards an older version recorded as moves
-    delete_numbered(fs, output, state, join(scratch, "*", "step-*"))
+    delete_numbered(fs, output, state, join(escape_glob(scratch), "*", "step-*"))
     fs.delete(scratch)
     delete_unfinished_steps(fs, output, state)
     delete_files(fs, output, dead(state))
@@ -136,32 +137,42 @@ def delete_unfinished_steps(fs: FileSystem, output: str, state: LogState) -> Non
 def delete_numbered(fs: FileSystem, output: str, state: LogState, steps: str) -> int:
     """Delete the numbered shards that the scratch folders ``steps`` note and no record has.
 
+    A note that cannot be read was cut short by a kill: the step wrote no shard after it.
+
     Args:
         fs: The file system.
         output: The output.
         state: The log's state (what its records made live or pending).
-        steps: A pattern of step scratch folders (a run's, or every run's).
+        steps: A glob of step scratch folders (a run's, or every run's), escaped.
     """
-    recorded = {*state.live_files, *(state.pending.files if state.pending else ())}
+    recorded = _recorded(state)
     noted: list[str] = []
     for info in fs.glob(join(steps, NUMBERED_INTENT)):
-        noted += json.loads(fs.read_text(info.path))
+        try:
+            noted += json.loads(fs.read_text(info.path))
+        except ValueError:
+            log.warning("ignoring %s, cut short by a kill before its step wrote", info.path)
     return delete_files(fs, output, [path for path in noted if path not in recorded])
 
 
+def _recorded(state: LogState) -> set[str]:
+    """The files the log's records made live or pending."""
+    return {*state.live_files, *(state.pending.files if state.pending else ())}
+
+
 def dead(state: LogState) -> list[str]:
-    """Retired files, less those a live file of the same name replaced (a shard)."""
-    live = state.live_files
-    return [path for path in state.retired if path not in live]
+    """Retired files, less those a recorded file of the same name replaced (a shard)."""
+    recorded = _recorded(state)
+    return [path for path in state.retired if path not in recorded]
 
 
 def abandon(
-    ctx: RunContext, state: LogState, prefix: str | None, restore: bool, remove: bool
+    ctx: RunContext, state: LogState, step: StepNames | None, restore: bool, remove: bool
 ) -> None:
-    """Delete the files of a failed step (named ``prefix*``) and the run's scratch folder.
+    """Delete the files of a failed ``step`` (named by its prefix) and the run's scratch.
 
     The step's numbered shards, noted in its scratch folder, go too, unless a record
-    of ``state`` made them live (an earlier step's).
+    of ``state`` has them (an earlier step's).
 
     A failed job's other tasks are killed after it fails; until they stop they can
     still write (Spark 3.5's do, even after the tracker counts no running task), so the
@@ -176,17 +187,14 @@ def abandon(
     quiet_since = None
     quiet = False
     try:
-        numbered: list[str] = []
-        if prefix is not None:
-            for info in fs.glob(join(scratch, "step-*", NUMBERED_INTENT)):
-                numbered += json.loads(fs.read_text(info.path))
-            numbered = [path for path in numbered if path not in state.live_files]
+        if step is not None:  # its numbered shards: deleted below while late writers stop
+            in_flight = join(escape_glob(scratch), f"step-{step.step}")
+            delete_numbered(fs, output, state, in_flight)
         while time.monotonic() < deadline:
             found = fs.exists(scratch)
             fs.delete(scratch)
-            if prefix is not None:
-                found = drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set()) > 0 or found
-                found = delete_files(fs, output, numbered) > 0 or found
+            if step is not None:
+                found = drop_unrecorded(fs, output, TASK_FOLDERS, step.prefix, set()) > 0 or found
             if found:
                 quiet_since = None
             elif quiet_since is None:

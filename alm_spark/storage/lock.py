@@ -215,8 +215,9 @@ class OutputLock:
             now = time.time()
             reason = holder.stale_reason(now, self.stale_after)
             if reason is None and self.wait_for_stale and holder.host != socket.gethostname():
-                self._wait_while_silent(holder)
-                continue  # stale by now, or gone: read it again
+                if self._wait_while_silent(holder):
+                    self._take_over(holder, f"no heartbeat for {self.stale_after:.0f} s")
+                continue  # taken over or gone: try again
             if reason is None:
                 raise OutputError(
                     f"output.path: {self.output} is being written by another run "
@@ -229,32 +230,37 @@ class OutputLock:
             "run one job per output path"
         )
 
-    def _wait_while_silent(self, holder: LockInfo) -> None:
-        """Wait until ``holder``'s lock is stale, or gone.
+    def _wait_while_silent(self, holder: LockInfo) -> bool:
+        """Wait while ``holder``'s heartbeat stays where it is, timed by this host's clock.
+
+        Returns:
+            True when it stayed silent for ``stale_after`` (the run is gone); False when
+            the lock vanished meanwhile.
 
         Raises:
             OutputError: When its heartbeat moves on: that run is alive.
         """
-        stale_at = holder.heartbeat + self.stale_after + 1
         log.warning(
             "%s is locked by run %s on host %s, whose last heartbeat is %.0f s old; waiting "
-            "up to %.0f s for it to go stale",
+            "up to %.0f s for it to go silent",
             self.output,
             holder.run_id,
             holder.host,
             max(time.time() - holder.heartbeat, 0),
-            max(stale_at - time.time(), 0),
+            self.stale_after,
         )
-        while time.time() < stale_at:
-            time.sleep(min(self.heartbeat_seconds, max(stale_at - time.time(), 0.05)))
+        silent_until = time.monotonic() + self.stale_after  # another host's clock may be off
+        while time.monotonic() < silent_until:
+            time.sleep(min(self.heartbeat_seconds, max(silent_until - time.monotonic(), 0.05)))
             current = self._read()
             if current is None:
-                return
+                return False
             if (current.run_id, current.heartbeat) != (holder.run_id, holder.heartbeat):
                 raise OutputError(
                     f"output.path: {self.output} is being written by another run "
                     f"({current.describe(time.time())}); wait for it to finish"
                 )
+        return True
 
     def _read(self) -> LockInfo | None:
         """The lock's holder; None when the lock vanished.

@@ -120,29 +120,6 @@ def is_our_output(fs: FileSystem, path: str) -> bool:
     return isinstance(metrics, dict) and metrics.get("producer") == PRODUCER
 
 
-def part_moves(fs: FileSystem, src_dir: str, folder: str) -> list[tuple[str, str]]:
-    """Spark's ``part-*`` text files in ``src_dir`` and their names in ``folder`` as ``.jsonl``.
-
-    Args:
-        fs: The file system.
-        src_dir: Where Spark wrote them.
-        folder: The output folder they belong in (relative to the output).
-
-    Returns:
-        ``(source path, path relative to the output)`` per file.
-    """
-    if not fs.exists(src_dir):
-        return []
-    moves = []
-    for info in fs.list_dir(src_dir):
-        name = parent_and_name(info.path)[1]
-        if info.is_dir or not name.startswith("part-"):
-            continue
-        target = name.replace(".txt", ".jsonl", 1) if ".txt" in name else name
-        moves.append((join(src_dir, name), f"{folder}/{target}"))  # in src_dir's spelling
-    return moves
-
-
 def drop_unrecorded(
     fs: FileSystem, root: str, folders: tuple[str, ...], prefix: str, recorded: set[str]
 ) -> int:
