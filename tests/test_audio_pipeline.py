@@ -590,3 +590,65 @@ def test_a_failed_audio_step_deletes_only_its_own_numbered_shards(
     assert output_problems(out) == []
     _run(spark, folder, tmp_path / "clean", *settings)
     assert _clips(out) == _clips(tmp_path / "clean")
+
+
+@pytest.mark.slow
+def test_an_audio_run_killed_at_each_named_point_is_finished_by_update(
+    run_cli: Any, tmp_path: Path
+) -> None:
+    """SIGKILL at each crash point of a two-step NeMo run replacing an older audio output,
+    then ``update``: the same entries, clips (by key and bytes), shard manifests and
+    rejected clips as a clean run, no file the log does not call live, and a second
+    ``update`` changes nothing."""
+    import os
+    import signal as signals
+    import subprocess
+    import sys
+
+    from alm_spark.run.crash import CRASH_ENV
+    from alm_spark.testing.compare import compare_paths
+
+    folder, old = tmp_path / "in", tmp_path / "old"
+    for where in (folder, old):
+        (where / "audio").mkdir(parents=True)
+        write_audio(where / "audio" / "a.flac", 31.0, 16000, 1, "flac")
+    write_jsonl(folder / "m1.jsonl", [json.dumps(_entry("audio/a.flac", 30.0))])
+    write_jsonl(
+        folder / "m2.jsonl",
+        [json.dumps(_entry(e, 20.0)) for e in ("audio/a.flac", "audio/gone.flac")],
+    )
+    write_jsonl(old / "old.jsonl", [json.dumps(_entry("audio/a.flac", 25.0))])
+    common = ["audio.enabled=true", "audio.format=nemo", "audio.shard_max_clips=2",
+              "output.step_files=1", *WINDOW_SETTINGS]  # fmt: skip
+
+    def command(source: Path, out: Path, *more: str) -> list[str]:
+        return ["run", "-q", f"input.manifest_path={source}", f"output.path={out}", *common, *more]
+
+    reference = tmp_path / "reference"
+    assert run_cli(command(folder, reference)).code == 0
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
+        env.pop(name, None)
+    binary = str(Path(sys.executable).parent / "alm-spark")
+    for point in ("after_data_write:2", "before_record:2", "between_records", "during_cleanup"):
+        out = tmp_path / point.replace(":", "-")
+        assert run_cli(command(old, out)).code == 0
+        proc = subprocess.Popen(
+            [binary, *command(folder, out, "spark.master=local[2]")],
+            env={**env, CRASH_ENV: point}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        )  # fmt: skip
+        _, err = proc.communicate(timeout=600)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signals.SIGKILL)  # its JVM and Python workers, if any remain
+        assert proc.returncode == -signals.SIGKILL, (point, err[-3000:])
+        resumed = run_cli(command(folder, out, "output.mode=update"))
+        assert resumed.code == 0, (point, resumed.err[-3000:])
+        assert compare_paths(out, reference).equal, point
+        assert _clips(out) == _clips(reference), point
+        assert _nemo_lines(out) == _nemo_lines(reference), point
+        assert _rejected_clips(out) == _rejected_clips(reference), point
+        assert output_problems(out) == [], point
+        before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        assert run_cli(command(folder, out, "output.mode=update")).code == 0
+        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
