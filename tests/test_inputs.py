@@ -86,3 +86,35 @@ def test_hadoop_and_fsspec_identify_a_local_file_alike(spark, tmp_path: Path) ->
     assert identify(HadoopFileSystem(spark), f"file:{path}") == expected
     path.write_text('{"a": 2}\n')  # same size, new time: a new version
     assert identify(FsspecFileSystem(), str(path)).version != expected.version
+
+
+def test_remote_inputs_are_identified_many_at_a_time_in_order() -> None:
+    """10^5 input files on S3 are 10^5 HEADs: asked one by one they keep the driver for
+    minutes, so remote identities are asked for concurrently; the order is kept."""
+    import threading
+    import time
+
+    from alm_spark.storage.commits import InputFile
+    from alm_spark.storage.inputs import identify_all
+
+    class SlowStore:
+        def __init__(self) -> None:
+            self.active = self.most = 0
+            self.lock = threading.Lock()
+
+        def stat(self, path: str) -> FileStatus:
+            with self.lock:
+                self.active += 1
+                self.most = max(self.most, self.active)
+            time.sleep(0.05)  # a request's round trip
+            with self.lock:
+                self.active -= 1
+            return FileStatus(len(path), f"etag:{path[-8:-6]}")
+
+    store = SlowStore()
+    paths = [f"s3a://bucket/in/{n:02d}.jsonl" for n in range(40)]
+    found = identify_all(store, paths)  # type: ignore[arg-type]
+    assert found == [
+        InputFile(f"s3://bucket/in/{n:02d}.jsonl", 24, f"etag:{n:02d}") for n in range(40)
+    ]
+    assert store.most > 1

@@ -189,3 +189,20 @@ def test_a_numbered_shard_is_replaced_whole_and_an_aborted_one_leaves_nothing(
     failed.abort()
     assert not fs.exists(f"{BUCKET}/nemo/_shards/audio_1.tar")
     assert s3.puts("nemo/") == Counter({"nemo/_shards/audio_0.tar": 2})
+
+
+def test_input_identities_on_s3_are_sizes_and_etags(s3: S3Server) -> None:
+    import fsspec
+
+    from alm_spark.storage.inputs import identify, identify_all
+
+    fs = fsspec.filesystem("s3")
+    paths = [f"s3a://{BUCKET}/inputs/m{n}.jsonl" for n in range(12)]
+    for n, path in enumerate(paths):
+        fs.pipe_file(path.replace("s3a://", ""), b"{}\n" * (n + 1))
+    found = identify_all(FsspecFileSystem(), paths)
+    assert found == [identify(FsspecFileSystem(), path) for path in paths]
+    assert [(f.uri, f.size) for f in found] == [
+        (path.replace("s3a://", "s3://"), 3 * (n + 1)) for n, path in enumerate(paths)
+    ]
+    assert all(re.fullmatch(r"etag:[0-9a-f]{32}", f.version) for f in found)

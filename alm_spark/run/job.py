@@ -58,7 +58,7 @@ from alm_spark.run.session import job_sql_conf, scoped_conf
 from alm_spark.storage.commits import InputFile
 from alm_spark.storage.datafiles import StepNames, fsspec_url
 from alm_spark.storage.fs import FileSystem, join
-from alm_spark.storage.inputs import checksum_batches, identify
+from alm_spark.storage.inputs import checksum_batches, identify_all
 from alm_spark.storage.io import (
     ManifestSources,
     read_manifest_lines,
@@ -163,9 +163,8 @@ def _list_inputs(ctx: RunContext, sources: ManifestSources) -> _Listing:
         paths: dict[str, str] = {}
         inputs = []
         listed = sorted(lines_df.inputFiles())
-        for uri in listed:
-            path = unquote(uri)  # Spark lists URIs, percent-encoded
-            identity = identify(ctx.fs, path)
+        unquoted = [unquote(uri) for uri in listed]  # Spark lists URIs, percent-encoded
+        for path, identity in zip(unquoted, identify_all(ctx.fs, unquoted), strict=True):
             if identity.uri not in paths:
                 paths[identity.uri] = path
                 inputs.append(identity)
