@@ -131,9 +131,9 @@ class Commit:
         retired_steps: Earlier steps whose files are all in ``retired``: their inputs
             and figures leave the generation (their inputs still listed are in this
             step again).
-        moves: ``(from, to)`` paths of files this record makes live that are still to
-            be moved into place (audio shards cut in the run's scratch folder); a run
-            that finds them unfinished finishes them before anything else.
+        moves: ``(from, to)`` paths of files still to be moved into place: written only
+            by versions that cut audio shards in scratch (this one writes every file
+            under its final name); a run that finds them unfinished finishes them first.
         purges: The files retired before this record are deleted.
         figures: The step's figures, summed into ``_metrics.json``.
         writer: A token unique to the writer, to recognize its own record after an
