@@ -233,3 +233,24 @@ def test_checksum_identities_skip_a_touched_file_and_see_a_same_size_change(
     changed = _run(spark, source, out, *checksums)
     assert changed.metrics["run"]["update"]["changed"] == 1
     _assert_like_a_clean_run(spark, source, out, changed, tmp_path)
+
+
+def test_a_corrupt_new_file_is_rejected_line_by_line_and_the_rest_committed(
+    spark: Any, tmp_path: Path
+) -> None:
+    """A new file of garbage (bytes that are not UTF-8, a line cut short, no JSON at all)
+    added with a good one: its lines go to ``_rejected/`` as in any run, the good file's
+    entries are committed, and the output equals a clean run's."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    _manifest(source, "a.jsonl", 1)
+    _run(spark, source, out)
+    _manifest(source, "b.jsonl", 2)
+    good = (source / "b.jsonl").read_bytes().splitlines()[0]
+    (source / "c.jsonl").write_bytes(b"\xff\xfe\x00garbage\n" + good[: len(good) // 2] + b"\n@@\n")
+    updated = _run(spark, source, out, "output.mode=update")
+    update = updated.metrics["run"]["update"]
+    assert (update["new"], update["processed"]) == (2, 2)
+    assert [(name, line) for name, line, _ in _rejected(out) if name == "c.jsonl"] == [
+        ("c.jsonl", 1), ("c.jsonl", 2), ("c.jsonl", 3),
+    ]  # fmt: skip
+    _assert_like_a_clean_run(spark, source, out, updated, tmp_path)
