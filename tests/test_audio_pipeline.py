@@ -470,6 +470,7 @@ def _numbers(out: Path) -> set[int]:
     return {int(p.stem.split("_")[1]) for p in (out / "_shards").glob("audio_*.tar")}
 
 
+@pytest.mark.slow  # end to end on the pinned Spark only: the lanes run the Spark layer
 def test_an_audio_output_grows_and_a_changed_file_replaces_its_clips(
     spark: Any, tmp_path: Path
 ) -> None:
@@ -557,6 +558,7 @@ def test_numbered_shards_of_a_killed_step_are_deleted_by_the_next_run(
     assert _clips(out) == _clips(tmp_path / "clean")
 
 
+@pytest.mark.slow  # end to end on the pinned Spark only: the lanes run the Spark layer
 def test_a_failed_audio_step_deletes_only_its_own_numbered_shards(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

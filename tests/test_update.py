@@ -199,6 +199,7 @@ def test_the_readme_update_commands(run_cli: Any, tmp_path: Path, monkeypatch: A
     ]
 
 
+@pytest.mark.slow  # end to end on the pinned Spark only: the lanes run the Spark layer
 def test_checksum_identities_skip_a_touched_file_and_see_a_same_size_change(
     spark: Any, tmp_path: Path
 ) -> None:
@@ -235,6 +236,7 @@ def test_checksum_identities_skip_a_touched_file_and_see_a_same_size_change(
     _assert_like_a_clean_run(spark, source, out, changed, tmp_path)
 
 
+@pytest.mark.slow  # end to end on the pinned Spark only: the lanes run the Spark layer
 def test_a_corrupt_new_file_is_rejected_line_by_line_and_the_rest_committed(
     spark: Any, tmp_path: Path
 ) -> None:
