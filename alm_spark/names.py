@@ -71,6 +71,8 @@ WINDOWS_DIR = "_windows"
 SHARDS_DIR = "_shards"
 #: A run's scratch folder in the output: Spark's small rows, audio before its commit.
 SCRATCH_DIR = "_scratch"
+#: In a step's scratch folder while the step is open: tasks commit data files only then.
+STEP_OPEN = "_open"
 REJECTED_AUDIO_DIR = "_rejected_audio"
 #: In a step's scratch folder: the numbered shard files its repack pass will write
 #: (numbered names carry no step, so a killed run's are found by this note).

@@ -144,9 +144,19 @@ def _windows(recording: Path) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(rows, schema=AUDIO_WINDOW.arrow_schema())
 
 
+def _open_step(names: StepNames, root: str) -> None:
+    """The step's fence, as the driver writes it before the step's jobs."""
+    import fsspec
+
+    with fsspec.open(names.fence(root), "w", auto_mkdir=True) as fence:
+        fence.write("")
+
+
 def _cut(batch: pa.RecordBatch, root: str) -> list[dict[str, Any]]:
     config = AudioConfig(enabled=True, shard_max_clips=2)
-    where = FileNames(root, SHARDS_DIR, StepNames(1, 1, "20261206T000000Z-0000abcd"))
+    names = StepNames(1, 1, "20261206T000000Z-0000abcd")
+    _open_step(names, root)
+    where = FileNames(root, SHARDS_DIR, names)
     out = pa.Table.from_batches(list(cut_window_batches(iter([batch]), config, where)))
     rows = zip(out.column("kind").to_pylist(), out.column("record").to_pylist(), strict=True)
     return [json.loads(record) for kind, record in rows if kind == KIND_SHARD]
@@ -169,7 +179,7 @@ def test_shards_are_uploaded_once_under_their_final_names(s3: S3Server, tmp_path
         data = fs.cat_file(f"{BUCKET}/shards/{shard['name']}")
         assert data == (tmp_path / "local" / shard["name"]).read_bytes()
     # Locally a hidden temporary name is renamed in its folder (free there); on S3, none.
-    assert s3.puts("shards/") == Counter(f"shards/{s['name']}" for s in remote)
+    assert s3.puts("shards/_shards/") == Counter(f"shards/{s['name']}" for s in remote)
 
 
 def test_a_numbered_shard_is_replaced_whole_and_an_aborted_one_leaves_nothing(
@@ -179,6 +189,7 @@ def test_a_numbered_shard_is_replaced_whole_and_an_aborted_one_leaves_nothing(
 
     fs = fsspec.filesystem("s3")
     target = RepackTarget("unused", f"s3://{BUCKET}/nemo", StepNames(1, 2, "r"), 0)
+    _open_step(target.names, target.output)
     for attempt in range(2):  # two attempts of one task write the same bytes
         file = target.open("_shards/audio_0.tar")
         file.write(b"same bytes")
@@ -188,7 +199,7 @@ def test_a_numbered_shard_is_replaced_whole_and_an_aborted_one_leaves_nothing(
     failed.write(b"x" * 1000)
     failed.abort()
     assert not fs.exists(f"{BUCKET}/nemo/_shards/audio_1.tar")
-    assert s3.puts("nemo/") == Counter({"nemo/_shards/audio_0.tar": 2})
+    assert s3.puts("nemo/_shards/") == Counter({"nemo/_shards/audio_0.tar": 2})
 
 
 def test_input_identities_on_s3_are_sizes_and_etags(s3: S3Server) -> None:

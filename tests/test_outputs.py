@@ -47,10 +47,23 @@ def _batch(*items: tuple[str, str, dict[str, Any]]) -> pa.RecordBatch:
     )
 
 
+def _open_step(out: Path) -> None:
+    """What the driver does before a step's jobs: its fence file."""
+    fence = Path(NAMES.fence(str(out)))
+    fence.parent.mkdir(parents=True, exist_ok=True)
+    fence.write_text("")
+
+
+def _data_files(out: Path) -> list[Path]:
+    """The files in ``out``, the step's scratch folder (the fence) aside."""
+    return sorted(p for p in out.rglob("*") if p.is_file() and "_scratch" not in p.parts)
+
+
 def _files(tmp_path: Path, **options: Any) -> ResultFiles:
     """The step's files under ``tmp_path/out``, whose folders the driver has made."""
     for folder in ("", "_lost_windows", "_windows"):
         (tmp_path / "out" / folder).mkdir(parents=True, exist_ok=True)
+    _open_step(tmp_path / "out")
     root = str(tmp_path / "out")
     settings: dict[str, Any] = {
         "entries": FileNames(root, "", NAMES),
@@ -152,7 +165,7 @@ def test_a_failing_task_leaves_no_file(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="the task failed"):
         _rows(write_result_batches(failing(), _files(tmp_path)))
-    assert sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file()) == []
+    assert _data_files(tmp_path / "out") == []
 
 
 @pytest.mark.parametrize(("output_format", "codec"), [("jsonl", "zstd"), ("parquet", "snappy")])
@@ -171,7 +184,7 @@ def test_a_task_failing_while_committing_leaves_no_file(
     files = _files(tmp_path, format=output_format, codec=codec)
     with pytest.raises(OSError, match="No space left"):
         _rows(write_result_batches(iter(_task_rows()), files))
-    assert sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file()) == []
+    assert _data_files(tmp_path / "out") == []
 
 
 def test_a_full_disk_names_the_data_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,8 +223,20 @@ def test_a_task_never_brings_back_a_removed_folder(tmp_path: Path) -> None:
     assert sorted(tmp_path.iterdir()) == []
 
 
+def test_a_late_task_of_an_abandoned_step_commits_nothing(tmp_path: Path) -> None:
+    """A task of a failed job that is still running when the driver abandons the step
+    (Spark 3.5's run on after the job failed): the fence is gone, so its file is dropped
+    at commit, even though its folder is still there."""
+    files = _files(tmp_path)
+    shutil.rmtree(tmp_path / "out" / "_scratch")  # the driver's abandon
+    with pytest.raises(OSError, match="its commit step was abandoned; the file is dropped"):
+        _rows(write_result_batches(iter(_task_rows()), files))
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file()) == []
+
+
 def test_lines_of_one_task_go_to_one_file(tmp_path: Path) -> None:
     (tmp_path / "out" / "_rejected").mkdir(parents=True)
+    _open_step(tmp_path / "out")
     where = FileNames(str(tmp_path / "out"), "_rejected", NAMES)
     batches = [
         pa.RecordBatch.from_pylist([{"value": '{"line": 6}'}, {"value": '{"line": 9}'}]),
@@ -227,6 +252,7 @@ def test_lines_of_one_task_go_to_one_file(tmp_path: Path) -> None:
 
 def test_an_empty_table_has_the_columns(tmp_path: Path) -> None:
     (tmp_path / "out" / "_windows").mkdir(parents=True)
+    _open_step(tmp_path / "out")
     where = FileNames(str(tmp_path / "out"), "_windows", NAMES)
     path = write_empty_table(where, rows.WINDOW)
     table = pq.read_table(tmp_path / "out" / path)

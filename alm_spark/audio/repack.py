@@ -91,7 +91,8 @@ class RepackTarget:
     def open(self, relative: str) -> DataFile:
         """A numbered file, written whole under its final name."""
         temporary = f"{self.names.prefix}{self.names.run_id}-"
-        return DataFile(f"{self.output}/{relative}", same_bytes_as=temporary)
+        fence = self.names.fence(self.output)
+        return DataFile(f"{self.output}/{relative}", same_bytes_as=temporary, fence=fence)
 
 
 class _Packer:

@@ -140,7 +140,7 @@ def _first_pass_writer(config: AudioConfig, where: FileNames | str) -> ShardWrit
     limits = {"max_clips": config.shard_max_clips, "max_bytes": int(config.shard_max_mb * 1e6)}
     if isinstance(where, FileNames):
         return ShardWriter(
-            open_shard=lambda name: DataFile(f"{where.root}/{name}"),
+            open_shard=lambda name: DataFile(f"{where.root}/{name}", fence=where.fence),
             name_for=lambda index: where.relative(partition, attempt, f"-{index:04d}.tar"),
             **limits,
         )

@@ -28,10 +28,7 @@ from typing import Any
 from alm_spark.audio.shards import shard_number
 from alm_spark.config.recorded import first_difference, output_settings
 from alm_spark.errors import ConfigError
-from alm_spark.names import (
-    SCRATCH_DIR,
-    SUCCESS_FILE,
-)
+from alm_spark.names import SCRATCH_DIR, STEP_OPEN, SUCCESS_FILE
 from alm_spark.run.context import RunContext
 from alm_spark.run.crash import crash_point
 from alm_spark.run.metrics import write_metrics
@@ -221,6 +218,8 @@ class OutputCommits:
         self.ctx.names = StepNames(self.generation, number, self.ctx.run_id)
         self.ctx.scratch = join(self.ctx.output, SCRATCH_DIR, self.ctx.run_id, f"step-{number}")
         step = OutputStep(self.ctx.names, _next_shard_number(self.state), inputs=tuple(inputs))
+        # The step's fence: tasks commit data files only while it is there.
+        self.ctx.fs.write_text(join(self.ctx.scratch, STEP_OPEN), "")
         self._in_flight = self.ctx.names
         yield step
         crash_point("before_record")

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from alm_spark.names import SCRATCH_DIR, STEP_OPEN
+
 #: How a full disk while writing a data file is worded (the driver names the output).
 NO_SPACE_WRITING = "No space left on device writing the data file"
 #: Local paths that are object stores underneath (Databricks' FUSE mounts).
@@ -68,6 +70,15 @@ class StepNames:
         """What every name of this step starts with."""
         return step_prefix(self.generation, self.step)
 
+    def fence(self, root: str) -> str:
+        """The file that says the step is open (``root``: the output, as fsspec opens it).
+
+        The driver writes it before the step's jobs and deletes it with the run's
+        scratch folder when it abandons the step; a task commits a data file only while
+        it is there, so a late task of a failed job cannot leave one behind.
+        """
+        return f"{root}/{SCRATCH_DIR}/{self.run_id}/step-{self.step}/{STEP_OPEN}"
+
     def name(self, task: int, attempt: int, suffix: str) -> str:
         """``part-GGGG-SSSSSS-<run>-TTTTT-<attempt><suffix>``.
 
@@ -112,7 +123,11 @@ class DataFile:
     """
 
     def __init__(
-        self, url: str, make_folder: bool = False, same_bytes_as: str | None = None
+        self,
+        url: str,
+        make_folder: bool = False,
+        same_bytes_as: str | None = None,
+        fence: str | None = None,
     ) -> None:
         """Open ``url`` for writing.
 
@@ -125,11 +140,14 @@ class DataFile:
                 (a numbered shard): the step's name prefix, which starts the hidden
                 temporary name (so a failed attempt's is found by it); the file may
                 then replace one already there.
+            fence: A file that must exist when the file is committed (the step's
+                :meth:`StepNames.fence`); when it is gone, the file is dropped instead.
         """
         from fsspec.core import url_to_fs
 
         self.url = url
         self.fs, self.path = url_to_fs(url)
+        self.fence = url_to_fs(fence)[1] if fence is not None else None
         if same_bytes_as is None and self.fs.exists(self.path):
             raise FileExistsError(f"{url}: a data file is never overwritten")
         folder, name = posixpath.split(self.path)
@@ -150,7 +168,15 @@ class DataFile:
         self.size += len(data)
 
     def commit(self) -> int:
-        """Make the file appear whole under its name; returns its bytes."""
+        """Make the file appear whole under its name; returns its bytes.
+
+        Raises:
+            OSError: When the step's fence is gone (the driver abandoned the step): the
+                file is dropped, not committed.
+        """
+        if self.fence is not None and not self.fs.exists(self.fence):
+            self.abort()
+            raise OSError(f"{self.url}: its commit step was abandoned; the file is dropped")
         with self._naming_a_full_disk():
             self.handle.close()
             if self.target != self.path:

@@ -77,6 +77,11 @@ class FileNames:
         name = self.names.name(task, attempt, suffix)
         return f"{self.folder}/{name}" if self.folder else name
 
+    @property
+    def fence(self) -> str:
+        """The file that must exist for the step's files to be committed."""
+        return self.names.fence(self.root)
+
 
 @dataclass(frozen=True)
 class ResultFiles:
@@ -102,8 +107,8 @@ class ResultFiles:
 class _LineFile:
     """A data file of lines, compressed as asked."""
 
-    def __init__(self, url: str, codec: str) -> None:
-        self.file = DataFile(url)
+    def __init__(self, url: str, codec: str, fence: str | None) -> None:
+        self.file = DataFile(url, fence=fence)
         self.rows = 0
         self.compressor: Any = None
         if codec == "gzip":
@@ -184,8 +189,8 @@ class _ZstdStream:
 class _TableFile:
     """A Parquet data file written a row group at a time."""
 
-    def __init__(self, url: str, schema: pa.Schema, codec: str) -> None:
-        self.file = DataFile(url)
+    def __init__(self, url: str, schema: pa.Schema, codec: str, fence: str | None) -> None:
+        self.file = DataFile(url, fence=fence)
         self.forward = _Forward(self.file)
         self.sink = pa.PythonFile(self.forward, mode="w")
         self.writer = pq.ParquetWriter(self.sink, schema, compression=codec)
@@ -222,11 +227,11 @@ class _TaskFiles:
         self.pending_windows: list[dict[str, Any]] = []
         self.pending_bytes = 0
 
-    def _get(self, holds: str, where: FileNames, make: Callable[[str], Any]) -> Any:
-        """The open file for ``holds``, opened (``make(url)``) on first use."""
+    def _get(self, holds: str, where: FileNames, make: Callable[[str, str], Any]) -> Any:
+        """The open file for ``holds``, opened (``make(url, fence)``) on first use."""
         if holds not in self.open:
             relative = where.relative(self.task, self.attempt, self._suffix(holds))
-            self.open[holds] = (relative, make(f"{where.root}/{relative}"))
+            self.open[holds] = (relative, make(f"{where.root}/{relative}", where.fence))
         return self.open[holds][1]
 
     def _suffix(self, holds: str) -> str:
@@ -242,12 +247,14 @@ class _TaskFiles:
             table = pa.Table.from_batches([batch]).select(["record", *PARQUET_FIGURES])
             table = table.rename_columns(_ENTRY_PARQUET.names).cast(_ENTRY_PARQUET)
             codec = self.files.codec
-            self._get(holds, where, lambda url: _TableFile(url, _ENTRY_PARQUET, codec)).add_table(
-                table
-            )
+            self._get(
+                holds, where, lambda url, fence: _TableFile(url, _ENTRY_PARQUET, codec, fence)
+            ).add_table(table)
             return
         lines = batch.column("record").view(pa.binary()).to_pylist()
-        self._get(holds, where, lambda url: _LineFile(url, self.files.codec)).add(lines)
+        self._get(holds, where, lambda url, fence: _LineFile(url, self.files.codec, fence)).add(
+            lines
+        )
 
     def add_windows(self, where: FileNames, records: list[bytes]) -> None:
         """Queue windows-table rows; a row group is written when enough are queued."""
@@ -262,9 +269,9 @@ class _TaskFiles:
             return
         schema = WINDOW.arrow_schema()
         table = pa.Table.from_pylist(self.pending_windows, schema=schema)
-        self._get(KIND_WINDOW, where, lambda url: _TableFile(url, schema, "snappy")).add_table(
-            table
-        )
+        self._get(
+            KIND_WINDOW, where, lambda url, fence: _TableFile(url, schema, "snappy", fence)
+        ).add_table(table)
         self.pending_windows = []
         self.pending_bytes = 0
 
@@ -366,7 +373,7 @@ def write_empty_table(where: FileNames, kind: RowKind) -> str:
     its columns.
     """
     relative = where.relative(0, 0, _TABLE_SUFFIXES["snappy"])
-    file = _TableFile(f"{where.root}/{relative}", kind.arrow_schema(), "snappy")
+    file = _TableFile(f"{where.root}/{relative}", kind.arrow_schema(), "snappy", where.fence)
     file.commit()
     return relative
 
@@ -392,7 +399,7 @@ def write_line_batches(
     try:
         for batch in batches:
             if batch.num_rows:
-                file = file or _LineFile(f"{where.root}/{relative}", codec)
+                file = file or _LineFile(f"{where.root}/{relative}", codec, where.fence)
                 file.add(batch.column("value").view(pa.binary()).to_pylist())
         size = file.commit() if file is not None else 0
     except BaseException:
