@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,14 +28,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from update_bench import CountingFileSystem  # noqa: E402
+from update_bench import CountingFileSystem, bench_session  # noqa: E402
 
 from alm_spark.config import load_config  # noqa: E402
 from alm_spark.rows import KIND_ENTRY  # noqa: E402
 from alm_spark.run.context import RunContext  # noqa: E402
 from alm_spark.run.output import TASK_FOLDERS, committed_output  # noqa: E402
-from alm_spark.run.session import configure_builder  # noqa: E402
-from alm_spark.storage.fs import filesystem_for  # noqa: E402
 from alm_spark.storage.io import ManifestSources  # noqa: E402
 from alm_spark.storage.publish import drop_unrecorded  # noqa: E402
 
@@ -69,14 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    settings = load_config(None, ["spark.master=local[1]"]).spark
-    spark = configure_builder(SparkSession.builder, settings).getOrCreate()
-    fs = CountingFileSystem(filesystem_for(spark))
-    root = Path(tempfile.mkdtemp(prefix="alm-publish-bench-"))
-    try:
+    with bench_session("local[1]", "alm-publish-bench-") as (spark, fs, root):
         seconds: dict[str, list[float]] = {label: [] for label in SIZES}
         for rep in range(args.repeat):
             for label, size in SIZES.items():
@@ -99,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
             f"1 MB each {medians['1 MB']:.2f} s (ratio {result['large_over_small']}) · "
             f"renames by the driver: {fs.renames} ({fs.renamed_bytes} bytes)"
         )
-    finally:
-        spark.stop()
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

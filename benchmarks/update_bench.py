@@ -28,6 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,22 @@ class CountingFileSystem:
         return getattr(self.inner, name)
 
 
+@contextmanager
+def bench_session(master: str, prefix: str) -> Iterator[tuple[Any, CountingFileSystem, Path]]:
+    """One Spark session, its file system counting renames, a temporary folder; all ended."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers' Python: this one
+    settings = load_config(None, [f"spark.master={master}"]).spark
+    spark = configure_builder(SparkSession.builder, settings).getOrCreate()
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield spark, CountingFileSystem(filesystem_for(spark)), root
+    finally:
+        spark.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _timed(spark: Any, fs: CountingFileSystem, source: Path, out: Path, mode: str) -> float:
     config = load_config(
         None, [f"input.manifest_path={source}", f"output.path={out}", f"output.mode={mode}"]
@@ -76,14 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=5, help="entries per manifest file")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers' Python: this one
-    settings = load_config(None, ["spark.master=local[2]"]).spark
-    spark = configure_builder(SparkSession.builder, settings).getOrCreate()
-    fs = CountingFileSystem(filesystem_for(spark))
-    root = Path(tempfile.mkdtemp(prefix="alm-update-bench-"))
-    try:
+    with bench_session("local[2]", "alm-update-bench-") as (spark, fs, root):
         source = root / "in"
         for n in range(args.files):
             write_jsonl(source / f"m{n:04d}.jsonl", generate("production", args.entries, seed=n))
@@ -116,9 +127,6 @@ def main(argv: list[str] | None = None) -> int:
             f"(budget 10% of full + nothing to do = {budget:.1f} s) · "
             f"renames by the driver: {fs.renames} ({fs.renamed_bytes} bytes)"
         )
-    finally:
-        spark.stop()
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
