@@ -219,6 +219,7 @@ class OutputCommits:
         self.ctx.scratch = join(self.ctx.output, SCRATCH_DIR, self.ctx.run_id, f"step-{number}")
         step = OutputStep(self.ctx.names, _next_shard_number(self.state), inputs=tuple(inputs))
         # The step's fence: tasks commit data files only while it is there.
+        self.ctx.fs.mkdirs(self.ctx.scratch)
         self.ctx.fs.write_text(join(self.ctx.scratch, STEP_OPEN), "")
         self._in_flight = self.ctx.names
         yield step
