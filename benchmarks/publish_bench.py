@@ -33,7 +33,7 @@ from update_bench import CountingFileSystem, bench_session  # noqa: E402
 from alm_spark.config import load_config  # noqa: E402
 from alm_spark.rows import KIND_ENTRY  # noqa: E402
 from alm_spark.run.context import RunContext  # noqa: E402
-from alm_spark.run.output import TASK_FOLDERS, committed_output  # noqa: E402
+from alm_spark.run.output import DATA_FOLDERS, committed_output  # noqa: E402
 from alm_spark.storage.io import ManifestSources  # noqa: E402
 from alm_spark.storage.publish import drop_unrecorded  # noqa: E402
 
@@ -53,7 +53,7 @@ def _publish(spark: Any, fs: CountingFileSystem, out: Path, files: int, size: in
                 with open(out / name, "wb") as handle:
                     handle.truncate(size)
             started = time.perf_counter()
-            drop_unrecorded(fs, ctx.output, TASK_FOLDERS, ctx.names.prefix, set(names))
+            drop_unrecorded(fs, ctx.output, DATA_FOLDERS, ctx.names.prefix, set(names))
             for name in names:
                 step.add(name, KIND_ENTRY)
     return time.perf_counter() - started  # the record and the close included

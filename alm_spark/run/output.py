@@ -34,7 +34,6 @@ from alm_spark.run.crash import crash_point
 from alm_spark.run.metrics import write_metrics
 from alm_spark.run.tidy import (
     DATA_FOLDERS,
-    TASK_FOLDERS,
     abandon,
     dead,
     tidy,
@@ -291,8 +290,8 @@ def _next_shard_number(state: LogState) -> int:
     Numbers go on across steps and generations: a new generation's shards never take
     the names of the live one's, which stay readable until its record retires them.
     """
-    recorded = [*state.live_files, *(state.pending.files if state.pending else ())]
-    numbers = [n for n in map(shard_number, [*recorded, *state.retired]) if n is not None]
+    paths = [*state.recorded_files, *state.retired]
+    numbers = [n for n in map(shard_number, paths) if n is not None]
     return max(numbers) + 1 if numbers else 0
 
 
@@ -358,11 +357,11 @@ def _finish(out: OutputCommits, unfinished: range, first_step: int) -> None:
     # daemon starts its own) and may have written for a moment after this run began.
     for generation in unfinished:
         if generation != out.generation:
-            drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), set())
+            drop_unrecorded(fs, output, DATA_FOLDERS, generation_prefix(generation), set())
     current = out.current
     kept = set(current.files) if current else set()
     late = step_prefix(out.generation, first_step)
-    drop_unrecorded(fs, output, TASK_FOLDERS, late, kept)
+    drop_unrecorded(fs, output, DATA_FOLDERS, late, kept)
     crash_point("during_cleanup")
     if state.retired:
         deleted = delete_files(fs, output, dead(state))

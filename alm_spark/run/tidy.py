@@ -52,7 +52,6 @@ DATA_FOLDERS = (
     f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}",
     REJECTED_AUDIO_DIR,
 )
-TASK_FOLDERS = DATA_FOLDERS
 #: What an old output's files hold, by folder (for adopting it as generation 1).
 _KIND_BY_FOLDER = {
     f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}": rows.KIND_SHARD_MANIFEST,
@@ -126,10 +125,10 @@ def delete_unfinished_steps(fs: FileSystem, output: str, state: LogState) -> Non
     dropped = 0
     for generation in unfinished_generations(state):
         kept = set(pending.files) if pending and pending.number == generation else set()
-        dropped += drop_unrecorded(fs, output, TASK_FOLDERS, generation_prefix(generation), kept)
+        dropped += drop_unrecorded(fs, output, DATA_FOLDERS, generation_prefix(generation), kept)
     if state.live is not None:  # an update's step in flight
         prefix = step_prefix(state.live.number, state.live.last_step + 1)
-        dropped += drop_unrecorded(fs, output, TASK_FOLDERS, prefix, set(state.live.files))
+        dropped += drop_unrecorded(fs, output, DATA_FOLDERS, prefix, set(state.live.files))
     if dropped:
         log.warning("removed %d data file(s) an interrupted run left in %s", dropped, output)
 
@@ -145,7 +144,7 @@ def delete_numbered(fs: FileSystem, output: str, state: LogState, steps: str) ->
         state: The log's state (what its records made live or pending).
         steps: A glob of step scratch folders (a run's, or every run's), escaped.
     """
-    recorded = _recorded(state)
+    recorded = state.recorded_files
     noted: list[str] = []
     for info in fs.glob(join(steps, NUMBERED_INTENT)):
         try:
@@ -155,14 +154,9 @@ def delete_numbered(fs: FileSystem, output: str, state: LogState, steps: str) ->
     return delete_files(fs, output, [path for path in noted if path not in recorded])
 
 
-def _recorded(state: LogState) -> set[str]:
-    """The files the log's records made live or pending."""
-    return {*state.live_files, *(state.pending.files if state.pending else ())}
-
-
 def dead(state: LogState) -> list[str]:
     """Retired files, less those a recorded file of the same name replaced (a shard)."""
-    recorded = _recorded(state)
+    recorded = state.recorded_files
     return [path for path in state.retired if path not in recorded]
 
 
@@ -194,7 +188,7 @@ def abandon(
             found = fs.exists(scratch)
             fs.delete(scratch)
             if step is not None:
-                found = drop_unrecorded(fs, output, TASK_FOLDERS, step.prefix, set()) > 0 or found
+                found = drop_unrecorded(fs, output, DATA_FOLDERS, step.prefix, set()) > 0 or found
             if found:
                 quiet_since = None
             elif quiet_since is None:

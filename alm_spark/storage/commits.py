@@ -324,6 +324,11 @@ class LogState:
         return self.live.files if self.live else {}
 
     @property
+    def recorded_files(self) -> set[str]:
+        """The paths a record made live or pending: no run may delete or reuse them."""
+        return {*self.live_files, *(self.pending.files if self.pending else ())}
+
+    @property
     def next_generation(self) -> int:
         """The number a new generation gets."""
         numbers = [g.number for g in (self.live, self.pending) if g is not None]
