@@ -466,6 +466,11 @@ def _rejected_clips(out: Path) -> list[str]:
     return sorted(json.dumps(r, sort_keys=True) for r in iter_jsonl(out / "_rejected_audio"))
 
 
+def _rejected_lines(out: Path) -> list[tuple[str, int, str]]:
+    rows = iter_jsonl(out / "_rejected")
+    return sorted((Path(r["source"]).name, r["line"], r["error"]) for r in rows)
+
+
 def _numbers(out: Path) -> set[int]:
     return {int(p.stem.split("_")[1]) for p in (out / "_shards").glob("audio_*.tar")}
 
@@ -594,31 +599,46 @@ def test_a_failed_audio_step_deletes_only_its_own_numbered_shards(
     assert _clips(out) == _clips(tmp_path / "clean")
 
 
+def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The figures as JSON text, floats rounded to 9 significant digits (summed per step),
+    and how many shards rather than their names (numbers go on after a replaced output's)."""
+    kept = {k: v for k, v in metrics.items() if k not in ("run", "config")}
+    if "audio" in kept:
+        kept["audio"] = {**kept["audio"], "shard_files": len(kept["audio"]["shard_files"])}
+    return json.loads(json.dumps(kept), parse_float=lambda text: float(f"{float(text):.9g}"))
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow
-def test_an_audio_run_killed_at_each_named_point_is_finished_by_update(
+def test_a_run_killed_at_each_named_point_is_finished_by_update(
     run_cli: Any, tmp_path: Path
 ) -> None:
-    """SIGKILL at each crash point of a two-step NeMo run replacing an older audio output,
-    then ``update``: the same entries, clips (by key and bytes), shard manifests and
-    rejected clips as a clean run, no file the log does not call live, and a second
-    ``update`` changes nothing."""
+    """SIGKILL at each crash point of a three-step NeMo run replacing an older output, in
+    its first step and in a later one, then ``update``: the same entries, rejected lines,
+    figures, clips (by key and bytes), shard manifests and rejected clips as a clean run,
+    no file the log does not call live, and a second ``update`` changes nothing."""
     import os
+    import shutil
     import signal as signals
     import subprocess
     import sys
 
-    from alm_spark.run.crash import CRASH_ENV
+    from alm_spark.run.crash import CRASH_ENV, CRASH_POINTS
     from alm_spark.testing.compare import compare_paths
 
     folder, old = tmp_path / "in", tmp_path / "old"
     for where in (folder, old):
         (where / "audio").mkdir(parents=True)
         write_audio(where / "audio" / "a.flac", 31.0, 16000, 1, "flac")
-    write_jsonl(folder / "m1.jsonl", [json.dumps(_entry("audio/a.flac", 30.0))])
+    write_jsonl(folder / "m1.jsonl", [json.dumps(_entry("audio/a.flac", 30.0)), "{not json"])
     write_jsonl(
         folder / "m2.jsonl",
         [json.dumps(_entry(e, 20.0)) for e in ("audio/a.flac", "audio/gone.flac")],
     )
+    write_jsonl(folder / "m3.jsonl", ["[1]", json.dumps(_entry("audio/a.flac", 12.0))])
     write_jsonl(old / "old.jsonl", [json.dumps(_entry("audio/a.flac", 25.0))])
     common = ["audio.enabled=true", "audio.format=nemo", "audio.shard_max_clips=2",
               "output.step_files=1", *WINDOW_SETTINGS]  # fmt: skip
@@ -626,15 +646,20 @@ def test_an_audio_run_killed_at_each_named_point_is_finished_by_update(
     def command(source: Path, out: Path, *more: str) -> list[str]:
         return ["run", "-q", f"input.manifest_path={source}", f"output.path={out}", *common, *more]
 
-    reference = tmp_path / "reference"
+    reference, old_out = tmp_path / "reference", tmp_path / "old_out"
     assert run_cli(command(folder, reference)).code == 0
+    expected = _figures(json.loads((reference / "_metrics.json").read_text()))
+    assert run_cli(command(old, old_out)).code == 0
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
         env.pop(name, None)
     binary = str(Path(sys.executable).parent / "alm-spark")
-    for point in ("after_data_write:2", "before_record:2", "between_records", "during_cleanup"):
+    points = ("after_data_write", "after_data_write:2", "before_record", "before_record:2",
+              "between_records", "during_cleanup")  # fmt: skip
+    assert {point.partition(":")[0] for point in points} == set(CRASH_POINTS)
+    for point in points:
         out = tmp_path / point.replace(":", "-")
-        assert run_cli(command(old, out)).code == 0
+        shutil.copytree(old_out, out)  # the older output the run replaces
         proc = subprocess.Popen(
             [binary, *command(folder, out, "spark.master=local[2]")],
             env={**env, CRASH_ENV: point}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -644,13 +669,16 @@ def test_an_audio_run_killed_at_each_named_point_is_finished_by_update(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signals.SIGKILL)  # its JVM and Python workers, if any remain
         assert proc.returncode == -signals.SIGKILL, (point, err[-3000:])
+        assert not (out / "_SUCCESS").exists(), point
         resumed = run_cli(command(folder, out, "output.mode=update"))
         assert resumed.code == 0, (point, resumed.err[-3000:])
         assert compare_paths(out, reference).equal, point
+        assert _rejected_lines(out) == _rejected_lines(reference), point
+        assert _figures(json.loads((out / "_metrics.json").read_text())) == expected, point
         assert _clips(out) == _clips(reference), point
         assert _nemo_lines(out) == _nemo_lines(reference), point
         assert _rejected_clips(out) == _rejected_clips(reference), point
         assert output_problems(out) == [], point
-        before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        before = _files(out)
         assert run_cli(command(folder, out, "output.mode=update")).code == 0
-        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+        assert _files(out) == before, point

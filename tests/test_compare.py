@@ -73,3 +73,21 @@ def test_compare_paths_reads_dirs_and_gzip(tmp_path: Path) -> None:
 )
 def test_number_tolerance(a: float, b: float, equal: bool) -> None:
     assert (first_difference({"x": a}, {"x": b}) is None) is equal
+
+
+def test_compare_paths_counts_same_text_lines_and_decodes_the_rest(tmp_path: Path) -> None:
+    """Lines of the same text match undecoded, as a multiset; the others by value, where
+    ``true`` is still not ``1``."""
+    (tmp_path / "a.jsonl").write_text('{"a": 1}\n{"a": 1}\n{"b": 1.0}\n{"c": true}\n')
+    (tmp_path / "b.jsonl").write_text('{"b": 1}\n{"a": 1}\n{"c": 1}\n{"a": 1}\n')
+    result = compare_paths(tmp_path / "a.jsonl", tmp_path / "b.jsonl")
+    assert (result.actual_lines, result.expected_lines, result.matched) == (4, 4, 3)
+    assert result.problems == [
+        "expected entry None: closest output differs at $.c: true != 1",
+        "unexpected output entry None",
+    ]
+    (tmp_path / "c.jsonl").write_text('{"a": 1}\n{"b": 1}\n')
+    short = compare_paths(tmp_path / "c.jsonl", tmp_path / "b.jsonl")
+    assert (short.actual_lines, short.expected_lines, short.matched, short.equal) == (
+        2, 4, 2, False,
+    )  # fmt: skip
