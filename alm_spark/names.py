@@ -79,5 +79,8 @@ REJECTED_AUDIO_DIR = "_rejected_audio"
 NUMBERED_INTENT = "numbered.json"
 #: Inside ``_shards/`` with ``audio.format: nemo``: one ``manifest_N.json`` per ``audio_N.tar``.
 NEMO_MANIFESTS_DIR = "sharded_manifests"
+#: Inside ``_shards/`` with ``audio.equal_shards``: the clips a step could not fill a round
+#: of shards with, waiting for the next step (a tar and its clip rows; never read by loaders).
+WAITING_DIR = "_waiting"
 #: Written into ``_metrics.json``; only a directory carrying it is ever replaced.
 PRODUCER = "alm_spark"

@@ -250,6 +250,7 @@ KIND_SHARD_MANIFEST = "shard_manifest"  # a NeMo shard's manifest (a data file k
 KIND_AUDIO_REJECTED = "rejected_audio"  # a window whose clip could not be cut (JSON)
 KIND_CLIP = "clip"  # where a clip sits in a first-pass shard, for the repack pass (JSON)
 KIND_AUDIO_FIGURES = "audio_figures"  # a task's summed audio figures (JSON)
+KIND_WAITING = "waiting_clips"  # equal shards' clips waiting for the next step (JSON)
 
 #: What a task of the audio step returns: a kind and a JSON record.
 AUDIO_RESULT = RowKind(

@@ -515,6 +515,125 @@ def test_an_audio_output_grows_and_a_changed_file_replaces_its_clips(
     assert ours["shard_files"] == [f"audio_{n}.tar" for n in sorted(_numbers(out))]
 
 
+def _shard_sizes(out: Path) -> dict[int, int]:
+    """Clips per NeMo shard, by number."""
+    sizes = {}
+    for shard in (out / "_shards").glob("audio_*.tar"):
+        with tarfile.open(shard) as tar:
+            sizes[int(shard.stem.split("_")[1])] = len(tar.getmembers())
+    return sizes
+
+
+@pytest.mark.slow  # end to end on the pinned Spark only: the lanes run the Spark layer
+def test_equal_shards_over_steps_carry_leftover_clips_to_the_next_step(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Equal shards in commit steps: the clips per shard are fixed by the first step, each
+    step publishes whole rounds of ``world_size`` shards, leftover clips wait (recorded)
+    for the next step and only the run's last step rejects them. A run failing in its
+    second step is finished by ``update`` as a clean run; an update adds shards numbered
+    on; a changed input has every step cut again, as a clean run would."""
+    import shutil
+
+    from alm_spark.rows import KIND_WAITING
+    from alm_spark.run import job
+    from alm_spark.storage.commits import CommitLog
+
+    folder = tmp_path / "in"
+    (folder / "audio").mkdir(parents=True)
+    write_audio(folder / "audio" / "a.flac", 31.0, 16000, 1, "flac")
+    for n, seconds in enumerate((30.0, 20.0, 20.0), 1):
+        write_jsonl(folder / f"m{n}.jsonl", [json.dumps(_entry("audio/a.flac", seconds))])
+    settings = ("audio.format=nemo", "audio.equal_shards=true", "audio.world_size=2",
+                "audio.shard_max_clips=2", "output.step_files=1")  # fmt: skip
+    reference = _run(spark, folder, tmp_path / "reference", *settings)
+    ref_out = _out(reference)
+    audio = reference.metrics["audio"]
+    per_shard = audio["clips_per_shard"]
+    sizes = _shard_sizes(ref_out)
+    assert per_shard == 1
+    assert set(sizes.values()) == {per_shard}
+    assert sorted(sizes) == list(range(len(sizes)))
+    assert len(sizes) % 2 == 0
+    windows = reference.metrics["filtered_windows"]
+    lost = audio["clips_lost"]["equal_shards"]
+    assert audio["clips_written"] + lost == windows
+    assert 0 < lost < 2 * per_shard
+    assert not list((ref_out / "_shards" / "_waiting").glob("*"))
+    assert output_problems(ref_out) == []
+
+    # Step 2 fails: step 1 stays committed with its waiting clips; update finishes it.
+    out = tmp_path / "out"
+    real_write_text, calls = job._write_text, []
+
+    def fails_in_step_two(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("executor lost")
+        return real_write_text(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(job, "_write_text", fails_in_step_two)
+        with pytest.raises(RuntimeError, match="executor lost"):
+            _run(spark, folder, out, *settings)
+    pending = CommitLog(FsspecFileSystem(), str(out)).read().pending
+    assert pending is not None
+    waiting = [f.path for f in pending.files.values() if f.kind == KIND_WAITING]
+    assert sorted(Path(p).suffix for p in waiting) == [".jsonl", ".tar"]
+    assert all((out / path).exists() for path in waiting)
+    resumed = _run(spark, folder, out, *settings, "output.mode=update")
+    assert _clips(out) == _clips(ref_out)
+    assert _nemo_lines(out) == _nemo_lines(ref_out)
+    assert _rejected_clips(out) == _rejected_clips(ref_out)
+    assert _shard_sizes(out) == sizes
+    assert resumed.metrics["audio"] == audio
+    assert not any((out / path).exists() for path in waiting)  # placed, then retired
+    assert output_problems(out) == []
+
+    # A new file: shards numbered on, as many clips each; its leftover rejected.
+    write_jsonl(folder / "m4.jsonl", [json.dumps(_entry("audio/a.flac", 30.0))])
+    grown = _run(spark, folder, out, *settings, "output.mode=update")
+    added = {n: c for n, c in _shard_sizes(out).items() if n not in sizes}
+    assert min(added) == len(sizes)
+    assert len(added) % 2 == 0
+    assert set(added.values()) == {per_shard}
+    more = grown.metrics["audio"]
+    assert (
+        more["clips_written"] + more["clips_lost"]["equal_shards"]
+        == (grown.metrics["filtered_windows"])
+    )
+    assert output_problems(out) == []
+
+    # A changed file: every step is cut again (a step's clips fill the next one's shards).
+    write_jsonl(folder / "m2.jsonl", [json.dumps(_entry("audio/a.flac", 25.0))])
+    changed = _run(spark, folder, out, *settings, "output.mode=update")
+    assert changed.metrics["run"]["update"]["retired_steps"] == [1, 2, 3, 4]
+    clean = _run(spark, folder, tmp_path / "clean", *settings)
+    assert _clips(out) == _clips(_out(clean))
+    assert _nemo_lines(out) == _nemo_lines(_out(clean))
+    assert _rejected_clips(out) == _rejected_clips(_out(clean))
+    ours, theirs = changed.metrics["audio"], clean.metrics["audio"]
+    assert {**ours, "shard_files": None} == {**theirs, "shard_files": None}
+    assert output_problems(out) == []
+
+    # Failed in step 2, whose input is then gone: a step with no input places the
+    # waiting clip (rejected: it cannot fill a round of shards alone).
+    alone = tmp_path / "alone"
+    shutil.copytree(folder, alone, ignore=shutil.ignore_patterns("m3.jsonl", "m4.jsonl"))
+    calls.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(job, "_write_text", fails_in_step_two)
+        with pytest.raises(RuntimeError, match="executor lost"):
+            _run(spark, alone, tmp_path / "out2", *settings)
+    (alone / "m2.jsonl").unlink()
+    placed = _run(spark, alone, tmp_path / "out2", *settings, "output.mode=update")
+    step_one = placed.metrics["audio"]
+    assert (step_one["shards"], step_one["clips_lost"]["equal_shards"]) == (2, 1)
+    assert step_one["clips_written"] + 1 == placed.metrics["filtered_windows"]
+    assert not list((tmp_path / "out2" / "_shards" / "_waiting").glob("*"))
+    assert output_problems(tmp_path / "out2") == []
+
+
 @pytest.mark.slow
 def test_numbered_shards_of_a_killed_step_are_deleted_by_the_next_run(
     run_cli: Any, tmp_path: Path

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from alm_spark.audio.shards import (
+    EqualLayout,
     ShardWriter,
     attempt_name,
     nemo_manifest_line,
@@ -42,7 +43,7 @@ def test_the_writer_gives_where_each_clips_audio_bytes_are(tmp_path: Path) -> No
 
 
 def test_without_equal_shards_each_first_pass_shard_is_one_shard_in_name_order() -> None:
-    plan = plan_shards([("b", 3, 30), ("a", 5, 50)], False, 1, 3, 10**9)
+    plan = plan_shards([("b", 3, 30), ("a", 5, 50)], None, 3, 10**9)
     assert (plan.shards, plan.per_shard) == (2, None)
     assert [plan.target("a", i) for i in range(5)] == [0] * 5
     assert [plan.target("b", i) for i in range(3)] == [1] * 3
@@ -66,7 +67,7 @@ def test_equal_shards_hold_as_many_clips_and_their_count_is_a_multiple_of_the_wo
     clips: int, world_size: int, max_clips: int, shards: int, per_shard: int, left_out: int
 ) -> None:
     first = [("x", clips // 2, 0), ("w", clips - clips // 2, 0)]
-    plan = plan_shards(first, True, world_size, max_clips, 10**12)
+    plan = plan_shards(first, EqualLayout(world_size), max_clips, 10**12)
     assert (plan.shards, plan.per_shard) == (shards, per_shard)
     targets = [plan.target(name, i) for name, n, _ in sorted(first) for i in range(n)]
     assert targets.count(None) == left_out
@@ -76,16 +77,33 @@ def test_equal_shards_hold_as_many_clips_and_their_count_is_a_multiple_of_the_wo
 
 
 def test_equal_shards_also_keep_the_average_shard_within_the_size_limit() -> None:
-    plan = plan_shards([("a", 100, 10**9)], True, 2, 1000, 300 * 10**6)
+    plan = plan_shards([("a", 100, 10**9)], EqualLayout(2), 1000, 300 * 10**6)
     assert (plan.shards, plan.per_shard, plan.clips) == (4, 25, 100)  # 1 GB / 300 MB, 2 ranks
 
 
 def test_clips_larger_than_the_size_limit_get_a_shard_each_not_none() -> None:
-    plan = plan_shards([("a", 10, 20 * 10**6)], True, 1, 1000, 10**6)
+    plan = plan_shards([("a", 10, 20 * 10**6)], EqualLayout(1), 1000, 10**6)
     assert (plan.shards, plan.per_shard) == (10, 1)
     assert [plan.target("a", i) for i in range(10)] == list(range(10))
-    small = plan_shards([("a", 6, 600)], True, 4, 1000, 50)  # 12 needed by size, 6 clips
+    small = plan_shards([("a", 6, 600)], EqualLayout(4), 1000, 50)  # 12 needed by size, 6 clips
     assert (small.shards, small.per_shard) == (4, 1)
+
+
+def test_a_later_step_keeps_the_clips_per_shard_and_ranks_the_waiting_clips_first() -> None:
+    """Clips per shard fixed by an earlier step: as many rounds of world-size shards as
+    the clips fill; the rest wait (``carry``) or are left out, with the waiting first."""
+    waiting = [("_shards/_waiting/part-1.tar", 3, 0)]
+    plan = plan_shards([("b", 5, 0), ("a", 6, 0)], EqualLayout(2, 2, True), 1, 1, waiting)
+    assert (plan.shards, plan.per_shard, plan.clips, plan.left_out, plan.carry) == (
+        6, 2, 14, 2, True,
+    )  # fmt: skip
+    assert [plan.target("_shards/_waiting/part-1.tar", i) for i in range(3)] == [0, 0, 1]
+    assert [plan.target("a", i) for i in range(6)] == [1, 2, 2, 3, 3, 4]
+    assert [plan.target("b", i) for i in range(5)] == [4, 5, 5, None, None]
+    few = plan_shards([("a", 3, 0)], EqualLayout(2, 2), 1, 1)
+    assert (few.shards, few.left_out, few.carry) == (0, 3, False)
+    unfixed = plan_shards([("a", 1, 0)], EqualLayout(2, None, True), 10, 10**9)
+    assert (unfixed.shards, unfixed.per_shard, unfixed.left_out) == (0, 0, 1)
 
 
 def test_names_an_attempt_writes_and_the_names_it_publishes() -> None:

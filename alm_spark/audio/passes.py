@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
@@ -19,12 +19,15 @@ from pyspark.sql import DataFrame
 from alm_spark.audio.cut import audio_metrics, repacked_figures
 from alm_spark.audio.publish import (
     committed_shards,
+    committed_waiting,
     first_pass_shards,
     read_clip_rows,
     sum_audio_figures,
+    waiting_clip_rows,
+    waiting_tars,
 )
 from alm_spark.audio.repack import RepackTarget, numbered_paths, repack_clips
-from alm_spark.audio.shards import ShardPlan, plan_shards
+from alm_spark.audio.shards import EqualLayout, ShardPlan, plan_shards
 from alm_spark.audio.tasks import cut_audio
 from alm_spark.config import AudioConfig
 from alm_spark.names import (
@@ -34,8 +37,9 @@ from alm_spark.names import (
     NUMBERED_INTENT,
     REJECTED_AUDIO_DIR,
     SHARDS_DIR,
+    WAITING_DIR,
 )
-from alm_spark.rows import KIND_AUDIO_REJECTED, KIND_SHARD, KIND_SHARD_MANIFEST
+from alm_spark.rows import KIND_AUDIO_REJECTED, KIND_SHARD, KIND_SHARD_MANIFEST, KIND_WAITING
 from alm_spark.run.failures import wait_for_running_tasks
 from alm_spark.storage.datafiles import fsspec_url
 from alm_spark.storage.fs import join
@@ -54,32 +58,65 @@ log = logging.getLogger(__name__)
 def audio_folders(config: AudioConfig) -> tuple[str, ...]:
     """The folders the audio step's tasks write into."""
     nemo = (f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}",) if config.format == "nemo" else ()
-    return (SHARDS_DIR, *nemo, REJECTED_AUDIO_DIR)
+    waiting = (f"{SHARDS_DIR}/{WAITING_DIR}",) if config.equal_shards else ()
+    return (SHARDS_DIR, *nemo, *waiting, REJECTED_AUDIO_DIR)
+
+
+def equal_layout(
+    config: AudioConfig, generation: Generation | None, carry: bool
+) -> EqualLayout | None:
+    """Equal shards' layout for the next step of ``generation`` (None without them).
+
+    The clips per shard are those of the generation's first step that published shards.
+    """
+    if not config.equal_shards:
+        return None
+    steps = [f["audio"] for _, f in sorted(generation.figures.items())] if generation else []
+    fixed = [s["clips_per_shard"] for s in steps if s.get("clips_per_shard")]
+    return EqualLayout(config.world_size, fixed[0] if fixed else None, carry)
+
+
+def waiting_files(generation: Generation | None, retiring: Iterable[str] = ()) -> list[str]:
+    """The files of clips earlier steps left waiting (tars and their rows).
+
+    Less those the step retires anyway (a changed input's steps).
+    """
+    files = generation.files.values() if generation is not None else ()
+    gone = set(retiring)
+    return sorted(f.path for f in files if f.kind == KIND_WAITING and f.path not in gone)
 
 
 def cut_audio_into(
-    ctx: RunContext, windows_df: DataFrame, counts: tuple[int, int], step: OutputStep
+    ctx: RunContext,
+    windows_df: DataFrame | None,
+    counts: tuple[int, int],
+    step: OutputStep,
+    equal: tuple[EqualLayout | None, Sequence[str]] = (None, ()),
 ) -> None:
     """Cut every kept window's clip into shards for ``step``; its figures go in the step.
 
     Args:
         ctx: The run (``audio`` settings, scratch folder, progress, timings).
-        windows_df: One row per kept window (:data:`~alm_spark.rows.AUDIO_WINDOW`).
+        windows_df: One row per kept window (:data:`~alm_spark.rows.AUDIO_WINDOW`);
+            None for a step with no input (equal shards' waiting clips only).
         counts: How many windows and entries ``windows_df`` holds.
         step: The commit step the shards and rejected clips are recorded in; its
             ``first_shard`` numbers a repacked format's shards.
+        equal: Equal shards' layout for this step, and the files of the clips earlier
+            steps left waiting (placed first; the step retires them).
     """
     audio = ctx.config.audio
     windows, entries = counts
     for folder in audio_folders(audio):  # tasks never make folders
         ctx.fs.mkdirs(join(ctx.output, folder))
-        step.folders.add(folder)
+        if not folder.endswith(WAITING_DIR):  # empty once the run's last step is done
+            step.folders.add(folder)
     rows_dir = join(ctx.data_dir, "_audio")
     first_dir = join(ctx.scratch, "clips") if audio.repacked else None
     ctx.step(f"cutting {windows:,} clip(s) into {audio.format} shards")
     figures: dict[str, Any] = dict.fromkeys([*AUDIO_COUNTS, *AUDIO_SECONDS], 0)
     with ctx.timed("audio"):
-        if windows:
+        if windows and windows_df is not None:
             partitions = audio.partitions or max(1, min(entries, ctx.parallelism() * 2))
             progress = ctx.progress
             counters = None if progress.clips is None else (progress.clips, progress.audio_ms)
@@ -94,7 +131,7 @@ def cut_audio_into(
     if first_dir is not None:
         repack_dir = join(ctx.data_dir, "_repack")
         with ctx.timed("audio_repack"):
-            plan = _repack(ctx, step, (rows_dir, first_dir), repack_dir)
+            plan = _repack(ctx, step, (rows_dir, first_dir), repack_dir, equal)
             if plan.first_ranks:
                 figures = repacked_figures(figures, sum_audio_figures(ctx.spark, repack_dir))
         staged_dirs.append(repack_dir)
@@ -103,10 +140,14 @@ def cut_audio_into(
         step.add(shard["name"], KIND_SHARD)
         if shard["manifest"] is not None:
             step.add(shard["manifest"], KIND_SHARD_MANIFEST)
+    for path in committed_waiting(ctx.spark, ctx.fs, staged_dirs[-1]):
+        step.add(path, KIND_WAITING)
     for file in _write_rejected_audio(ctx, staged_dirs, step):
         step.add(file["path"], KIND_AUDIO_REJECTED)
     _drop_unrecorded_audio(ctx, step)
-    step.figures["audio"] = {**figures, "clips_per_shard": plan.per_shard if plan else None}
+    per_shard = plan.per_shard if plan is not None and plan.shards else None
+    fixed = equal[0].per_shard if equal[0] is not None else None
+    step.figures["audio"] = {**figures, "clips_per_shard": fixed or per_shard}
 
 
 def _write_rejected_audio(
@@ -133,7 +174,11 @@ def _drop_unrecorded_audio(ctx: RunContext, step: OutputStep) -> None:
 
 
 def _repack(
-    ctx: RunContext, step: OutputStep, first: tuple[str, str], repack_dir: str
+    ctx: RunContext,
+    step: OutputStep,
+    first: tuple[str, str],
+    repack_dir: str,
+    equal: tuple[EqualLayout | None, Sequence[str]],
 ) -> ShardPlan:
     """Plan the numbered shards and copy the first pass's clips into them.
 
@@ -146,37 +191,44 @@ def _repack(
         step: The commit step (its naming, its first shard number).
         first: The first pass's staged rows and its attempts' shards (in scratch).
         repack_dir: Where this pass's rows go.
+        equal: Equal shards' layout, and the waiting clips' files (placed first).
     """
     audio, fs = ctx.config.audio, ctx.fs
     first_dir, first_attempts = first
+    layout, waiting = equal
+    clips_df = read_clip_rows(ctx.spark, first_dir) if fs.exists(first_dir) else None
+    rows_files = [join(ctx.output, path) for path in waiting if path.endswith(".jsonl")]
+    waiting_df = waiting_clip_rows(ctx.spark, rows_files) if rows_files else None
     plan = plan_shards(
         first_pass_shards(ctx.spark, fs, first_dir),
-        audio.equal_shards,
-        audio.world_size,
+        layout,
         audio.shard_max_clips,
         max(1, int(audio.shard_max_mb * 1e6)),
+        waiting_tars(waiting_df) if waiting_df is not None else None,
     )
+    step.retired.extend(waiting)
     if plan.first_ranks:
         each = f" of {plan.per_shard:,} clip(s)" if plan.per_shard is not None else ""
         ctx.step(f"repacking the clips into {plan.shards:,} {audio.format} shard(s){each}")
-        if plan.shards == 0:
+        if plan.left_out and not plan.carry:
             log.warning(
-                "audio.equal_shards: %d clip(s) cannot fill %d shard(s) equally; none is kept "
-                "(see _rejected_audio/)",
-                plan.clips,
+                "audio.equal_shards: %d clip(s) cannot fill a round of %d shard(s) equally; "
+                "they are not kept (see _rejected_audio/)",
+                plan.left_out,
                 audio.world_size,
             )
         numbers = range(step.first_shard, step.first_shard + plan.shards)
         fs.write_text(
             join(ctx.scratch, NUMBERED_INTENT), json.dumps(numbered_paths(audio, numbers))
         )
-        most = max(1, plan.shards)  # a task per shard at most
+        most = max(1, plan.shards + (1 if plan.carry and plan.left_out else 0))
         partitions = min(audio.partitions or ctx.parallelism() * 2, most)
         target = RepackTarget(
             fsspec_url(first_attempts), fsspec_url(ctx.output), step.names, step.first_shard
         )
-        clips_df = read_clip_rows(ctx.spark, first_dir)
-        repack_df = repack_clips(clips_df, audio, plan, target, partitions)
+        sources = [df for df in (waiting_df, clips_df) if df is not None]
+        all_clips = sources[0] if len(sources) == 1 else sources[0].unionByName(sources[1])
+        repack_df = repack_clips(all_clips, audio, plan, target, partitions)
         with ctx.progress:
             repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)
     if fs.exists(first_attempts):

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS
-from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_CLIP, KIND_SHARD
+from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_CLIP, KIND_SHARD, KIND_WAITING
 from alm_spark.storage.fs import FileSystem
 from alm_spark.storage.io import escape_glob
 from alm_spark.storage.schemas import (
@@ -66,3 +66,23 @@ def committed_shards(spark: SparkSession, fs: FileSystem, staged_dir: str) -> li
 def read_clip_rows(spark: SparkSession, staged_dir: str) -> DataFrame:
     """The first pass's committed ``clip`` rows (:data:`~alm_spark.rows.CLIP`)."""
     return spark.read.schema(CLIP_SCHEMA).json(escape_glob(f"{staged_dir}/kind={KIND_CLIP}"))
+
+
+def waiting_clip_rows(spark: SparkSession, rows_files: list[str]) -> DataFrame:
+    """The ``clip`` rows of clips earlier steps left waiting (their files' full paths)."""
+    return spark.read.schema(CLIP_SCHEMA).json([escape_glob(path) for path in rows_files])
+
+
+def waiting_tars(clips_df: DataFrame) -> list[tuple[str, int, int]]:
+    """The waiting tars as ``(name, clips, bytes)``, from their clip rows (a row each)."""
+    counted = clips_df.groupBy("shard").agg(F.count("*").alias("n"), F.sum("size").alias("b"))
+    return [(row["shard"], int(row["n"]), int(row["b"])) for row in counted.collect()]
+
+
+def committed_waiting(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[str]:
+    """The files the committed attempts wrote for clips left waiting (tar, rows)."""
+    where = f"{staged_dir}/kind={KIND_WAITING}"
+    if not fs.exists(where):
+        return []
+    found = spark.read.schema("name string, rows string").json(escape_glob(where))
+    return sorted(path for row in found.collect() for path in (row["name"], row["rows"]))

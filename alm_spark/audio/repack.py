@@ -37,8 +37,8 @@ from alm_spark.audio.tasks import (
     shard_record,
 )
 from alm_spark.config import AudioConfig
-from alm_spark.names import NEMO_MANIFESTS_DIR, SHARDS_DIR
-from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_SHARD
+from alm_spark.names import NEMO_MANIFESTS_DIR, SHARDS_DIR, WAITING_DIR
+from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_SHARD, KIND_WAITING
 from alm_spark.storage.datafiles import DataFile, StepNames
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_SCHEMA,
@@ -98,9 +98,10 @@ class RepackTarget:
 class _Packer:
     """Writes one published shard after another from clip rows in rank order."""
 
-    def __init__(self, config: AudioConfig, fs: Any, first_root: str, target: RepackTarget):
+    def __init__(self, config: AudioConfig, fs: Any, roots: tuple[str, str], target: RepackTarget):
         self._config, self._fs = config, fs
-        self._first_root, self._out = first_root, target
+        self._first_root, self._output_root = roots
+        self._out = target
         self._target: int | None = None
         self._writer: ShardWriter | None = None
         self._manifest: DataFile | None = None
@@ -115,7 +116,7 @@ class _Packer:
             self._finish()
             self._start(target)
         assert self._writer is not None
-        audio = self._read(row["shard"], int(row["offset"]), int(row["size"]))
+        audio = self.read(row)
         codec = self._config.codec
         members = [(codec, audio)]
         if self._manifest is not None:
@@ -166,17 +167,67 @@ class _Packer:
             self._manifest.close()
         self._writer = self._manifest = self._manifest_name = None
 
+    def read(self, row: dict[str, Any]) -> bytes:
+        """A clip's audio bytes, where its row says they are."""
+        return self._read(row["shard"], int(row["offset"]), int(row["size"]))
+
     def _read(self, shard: str, offset: int, size: int) -> bytes:
         if self._source is None or self._source[0] != shard:
             if self._source is not None:
                 self._source[1].close()
-            self._source = (shard, self._fs.open(f"{self._first_root}/{shard}", "rb"))
+            # Clips an earlier step left waiting are in the output; the rest in scratch.
+            waiting = shard.startswith(f"{SHARDS_DIR}/")
+            root = self._output_root if waiting else self._first_root
+            self._source = (shard, self._fs.open(f"{root}/{shard}", "rb"))
         handle = self._source[1]
         handle.seek(offset)
         data: bytes = handle.read(size)
         if len(data) != size:  # a first-pass shard cut short: never publish a partial clip
             raise OSError(f"{shard}: {size} bytes expected at {offset}, {len(data)} read")
         return data
+
+
+class _Waiting:
+    """The clips an equal-shards step leaves out, kept for the next step.
+
+    One tar and a file of their clip rows, named by the step, in ``_shards/_waiting/``;
+    only a step that is not the run's last keeps any.
+    """
+
+    def __init__(self, target: RepackTarget, codec: str) -> None:
+        self._target, self._codec = target, codec
+        stem = f"{SHARDS_DIR}/{WAITING_DIR}/{target.names.prefix}{target.names.run_id}"
+        self.tar, self.rows = f"{stem}.tar", f"{stem}.jsonl"
+        self._writer: ShardWriter | None = None
+        self._rows: DataFile | None = None
+        self.clips = 0
+
+    def add(self, row: dict[str, Any], audio: bytes, key: str) -> None:
+        """Keep one clip's audio, and its row pointing at it."""
+        if self._writer is None:
+            self._writer = ShardWriter(self._target.open, lambda _: self.tar, 1 << 62, 1 << 62)
+            self._rows = self._target.open(self.rows)
+        assert self._rows is not None
+        placed = self._writer.add(key, [(self._codec, audio)], float(row["seconds"]))
+        kept = {"shard": self.tar, "index": placed.index, "offset": placed.offset,
+                "size": placed.size, "seconds": row["seconds"], "meta": row["meta"]}  # fmt: skip
+        self._rows.write((json.dumps(kept) + "\n").encode())
+        self.clips += 1
+
+    def close(self) -> str | None:
+        """Finish both files; the ``waiting_clips`` row naming them (None: no clip)."""
+        if self._writer is None or self._rows is None:
+            return None
+        self._writer.close()
+        self._rows.close()
+        return json.dumps({"name": self.tar, "rows": self.rows, "clips": self.clips})
+
+    def abort(self) -> None:
+        """Drop both files (a failed task)."""
+        if self._writer is not None:
+            self._writer.abort()
+        if self._rows is not None:
+            self._rows.abort()
 
 
 def repack_clip_batches(
@@ -201,7 +252,9 @@ def repack_clip_batches(
     import fsspec
 
     fs, first_root = fsspec.core.url_to_fs(target.first_pass)
-    packer = _Packer(config, fs, first_root, target)
+    output_root = fsspec.core.url_to_fs(target.output)[1]
+    packer = _Packer(config, fs, (first_root, output_root), target)
+    waiting = _Waiting(target, config.codec)
     figures = AudioFigures()
     out = TaskRows()
     left_out = f"left out so that each of the {plan.shards} shard(s) holds {plan.per_shard} clip(s)"
@@ -210,22 +263,28 @@ def repack_clip_batches(
             for row in batch.to_pylist():
                 meta = json.loads(row["meta"])
                 seconds = float(row["seconds"])
-                if int(row["target"]) >= plan.shards:  # seconds of window, as other losses
+                if int(row["target"]) >= plan.shards and plan.carry:
+                    waiting.add(row, packer.read(row), meta["key"])
+                elif int(row["target"]) >= plan.shards:  # seconds of window, as other losses
                     figures.counts["clips_lost_equal_shards"] += 1
                     figures.seconds["seconds_lost_equal_shards"] += meta["end"] - meta["start"]
                     out.add(KIND_AUDIO_REJECTED, rejected_record(meta, "equal_shards", left_out))
-                    continue
-                figures.counts["bytes_written"] += packer.add(row, meta)
-                figures.counts["clips_written"] += 1
-                figures.seconds["seconds_written"] += seconds
+                else:
+                    figures.counts["bytes_written"] += packer.add(row, meta)
+                    figures.counts["clips_written"] += 1
+                    figures.seconds["seconds_written"] += seconds
             if out.full():
                 yield out.batch()
         packer.close()
+        kept = waiting.close()
     except BaseException:
         packer.abort()
+        waiting.abort()
         raise
     for record in packer.records:
         out.add(KIND_SHARD, record)
+    if kept is not None:
+        out.add(KIND_WAITING, kept)
     out.add(KIND_AUDIO_FIGURES, figures.record())
     yield out.batch()
 

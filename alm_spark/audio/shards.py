@@ -144,17 +144,25 @@ class ShardPlan:
         per_shard: With equal shards, the clips in every one; None: each first-pass
             shard becomes one published shard, numbered in name order.
         clips: The clips of the first pass.
+        carry: With equal shards, whether the clips left out wait for the next commit
+            step (not the run's last) instead of being rejected.
     """
 
     first_ranks: tuple[tuple[str, int], ...]
     shards: int
     per_shard: int | None
     clips: int = 0
+    carry: bool = False
     _numbers: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         numbers = {name: n for n, (name, _) in enumerate(self.first_ranks)}
         object.__setattr__(self, "_numbers", numbers)
+
+    @property
+    def left_out(self) -> int:
+        """The clips beyond the last full shard (waiting or rejected)."""
+        return self.clips - self.shards * self.per_shard if self.per_shard is not None else 0
 
     def rank(self, shard: str, index: int) -> int:
         """The place of the ``index``-th clip of first-pass ``shard`` among all clips."""
@@ -172,36 +180,66 @@ class ShardPlan:
         return target if target < self.shards else None
 
 
+@dataclass(frozen=True)
+class EqualLayout:
+    """Equal shards over an output's commit steps.
+
+    Attributes:
+        world_size: The shard count is a multiple of this.
+        per_shard: The clips per shard fixed by the output's first step that published
+            any (None until then).
+        carry: Whether clips left out wait for the next step (every step but the run's
+            last).
+    """
+
+    world_size: int
+    per_shard: int | None = None
+    carry: bool = False
+
+
 def plan_shards(
     first_pass: list[tuple[str, int, int]],
-    equal: bool,
-    world_size: int,
+    equal: EqualLayout | None,
     max_clips: int,
     max_bytes: int,
+    waiting: list[tuple[str, int, int]] | None = None,
 ) -> ShardPlan:
     """Plan the published shards from the first pass's ``(name, clips, bytes)``.
 
-    With ``equal``, the shard count is the smallest multiple of ``world_size`` that
-    keeps shards within ``max_clips`` and, on average, ``max_bytes``, but no more than
-    the clips can fill (then the largest multiple of ``world_size`` that they can, one
-    clip a shard); every shard holds ``clips // shards`` clips and the remainder, fewer
-    than the shard count, is left out. Fewer clips than ``world_size`` leave no shard.
+    With ``equal`` and no clips per shard fixed yet, the shard count is the smallest
+    multiple of the world size that keeps shards within ``max_clips`` and, on average,
+    ``max_bytes``, but no more than the clips can fill (then the largest multiple of the
+    world size that they can, one clip a shard); every shard holds ``clips // shards``
+    clips. With clips per shard fixed, as many rounds of world-size shards as the clips
+    fill. The remainder is left out (it waits, with ``equal.carry``). Fewer clips than
+    the world size leave no shard.
+
+    Args:
+        first_pass: This step's first-pass shards.
+        equal: The equal layout, or None for one published shard per first-pass shard.
+        max_clips: Clips per shard at most.
+        max_bytes: Bytes per shard at most, on average.
+        waiting: Clips earlier steps left waiting ``(name, clips, bytes)``: ranked first.
     """
-    ordered = sorted(first_pass)
+    ordered = [*sorted(waiting or []), *sorted(first_pass)]
     ranks: list[tuple[str, int]] = []
     total = size = 0
     for name, clips, nbytes in ordered:
         ranks.append((name, total))
         total, size = total + clips, size + nbytes
-    if not equal:
+    if equal is None:
         return ShardPlan(tuple(ranks), len(ranks), None, total)
+    world_size = equal.world_size
+    if equal.per_shard:
+        shards = world_size * (total // (world_size * equal.per_shard))
+        return ShardPlan(tuple(ranks), shards, equal.per_shard, total, equal.carry)
     # Shards needed for the limits, but never more than one clip each can fill.
     needed = min(max(-(-total // max_clips), -(-size // max_bytes), 1), max(total, 1))
     shards = world_size * -(-needed // world_size)
     if shards > total:  # rounding up to the world size overshot: round down instead
         shards = world_size * (total // world_size)
     per_shard = total // shards if shards else 0
-    return ShardPlan(tuple(ranks), shards, per_shard, total)
+    return ShardPlan(tuple(ranks), shards, per_shard, total, equal.carry)
 
 
 def attempt_name(name: str, attempt: int) -> str:

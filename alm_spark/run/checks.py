@@ -56,11 +56,6 @@ def check_job(config: PipelineConfig, recut_from: str | None = None) -> Job:
         check_recut_config(config)
     else:
         check_local_inputs(config.input.paths)
-    if config.output.mode == "update" and config.audio.enabled and config.audio.equal_shards:
-        raise ConfigError(
-            "output.mode: update cannot keep shards equal across runs (audio.equal_shards is "
-            "true); use overwrite"
-        )
     if config.audio.enabled:
         check_audio_libraries()
     if os_path(config.output.path) is not None:

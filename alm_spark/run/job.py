@@ -30,7 +30,12 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 
 from alm_spark import rows
 from alm_spark.algorithm.render import LineSettings
-from alm_spark.audio.passes import cut_audio_into, output_audio_metrics
+from alm_spark.audio.passes import (
+    cut_audio_into,
+    equal_layout,
+    output_audio_metrics,
+    waiting_files,
+)
 from alm_spark.config import PipelineConfig
 from alm_spark.engines.base import EngineRun
 from alm_spark.engines.registry import engine_named
@@ -192,24 +197,29 @@ def _checksummed(
 def _commit_steps(ctx: RunContext, out: OutputCommits, listing: _Listing, plan: InputPlan) -> None:
     """Process the planned inputs step by step, each committed with its audio.
 
-    Equal shards are laid out over the whole run: such a run is one step.
+    With equal shards, clips a step cannot fill a round of shards with wait for the next
+    step; when no input is left to process but clips wait (an interrupted run whose other
+    inputs are gone), one step with no input places them.
     """
     config = ctx.config
-    if config.audio.enabled and config.audio.equal_shards:
-        steps = [plan.process] if plan.process else []
-    else:
-        max_bytes = int(config.output.step_gb * 1e9)
-        steps = split_into_steps(plan.process, config.output.step_files, max_bytes)
+    max_bytes = int(config.output.step_gb * 1e9)
+    steps = split_into_steps(plan.process, config.output.step_files, max_bytes)
+    if not steps and config.audio.enabled and waiting_files(out.current, plan.retire_files):
+        steps = [()]
     for number, inputs in enumerate(steps, 1):
-        with out.step(inputs, number == len(steps), plan if number == 1 else None) as step:
+        last = number == len(steps)
+        waiting = waiting_files(out.current, plan.retire_files if number == 1 else ())
+        with out.step(inputs, last, plan if number == 1 else None) as step:
             if len(steps) > 1:
                 ctx.step(f"commit step {number} of {len(steps)}")
-            written = _write_text(ctx, listing.read(ctx.spark, inputs), step)
-            if config.audio.enabled:
-                windows_df = _read_staged(ctx, rows.AUDIO_WINDOW)
-                totals = written.totals
+            windows_df, counts = None, (0, 0)
+            if inputs:
+                totals = _write_text(ctx, listing.read(ctx.spark, inputs), step).totals
                 counts = (int(totals["filtered_windows"]), int(totals["entries_written"]))
-                cut_audio_into(ctx, windows_df, counts, step)
+                windows_df = _read_staged(ctx, rows.AUDIO_WINDOW) if config.audio.enabled else None
+            if config.audio.enabled:
+                layout = equal_layout(config.audio, out.current, carry=not last)
+                cut_audio_into(ctx, windows_df, counts, step, (layout, waiting))
     if not steps:
         out.close()
 
@@ -223,8 +233,9 @@ def _output_metrics(
     """``_metrics.json`` for the whole output: the committed steps' figures summed."""
     generation = out.current
     steps = list(generation.figures.values()) if generation else []
-    totals = sum_totals([step["totals"] for step in steps])
-    report_rows = sum_report_rows([row for step in steps for row in step["report"]])
+    # A step with no input (equal shards' waiting clips only) has audio figures alone.
+    totals = sum_totals([step["totals"] for step in steps if "totals" in step])
+    report_rows = sum_report_rows([row for step in steps for row in step.get("report", ())])
     inputs = generation.inputs.values() if generation else ()
     files = generation.files.values() if generation else ()
     run = {

@@ -75,6 +75,7 @@ class OutputStep:
         folders: Folders the step made (kept even when empty).
         inputs: The input files it processed.
         figures: Its figures, recorded for later runs.
+        retired: Files of earlier steps it retires (equal shards' waiting clips it placed).
     """
 
     names: StepNames
@@ -83,6 +84,7 @@ class OutputStep:
     folders: set[str] = field(default_factory=set)
     inputs: tuple[InputFile, ...] = ()
     figures: dict[str, Any] = field(default_factory=dict)
+    retired: list[str] = field(default_factory=list)
 
     def add(self, path: str, kind: str) -> None:
         """A data file a task wrote under its final name (relative to the output)."""
@@ -176,7 +178,8 @@ class OutputCommits:
 
     def plan(self, listed: Sequence[InputFile]) -> InputPlan:
         """What to do with the listed inputs: all of them, or (``update``) what changed."""
-        return plan_inputs(self._resumed, listed)
+        audio = self.ctx.config.audio
+        return plan_inputs(self._resumed, listed, linked=audio.enabled and audio.equal_shards)
 
     def has_work(self, plan: InputPlan) -> bool:
         """Whether the run must change the output (an ``update`` may have nothing to do)."""
@@ -231,7 +234,7 @@ class OutputCommits:
             closes=last and self.closes,
             inputs=step.inputs,
             added=tuple(step.added),
-            retired=plan.retire_files if plan else (),
+            retired=(*(plan.retire_files if plan else ()), *step.retired),
             retired_steps=plan.retire_steps if plan else (),
             figures=step.figures,
         )

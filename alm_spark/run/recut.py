@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from alm_spark.audio.passes import cut_audio_into, output_audio_metrics
+from alm_spark.audio.passes import cut_audio_into, equal_layout, output_audio_metrics
 from alm_spark.config import PipelineConfig
 from alm_spark.errors import OutputError
 from alm_spark.names import WINDOWS_DIR
@@ -86,7 +86,8 @@ def recut_output(ctx: RunContext) -> RunResult:
     with committed_output(ctx, ManifestSources((), ())) as out:
         out.begin()
         with out.step((), last=True) as step:
-            cut_audio_into(ctx, windows_df, counts, step)
+            layout = equal_layout(ctx.config.audio, None, carry=False)  # one step, the last
+            cut_audio_into(ctx, windows_df, counts, step, (layout, ()))
         ctx.step("publishing")
         audio = output_audio_metrics(ctx.config.audio, out.current)
         run = {"output_path": output, "recut_from": source}

@@ -23,6 +23,7 @@ from alm_spark.names import (
     SCRATCH_DIR,
     SHARDS_DIR,
     SUCCESS_FILE,
+    WAITING_DIR,
     WINDOWS_DIR,
 )
 from alm_spark.run.context import RunContext
@@ -50,6 +51,7 @@ DATA_FOLDERS = (
     LOST_WINDOWS_DIR,
     SHARDS_DIR,
     f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}",
+    f"{SHARDS_DIR}/{WAITING_DIR}",
     REJECTED_AUDIO_DIR,
 )
 #: What an old output's files hold, by folder (for adopting it as generation 1).

@@ -42,8 +42,17 @@ class InputPlan:
     dropped: tuple[str, ...] = ()
 
 
-def plan_inputs(generation: Generation | None, listed: Sequence[InputFile]) -> InputPlan:
-    """Compare the listed inputs with what ``generation`` committed (None: nothing yet)."""
+def plan_inputs(
+    generation: Generation | None, listed: Sequence[InputFile], linked: bool = False
+) -> InputPlan:
+    """Compare the listed inputs with what ``generation`` committed (None: nothing yet).
+
+    Args:
+        generation: The generation an ``update`` adds to.
+        listed: The input files listed now.
+        linked: Whether the steps' files depend on one another (equal shards: a step's
+            clips fill the next step's shards), so that a change retires every step.
+    """
     if generation is None:
         return InputPlan(tuple(listed), new=len(listed))
     committed = generation.inputs
@@ -51,6 +60,9 @@ def plan_inputs(generation: Generation | None, listed: Sequence[InputFile]) -> I
     new = [i for i in listed if i.uri not in committed]
     changed = [i for i in listed if i.uri in committed and committed[i.uri] != i]
     steps = sorted({generation.input_steps[i.uri] for i in changed})
+    if linked and steps:
+        every = {f.step for f in generation.files.values()} | {*generation.input_steps.values()}
+        steps = sorted(n for n in every if n)  # 0: a file of an old record, by name
     again = {uri for uri, step in generation.input_steps.items() if step in steps and uri in by_uri}
     wanted = {i.uri for i in (*new, *changed)} | again
     unlisted = sorted(uri for uri in committed if uri not in by_uri)
