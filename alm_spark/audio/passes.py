@@ -248,5 +248,5 @@ def output_audio_metrics(config: AudioConfig, generation: Generation | None) -> 
         (f.path.removeprefix(f"{SHARDS_DIR}/") for f in files if f.kind == KIND_SHARD),
         key=lambda name: (len(name), name),  # audio_2 before audio_10
     )
-    sizes = [step["clips_per_shard"] for step in steps if step.get("clips_per_shard") is not None]
+    sizes = [step["clips_per_shard"] for step in steps if step.get("clips_per_shard")]
     return audio_metrics(figures, shards, config, sizes[0] if sizes else None)
