@@ -551,7 +551,7 @@ def test_equal_shards_over_steps_carry_leftover_clips_to_the_next_step(
     audio = reference.metrics["audio"]
     per_shard = audio["clips_per_shard"]
     sizes = _shard_sizes(ref_out)
-    assert per_shard == 1
+    assert per_shard == 2  # step 1 (3 clips) fills no round of 2 x 2: all wait
     assert set(sizes.values()) == {per_shard}
     assert sorted(sizes) == list(range(len(sizes)))
     assert len(sizes) % 2 == 0
@@ -591,7 +591,7 @@ def test_equal_shards_over_steps_carry_leftover_clips_to_the_next_step(
     assert output_problems(out) == []
 
     # A new file: shards numbered on, as many clips each; its leftover rejected.
-    write_jsonl(folder / "m4.jsonl", [json.dumps(_entry("audio/a.flac", 30.0))])
+    write_jsonl(folder / "m4.jsonl", [json.dumps(_entry("audio/a.flac", 30.0))] * 2)
     grown = _run(spark, folder, out, *settings, "output.mode=update")
     added = {n: c for n, c in _shard_sizes(out).items() if n not in sizes}
     assert min(added) == len(sizes)
@@ -735,10 +735,11 @@ def _files(out: Path) -> dict[str, bytes]:
 def test_a_run_killed_at_each_named_point_is_finished_by_update(
     run_cli: Any, tmp_path: Path
 ) -> None:
-    """SIGKILL at each crash point of a three-step NeMo run replacing an older output, in
-    its first step and in a later one, then ``update``: the same entries, rejected lines,
-    figures, clips (by key and bytes), shard manifests and rejected clips as a clean run,
-    no file the log does not call live, and a second ``update`` changes nothing."""
+    """SIGKILL at each crash point of a three-step NeMo run with equal shards replacing an
+    older output, in its first step and in a later one, then ``update``: the same entries,
+    rejected lines, figures, clips (by key and bytes), shard manifests and rejected clips
+    as a clean run, no file the log does not call live, and a second ``update`` changes
+    nothing. Step 1's clips all wait for step 2, whose leftover waits for step 3."""
     import os
     import shutil
     import signal as signals
@@ -760,7 +761,8 @@ def test_a_run_killed_at_each_named_point_is_finished_by_update(
     write_jsonl(folder / "m3.jsonl", ["[1]", json.dumps(_entry("audio/a.flac", 12.0))])
     write_jsonl(old / "old.jsonl", [json.dumps(_entry("audio/a.flac", 25.0))])
     common = ["audio.enabled=true", "audio.format=nemo", "audio.shard_max_clips=2",
-              "output.step_files=1", *WINDOW_SETTINGS]  # fmt: skip
+              "audio.equal_shards=true", "audio.world_size=2", "output.step_files=1",
+              *WINDOW_SETTINGS]  # fmt: skip
 
     def command(source: Path, out: Path, *more: str) -> list[str]:
         return ["run", "-q", f"input.manifest_path={source}", f"output.path={out}", *common, *more]
@@ -768,6 +770,8 @@ def test_a_run_killed_at_each_named_point_is_finished_by_update(
     reference, old_out = tmp_path / "reference", tmp_path / "old_out"
     assert run_cli(command(folder, reference)).code == 0
     expected = _figures(json.loads((reference / "_metrics.json").read_text()))
+    assert (expected["audio"]["shards"], expected["audio"]["clips_per_shard"]) == (2, 2)
+    assert expected["audio"]["clips_lost"]["equal_shards"] == 2
     assert run_cli(command(old, old_out)).code == 0
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):

@@ -44,6 +44,21 @@ def test_a_changed_file_retires_its_step_and_brings_its_step_mates_back() -> Non
     assert plan.retire_files == ("part-0001-000001-r1-00000-1.jsonl",)
 
 
+def test_linked_steps_are_all_retired_by_a_change_and_processed_in_listed_order() -> None:
+    """Equal shards: a step's clips fill the next step's shards, so a change retires every
+    step, and the files come in the listed order, as in a clean run."""
+    listed = [_file("0"), _file("a"), _file("b"), _file("c", version="2")]
+    plan = plan_inputs(_generation(), listed, linked=True)
+    assert plan.process == tuple(listed)
+    assert (plan.new, plan.changed, plan.skipped, plan.retire_steps) == (1, 1, 0, (1, 2))
+    assert plan.retire_files == (
+        "part-0001-000001-r1-00000-1.jsonl",
+        "part-0001-000002-r1-00000-2.jsonl",
+    )
+    unchanged = plan_inputs(_generation(), [*listed[:3], _file("c")], linked=True)
+    assert (unchanged.process, unchanged.retire_steps) == ((_file("0"),), ())
+
+
 def test_unlisted_files_keep_their_outputs_unless_their_step_is_retired() -> None:
     plan = plan_inputs(_generation(), [_file("a"), _file("b")])
     assert (plan.process, plan.unlisted, plan.dropped) == ((), ("/in/c",), ())

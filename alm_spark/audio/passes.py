@@ -39,7 +39,13 @@ from alm_spark.names import (
     SHARDS_DIR,
     WAITING_DIR,
 )
-from alm_spark.rows import KIND_AUDIO_REJECTED, KIND_SHARD, KIND_SHARD_MANIFEST, KIND_WAITING
+from alm_spark.rows import (
+    KIND_AUDIO_REJECTED,
+    KIND_CLIP,
+    KIND_SHARD,
+    KIND_SHARD_MANIFEST,
+    KIND_WAITING,
+)
 from alm_spark.run.failures import wait_for_running_tasks
 from alm_spark.storage.datafiles import fsspec_url
 from alm_spark.storage.fs import join
@@ -63,15 +69,21 @@ def audio_folders(config: AudioConfig) -> tuple[str, ...]:
 
 
 def equal_layout(
-    config: AudioConfig, generation: Generation | None, carry: bool
+    config: AudioConfig,
+    generation: Generation | None,
+    carry: bool,
+    retiring: Iterable[int] = (),
 ) -> EqualLayout | None:
     """Equal shards' layout for the next step of ``generation`` (None without them).
 
-    The clips per shard are those of the generation's first step that published shards.
+    The clips per shard are those of the generation's first step that published shards,
+    leaving out the steps the next step's record retires.
     """
     if not config.equal_shards:
         return None
-    steps = [f["audio"] for _, f in sorted(generation.figures.items())] if generation else []
+    gone = set(retiring)
+    figures = sorted(generation.figures.items()) if generation is not None else []
+    steps = [f["audio"] for n, f in figures if n not in gone and "audio" in f]
     fixed = [s["clips_per_shard"] for s in steps if s.get("clips_per_shard")]
     return EqualLayout(config.world_size, fixed[0] if fixed else None, carry)
 
@@ -196,7 +208,8 @@ def _repack(
     audio, fs = ctx.config.audio, ctx.fs
     first_dir, first_attempts = first
     layout, waiting = equal
-    clips_df = read_clip_rows(ctx.spark, first_dir) if fs.exists(first_dir) else None
+    cut_any = fs.exists(join(first_dir, f"kind={KIND_CLIP}"))  # none when every cut failed
+    clips_df = read_clip_rows(ctx.spark, first_dir) if cut_any else None
     rows_files = [join(ctx.output, path) for path in waiting if path.endswith(".jsonl")]
     waiting_df = waiting_clip_rows(ctx.spark, rows_files) if rows_files else None
     plan = plan_shards(

@@ -257,7 +257,11 @@ def repack_clip_batches(
     waiting = _Waiting(target, config.codec)
     figures = AudioFigures()
     out = TaskRows()
-    left_out = f"left out so that each of the {plan.shards} shard(s) holds {plan.per_shard} clip(s)"
+    left_out = (
+        f"left out so that each of the {plan.shards} shard(s) holds {plan.per_shard} clip(s)"
+        if plan.shards
+        else f"left out: too few clips to fill {config.world_size} shard(s) equally"
+    )
     try:
         for batch in batches:
             for row in batch.to_pylist():

@@ -206,13 +206,15 @@ def plan_shards(
 ) -> ShardPlan:
     """Plan the published shards from the first pass's ``(name, clips, bytes)``.
 
-    With ``equal`` and no clips per shard fixed yet, the shard count is the smallest
-    multiple of the world size that keeps shards within ``max_clips`` and, on average,
-    ``max_bytes``, but no more than the clips can fill (then the largest multiple of the
-    world size that they can, one clip a shard); every shard holds ``clips // shards``
-    clips. With clips per shard fixed, as many rounds of world-size shards as the clips
-    fill. The remainder is left out (it waits, with ``equal.carry``). Fewer clips than
-    the world size leave no shard.
+    With ``equal`` and no clips per shard fixed yet, on a run's last step (or its only
+    one), the shard count is the smallest multiple of the world size that keeps shards
+    within ``max_clips`` and, on average, ``max_bytes``, but no more than the clips can
+    fill (then the largest multiple of the world size that they can, one clip a shard);
+    every shard holds ``clips // shards`` clips. With clips per shard fixed, or on an
+    earlier step (``equal.carry``: as many clips as the limits allow, at the step's
+    average clip size), as many rounds of world-size shards as the clips fill. The
+    remainder is left out (it waits, with ``equal.carry``). Fewer clips than the world
+    size leave no shard.
 
     Args:
         first_pass: This step's first-pass shards.
@@ -230,9 +232,13 @@ def plan_shards(
     if equal is None:
         return ShardPlan(tuple(ranks), len(ranks), None, total)
     world_size = equal.world_size
-    if equal.per_shard:
-        shards = world_size * (total // (world_size * equal.per_shard))
-        return ShardPlan(tuple(ranks), shards, equal.per_shard, total, equal.carry)
+    per_shard = equal.per_shard
+    if not per_shard and equal.carry:  # more steps to come: shards as full as the limits let
+        average = size / total if total else 0.0
+        per_shard = max(1, min(max_clips, int(max_bytes // average) if average else max_clips))
+    if per_shard:
+        shards = world_size * (total // (world_size * per_shard))
+        return ShardPlan(tuple(ranks), shards, per_shard, total, equal.carry)
     # Shards needed for the limits, but never more than one clip each can fill.
     needed = min(max(-(-total // max_clips), -(-size // max_bytes), 1), max(total, 1))
     shards = world_size * -(-needed // world_size)

@@ -216,9 +216,11 @@ def _commit_steps(ctx: RunContext, out: OutputCommits, listing: _Listing, plan: 
             if inputs:
                 totals = _write_text(ctx, listing.read(ctx.spark, inputs), step).totals
                 counts = (int(totals["filtered_windows"]), int(totals["entries_written"]))
-                windows_df = _read_staged(ctx, rows.AUDIO_WINDOW) if config.audio.enabled else None
+                if config.audio.enabled and counts[0]:  # no row, no folder to read
+                    windows_df = _read_staged(ctx, rows.AUDIO_WINDOW)
             if config.audio.enabled:
-                layout = equal_layout(config.audio, out.current, carry=not last)
+                retiring = plan.retire_steps if number == 1 else ()
+                layout = equal_layout(config.audio, out.current, not last, retiring)
                 cut_audio_into(ctx, windows_df, counts, step, (layout, waiting))
     if not steps:
         out.close()

@@ -67,8 +67,9 @@ def plan_inputs(
     wanted = {i.uri for i in (*new, *changed)} | again
     unlisted = sorted(uri for uri in committed if uri not in by_uri)
     # The retired steps' inputs come first, so the first step, whose record retires
-    # their old files, brings back as many of them as it holds.
-    first = {i.uri for i in changed} | again
+    # their old files, brings back as many of them as it holds. Linked steps are all
+    # retired: the listed order then, as a clean run's (and a resumed one's) steps.
+    first = set() if linked else {i.uri for i in changed} | again
     ordered = [i for i in listed if i.uri in first] + [
         i for i in listed if i.uri in wanted and i.uri not in first
     ]
