@@ -633,6 +633,14 @@ def test_equal_shards_over_steps_carry_leftover_clips_to_the_next_step(
     assert not list((tmp_path / "out2" / "_shards" / "_waiting").glob("*"))
     assert output_problems(tmp_path / "out2") == []
 
+    # A step with no kept window (its only line is rejected) passes the waiting clips on.
+    (alone / "m0.jsonl").write_text("{not json\n")
+    (alone / "m2.jsonl").write_text(json.dumps(_entry("audio/a.flac", 20.0)) + "\n")
+    gaps = _run(spark, alone, tmp_path / "out3", *settings)
+    assert gaps.metrics["lines_rejected"] == 1
+    assert gaps.metrics["audio"]["clips_written"] == 4  # 3 waiting + 2: 4 shards of 1, 1 out
+    assert output_problems(tmp_path / "out3") == []
+
 
 @pytest.mark.slow
 def test_numbered_shards_of_a_killed_step_are_deleted_by_the_next_run(
