@@ -604,10 +604,18 @@ def test_equal_shards_over_steps_carry_leftover_clips_to_the_next_step(
     )
     assert output_problems(out) == []
 
-    # A changed file: every step is cut again (a step's clips fill the next one's shards).
+    # A changed file: every step is cut again (a step's clips fill the next one's shards),
+    # into a new generation, as overwrite would: the old one is live until it closes.
     write_jsonl(folder / "m2.jsonl", [json.dumps(_entry("audio/a.flac", 25.0))])
+    live = CommitLog(FsspecFileSystem(), str(out)).read().live
+    assert live is not None
     changed = _run(spark, folder, out, *settings, "output.mode=update")
-    assert changed.metrics["run"]["update"]["retired_steps"] == [1, 2, 3, 4]
+    update = changed.metrics["run"]["update"]
+    assert (update["changed"], update["processed"], update["retired_steps"]) == (1, 4, [])
+    now = CommitLog(FsspecFileSystem(), str(out)).read().live
+    assert now is not None
+    assert now.number == live.number + 1
+    assert not any((out / path).exists() for path in live.files)
     clean = _run(spark, folder, tmp_path / "clean", *settings)
     assert _clips(out) == _clips(_out(clean))
     assert _nemo_lines(out) == _nemo_lines(_out(clean))

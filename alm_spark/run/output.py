@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alm_spark.audio.shards import shard_number
@@ -177,9 +177,23 @@ class OutputCommits:
         return live is None or live.number != self.generation
 
     def plan(self, listed: Sequence[InputFile]) -> InputPlan:
-        """What to do with the listed inputs: all of them, or (``update``) what changed."""
+        """What to do with the listed inputs: all of them, or (``update``) what changed.
+
+        With equal shards a change retires every step (a step's clips fill the next
+        one's shards). Retiring the live output's steps one record at a time would leave
+        a killed update's output short, so such an update writes a new generation, as
+        ``overwrite`` does, under the recorded settings: the old one stays live until
+        the new one closes.
+        """
         audio = self.ctx.config.audio
-        return plan_inputs(self._resumed, listed, linked=audio.enabled and audio.equal_shards)
+        linked = audio.enabled and audio.equal_shards
+        plan = plan_inputs(self._resumed, listed, linked=linked)
+        if linked and plan.retire_steps and not self.closes:
+            self.ctx.step("a changed input with equal shards: the output is written anew")
+            self._resumed, self._first_step = None, 1
+            self.generation = self.state.next_generation
+            plan = replace(plan, retire_steps=(), retire_files=())
+        return plan
 
     def has_work(self, plan: InputPlan) -> bool:
         """Whether the run must change the output (an ``update`` may have nothing to do)."""

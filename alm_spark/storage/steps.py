@@ -22,7 +22,8 @@ class InputPlan:
     """What a run does with the input files it listed.
 
     Attributes:
-        process: The files to process: those of retired steps first, then new ones.
+        process: The files to process: those of retired steps first, then new ones
+            (linked steps: in the listed order).
         new: How many of them were never committed.
         changed: How many were committed with another identity.
         skipped: How many are committed with the same identity.
