@@ -292,6 +292,13 @@ CLIP = RowKind(
     ),
 )
 
+#: Equal shards' clips a step left waiting for the next one: the tar holding their audio
+#: and the file of their :data:`CLIP` rows (paths relative to the output), how many clips.
+WAITING = RowKind(
+    KIND_WAITING,
+    (Field("name", STRING, False), Field("rows", STRING, False), Field("clips", LONG, False)),
+)
+
 #: A clip row with its place in the published layout (``target`` is the shard number;
 #: the plan's shard count for a clip left out).
 TARGETED_CLIP = CLIP.extended(Field("rank", LONG, False), Field("target", LONG, False))

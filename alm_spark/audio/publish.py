@@ -20,6 +20,7 @@ from alm_spark.storage.schemas import (
     AUDIO_FIGURES_SCHEMA,
     CLIP_SCHEMA,
     SHARD_SCHEMA,
+    WAITING_SCHEMA,
 )
 
 
@@ -42,11 +43,18 @@ def first_pass_shards(
 
 def _shard_rows(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[dict[str, Any]]:
     """The committed attempts' ``shard`` rows, by name (one small row per shard)."""
-    if not fs.exists(f"{staged_dir}/kind={KIND_SHARD}"):
+    return _committed_rows(spark, fs, staged_dir, KIND_SHARD, SHARD_SCHEMA)
+
+
+def _committed_rows(
+    spark: SparkSession, fs: FileSystem, staged_dir: str, kind: str, schema: Any
+) -> list[dict[str, Any]]:
+    """The committed attempts' small rows of ``kind``, by name (none: no folder)."""
+    where = f"{staged_dir}/kind={kind}"
+    if not fs.exists(where):
         return []
-    where = escape_glob(f"{staged_dir}/kind={KIND_SHARD}")
-    shards_df = spark.read.schema(SHARD_SCHEMA).json(where)
-    return [row.asDict() for row in shards_df.orderBy("name").collect()]
+    rows_df = spark.read.schema(schema).json(escape_glob(where))
+    return [row.asDict() for row in rows_df.orderBy("name").collect()]
 
 
 def committed_shards(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[dict[str, Any]]:
@@ -81,8 +89,5 @@ def waiting_tars(clips_df: DataFrame) -> list[tuple[str, int, int]]:
 
 def committed_waiting(spark: SparkSession, fs: FileSystem, staged_dir: str) -> list[str]:
     """The files the committed attempts wrote for clips left waiting (tar, rows)."""
-    where = f"{staged_dir}/kind={KIND_WAITING}"
-    if not fs.exists(where):
-        return []
-    found = spark.read.schema("name string, rows string").json(escape_glob(where))
-    return sorted(path for row in found.collect() for path in (row["name"], row["rows"]))
+    found = _committed_rows(spark, fs, staged_dir, KIND_WAITING, WAITING_SCHEMA)
+    return sorted(path for row in found for path in (row["name"], row["rows"]))

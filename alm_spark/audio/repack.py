@@ -38,7 +38,14 @@ from alm_spark.audio.tasks import (
 )
 from alm_spark.config import AudioConfig
 from alm_spark.names import NEMO_MANIFESTS_DIR, SHARDS_DIR, WAITING_DIR
-from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_AUDIO_REJECTED, KIND_SHARD, KIND_WAITING
+from alm_spark.rows import (
+    CLIP,
+    KIND_AUDIO_FIGURES,
+    KIND_AUDIO_REJECTED,
+    KIND_SHARD,
+    KIND_WAITING,
+    WAITING,
+)
 from alm_spark.storage.datafiles import DataFile, StepNames
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_SCHEMA,
@@ -209,8 +216,9 @@ class _Waiting:
             self._rows = self._target.open(self.rows)
         assert self._rows is not None
         placed = self._writer.add(key, [(self._codec, audio)], float(row["seconds"]))
-        kept = {"shard": self.tar, "index": placed.index, "offset": placed.offset,
-                "size": placed.size, "seconds": row["seconds"], "meta": row["meta"]}  # fmt: skip
+        kept = CLIP.record({"shard": self.tar, "index": placed.index, "offset": placed.offset,
+                            "size": placed.size, "seconds": row["seconds"],
+                            "meta": row["meta"]})  # fmt: skip
         self._rows.write((json.dumps(kept) + "\n").encode())
         self.clips += 1
 
@@ -220,7 +228,9 @@ class _Waiting:
             return None
         self._writer.close()
         self._rows.close()
-        return json.dumps({"name": self.tar, "rows": self.rows, "clips": self.clips})
+        return json.dumps(
+            WAITING.record({"name": self.tar, "rows": self.rows, "clips": self.clips})
+        )
 
     def abort(self) -> None:
         """Drop both files (a failed task)."""
