@@ -34,11 +34,17 @@ ENGINES = ("fused", "dataframe")
 #: ``audio.codec`` and ``audio.format``: how clips are encoded and packed.
 AUDIO_CODECS = ("flac", "wav")
 AUDIO_FORMATS = ("webdataset", "nemo")
+#: ``audio.allowed_schemes`` by default: local files and the stores Spark runs on
+#: (``s3a``/``s3n`` count as ``s3``); ``*`` allows any scheme.
+AUDIO_SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "az", "dbfs", "hdfs")
+ANY_SCHEME = "*"
 
 #: Why a window's clip could not be cut (``_rejected_audio/`` ``reason``), in the
 #: order ``_metrics.json`` and the report list them.
 AUDIO_REASONS = (
     "no_path",  # the path field is missing or not text
+    "scheme_not_allowed",  # the path's URL scheme is not in audio.allowed_schemes
+    "outside_root",  # the path resolves outside audio.root
     "missing",  # no file at the path
     "unreadable",  # libsndfile cannot open it (not audio, unknown format)
     "corrupt",  # decoding failed part way

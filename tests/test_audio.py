@@ -22,9 +22,9 @@ from alm_spark.audio.cut import (
     clip_key,
     cut_entry,
     frame_bounds,
-    resolve_audio_path,
     to_pcm16,
 )
+from alm_spark.audio.paths import AudioPaths
 from alm_spark.audio.shards import ShardWriter
 from alm_spark.config import AudioConfig, ConfigError, load_config
 from alm_spark.testing.audiogen import signal, write_audio
@@ -51,14 +51,15 @@ def test_clip_keys_are_stable_readable_and_dotless() -> None:
 
 
 def test_audio_paths_resolve_like_a_user_expects() -> None:
-    assert resolve_audio_path("a/b.flac", SOURCE, None) == "/data/set/a/b.flac"
-    assert (
-        resolve_audio_path("a/b.flac", SOURCE, "s3a://bucket/audio") == "s3://bucket/audio/a/b.flac"
-    )
-    assert resolve_audio_path("/abs/b.wav", SOURCE, "s3://x") == "/abs/b.wav"
-    assert resolve_audio_path("gs://g/b.wav", SOURCE, None) == "gs://g/b.wav"
-    assert resolve_audio_path("dbfs:/mnt/a.mp3", SOURCE, None) == "/dbfs/mnt/a.mp3"
-    assert resolve_audio_path("b.flac", "s3a://m/dir/x.jsonl", None) == "s3://m/dir/b.flac"
+    def locate(path: str, source: str = SOURCE, root: str | None = None) -> str:
+        return AudioPaths(root, allow_outside_root=True).locate(path, source)
+
+    assert locate("a/b.flac") == "/data/set/a/b.flac"
+    assert locate("a/b.flac", root="s3a://bucket/audio") == "s3://bucket/audio/a/b.flac"
+    assert locate("/abs/b.wav", root="s3://x") == "/abs/b.wav"
+    assert locate("gs://g/b.wav") == "gs://g/b.wav"
+    assert locate("dbfs:/mnt/a.mp3") == "/dbfs/mnt/a.mp3"
+    assert locate("b.flac", source="s3a://m/dir/x.jsonl") == "s3://m/dir/b.flac"
 
 
 def test_frame_bounds_round_start_and_end() -> None:
@@ -320,8 +321,9 @@ def test_audio_metrics_name_every_reason() -> None:
     metrics = audio_metrics(figures, ["shard-00000-0000.tar"], AudioConfig())
     assert metrics["hours_written"] == 2.0
     assert metrics["clips_lost"] == {
-        "no_path": 0, "missing": 2, "unreadable": 0, "corrupt": 0, "before_start": 0,
-        "past_end": 0, "empty": 0, "equal_shards": 0,
+        "no_path": 0, "scheme_not_allowed": 0, "outside_root": 0, "missing": 2,
+        "unreadable": 0, "corrupt": 0, "before_start": 0, "past_end": 0, "empty": 0,
+        "equal_shards": 0,
     }  # fmt: skip
     assert metrics["shard_files"] == ["shard-00000-0000.tar"]
 

@@ -271,6 +271,41 @@ def test_no_attempt_files_are_left_and_the_output_lines_are_unchanged(
     assert not (_out(runs["plain"]) / "_shards").exists()
 
 
+def test_a_manifest_cannot_make_the_run_read_outside_its_root(spark: Any, tmp_path: Path) -> None:
+    root = tmp_path / "in" / "audio"
+    root.mkdir(parents=True)
+    write_audio(root / "a.flac", 12.0, 16000, 1, "flac")
+    write_audio(tmp_path / "secret.flac", 12.0, 16000, 1, "flac")  # real audio, outside
+    paths = ["a.flac", "../../secret.flac", str(tmp_path / "secret.flac"),
+             "http://169.254.169.254/latest/meta-data/a.flac", f"{root}/a.flac"]  # fmt: skip
+    source = write_jsonl(
+        tmp_path / "in" / "m.jsonl", [json.dumps(_entry(path, 10.0)) for path in paths]
+    )
+    result = _run(spark, source, tmp_path / "out", f"audio.root={root}")
+    audio, out = result.metrics["audio"], _out(result)
+    reasons = {
+        (row["line"], row["reason"], row["error"])
+        for part in sorted((out / "_rejected_audio").glob("*.jsonl"))
+        for row in iter_jsonl(part)
+    }
+    assert reasons == {
+        (2, "outside_root", "'../../secret.flac' resolves outside audio.root"),
+        (3, "outside_root", f"'{tmp_path / 'secret.flac'}' resolves outside audio.root"),
+        (4, "scheme_not_allowed",
+         "'http://169.254.169.254/latest/meta-data/a.flac': scheme http is not in "
+         "audio.allowed_schemes"),
+    }  # fmt: skip
+    per_entry = result.metrics["filtered_windows"] // len(paths)
+    assert (audio["clips_written"], audio["files_read"]) == (2 * per_entry, 2)
+    assert audio["clips_lost"]["outside_root"] == 2 * per_entry
+    assert audio["clips_lost"]["scheme_not_allowed"] == per_entry
+    recorded = json.loads((out / "_metrics.json").read_text())["config"]["audio"]
+    assert (recorded["allow_outside_root"], recorded["allowed_schemes"][:2]) == (
+        False,
+        ["file", "s3"],
+    )
+
+
 def test_a_step_records_the_committed_attempts_shards_in_number_order(
     spark: Any, tmp_path: Path
 ) -> None:

@@ -74,3 +74,14 @@ def test_a_setting_only_one_side_knows_is_a_difference() -> None:
     assert first_difference(recorded, settings()) == (
         "builder.future_knob: the output was written with 3, this run has no such setting"
     )
+
+
+def test_an_output_recorded_before_a_setting_existed_had_the_old_behaviour() -> None:
+    older = settings("audio.enabled=true")
+    del older["audio"]["allow_outside_root"], older["audio"]["allowed_schemes"]
+    assert first_difference(older, settings("audio.enabled=true")) == (
+        "audio.allow_outside_root: the output was written with true, this run has false"
+    )
+    same = ["audio.enabled=true", "audio.allow_outside_root=true", "audio.allowed_schemes=*"]
+    assert first_difference(older, settings(*same)) is None
+    assert first_difference(settings(), settings("audio.allowed_schemes=s3")) is None  # audio off

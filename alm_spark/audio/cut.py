@@ -27,10 +27,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from alm_spark.audio.paths import AudioPaths, RefusedPath
 from alm_spark.config import AudioConfig
 from alm_spark.errors import ConfigError
 from alm_spark.names import AUDIO_REASONS
-from alm_spark.storage.datafiles import fsspec_url
 
 #: Frames read from the decoder at a time.
 READ_BLOCK = 1 << 16
@@ -66,19 +66,6 @@ def clip_key(source: str, line: int, position: int) -> str:
     stem = _UNSAFE.sub("_", name.rsplit(".", 1)[0] if "." in name else name)[:48] or "manifest"
     digest = hashlib.sha1(source.encode("utf-8")).hexdigest()[:8]
     return f"{stem}-{digest}-{line:08d}-{position:04d}"
-
-
-def resolve_audio_path(path: str, source: str, root: str | None) -> str:
-    """Where a manifest's audio path points, as a URL fsspec opens.
-
-    Absolute paths and URLs are kept (Hadoop's ``s3a://`` spelled ``s3://``, Databricks'
-    ``dbfs:/`` as its ``/dbfs`` mount); relative ones resolve against ``root``, or
-    against the folder of the manifest file (``source``) when ``root`` is None.
-    """
-    if "://" in path or path.startswith(("/", "file:", "dbfs:")):
-        return fsspec_url(path)
-    base = root if root is not None else posixpath.dirname(source)
-    return fsspec_url(base.rstrip("/") + "/" + path)
 
 
 def frame_bounds(start: float, end: float, rate: float) -> tuple[int, int]:
@@ -297,7 +284,10 @@ def cut_entry(
     if entry.audio_path is None:
         error = f"{config.path_field} is missing or not text"
         return EntryAudio([_reject(c, "no_path", error) for c in clips])
-    url = resolve_audio_path(entry.audio_path, entry.source, config.root)
+    try:
+        url = AudioPaths.of(config).locate(entry.audio_path, entry.source)
+    except RefusedPath as err:
+        return EntryAudio([_reject(c, err.reason, str(err)) for c in clips])
     import soundfile
 
     try:

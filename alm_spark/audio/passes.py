@@ -255,7 +255,8 @@ def output_audio_metrics(config: AudioConfig, generation: Generation | None) -> 
     if generation is not None:
         steps = [f["audio"] for _, f in sorted(generation.figures.items()) if "audio" in f]
     names = [*AUDIO_COUNTS, *AUDIO_SECONDS]
-    figures = {name: sum((step[name] for step in steps), 0) for name in names}
+    # A step recorded before a reason existed lost no clip for it.
+    figures = {name: sum((step.get(name, 0) for step in steps), 0) for name in names}
     files = generation.files.values() if generation is not None else ()
     shards = sorted(
         (f.path.removeprefix(f"{SHARDS_DIR}/") for f in files if f.kind == KIND_SHARD),

@@ -27,6 +27,7 @@ _TEXT_SETTINGS = frozenset(
         ("builder", "drop_fields_top_level"),
         ("audio", "root"),
         ("audio", "path_field"),
+        ("audio", "allowed_schemes"),
     }
 )
 

@@ -4,6 +4,9 @@ An ``update`` run adds to an output written before, so it must write what that o
 first run would have written: every setting that changes the output must equal the
 recorded one. Paths, Spark settings, the engine (both give the same output), progress and
 ``audio.partitions`` (how work is split, not what is written) may differ.
+
+An output recorded before a setting existed was written with the old behaviour, which
+:data:`OLD_BEHAVIOUR` spells as that setting's value: an update must then ask for it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ OUTPUT_SETTINGS: Mapping[str, tuple[str, ...] | None] = {
     "audio": (
         "enabled", "root", "path_field", "sample_rate", "channels", "codec", "format",
         "shard_max_clips", "shard_max_mb", "equal_shards", "world_size",
+        "allow_outside_root", "allowed_schemes",
     ),
 }  # fmt: skip
+#: What an output recorded before a setting existed was written with (audio on).
+OLD_BEHAVIOUR: Mapping[tuple[str, str], Any] = {
+    ("audio", "allow_outside_root"): True,  # paths were read wherever they pointed
+    ("audio", "allowed_schemes"): ["*"],
+}
 
 _ABSENT = object()
 
@@ -56,8 +65,10 @@ def first_difference(
     sections = list(dict.fromkeys([*current, *recorded]))
     for section in sections:
         before, now = recorded.get(section, {}), current.get(section, {})
+        audio_on = before.get("enabled") is True  # an audio-off record holds nothing else
         for key in dict.fromkeys([*now, *before]):
-            old, new = before.get(key, _ABSENT), now.get(key, _ABSENT)
+            absent = OLD_BEHAVIOUR.get((section, key), _ABSENT) if audio_on else _ABSENT
+            old, new = before.get(key, absent), now.get(key, _ABSENT)
             if old != new:
                 return (
                     f"{section}.{key}: the output was written with {_shown(old)}, "

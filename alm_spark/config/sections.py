@@ -10,7 +10,15 @@ from typing import Any
 from alm_spark.config import values
 from alm_spark.config.values import Validator
 from alm_spark.errors import ConfigError
-from alm_spark.names import AUDIO_CODECS, AUDIO_FORMATS, ENGINES, LOST_WINDOW_MODES
+from alm_spark.names import (
+    ANY_SCHEME,
+    AUDIO_CODECS,
+    AUDIO_FORMATS,
+    AUDIO_SCHEMES,
+    ENGINES,
+    LOST_WINDOW_MODES,
+)
+from alm_spark.storage.datafiles import scheme_of
 
 
 def bundled_sample_path() -> str:
@@ -56,6 +64,8 @@ _SPARK_SETTINGS: dict[str, Validator] = {
 _AUDIO_SETTINGS: dict[str, Validator] = {
     "enabled": values.boolean,
     "root": values.optional_text,
+    "allow_outside_root": values.boolean,
+    "allowed_schemes": values.schemes,
     "path_field": values.text,
     "sample_rate": values.integer(1000, 384000),
     "channels": values.integer(1, 2),
@@ -243,7 +253,13 @@ class AudioConfig:
     Attributes:
         enabled: Also write ``_shards/`` (the clips) and ``_rejected_audio/``.
         root: Where relative audio paths resolve (local path or URI); None: relative
-            to the folder of the manifest file the entry came from.
+            to the folder of the manifest file the entry came from. When set, a path
+            resolving outside it (``..``, an absolute path, another store) is not read:
+            its windows are rejected with reason ``outside_root``.
+        allow_outside_root: Read paths outside ``root`` all the same.
+        allowed_schemes: The URL schemes a manifest's paths may have, with or without
+            ``root`` (``file``: local paths; ``*``: any, unsafe with an outside party's
+            manifests); others are rejected with reason ``scheme_not_allowed``.
         path_field: The manifest field holding the recording's path.
         sample_rate: The clips' sample rate (soxr resamples when the source differs).
         channels: 1 (the mean of the source's channels) or 2 (a mono source doubled).
@@ -263,6 +279,8 @@ class AudioConfig:
 
     enabled: bool = False
     root: str | None = None
+    allow_outside_root: bool = False
+    allowed_schemes: tuple[str, ...] = AUDIO_SCHEMES
     path_field: str = "audio_filepath"
     sample_rate: int = 16000
     channels: int = 1
@@ -276,6 +294,12 @@ class AudioConfig:
 
     def __post_init__(self) -> None:
         _validate(self, "audio", _AUDIO_SETTINGS)
+        scheme = scheme_of(self.root) if self.root is not None else None
+        if scheme and ANY_SCHEME not in self.allowed_schemes and scheme not in self.allowed_schemes:
+            raise ConfigError(
+                f"audio.root: its scheme {scheme} is not in audio.allowed_schemes "
+                f"({', '.join(self.allowed_schemes)})"
+            )
         if self.world_size != 1 and not self.equal_shards:
             raise ConfigError(
                 f"audio.world_size: {self.world_size} needs audio.equal_shards: true "

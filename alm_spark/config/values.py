@@ -144,6 +144,20 @@ def paths(value: Any, name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.-]*|\*")
+
+
+def schemes(value: Any, name: str) -> tuple[str, ...]:
+    """URL schemes as :func:`names` reads them, lower-cased; at least one."""
+    out = tuple(dict.fromkeys(item.lower() for item in names(value, name)))
+    for item in out:
+        if not _SCHEME_NAME.fullmatch(item):
+            raise ConfigError(f"{name}: {item!r} is not a URL scheme (letters, digits, + . -)")
+    if not out:
+        raise ConfigError(f"{name}: name at least one scheme (file: local paths)")
+    return out
+
+
 def choice(*allowed: str, optional: bool = False) -> Validator:
     """A check for one of ``allowed`` (or null, when ``optional``)."""
 

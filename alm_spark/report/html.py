@@ -388,6 +388,8 @@ def _settings(m: dict[str, Any]) -> str:
 #: ``_rejected_audio/`` reasons as the report names them.
 _AUDIO_REASON_LABELS = {
     "no_path": "no audio path in the entry",
+    "scheme_not_allowed": "URL scheme not in audio.allowed_schemes",
+    "outside_root": "path outside audio.root",
     "missing": "audio file missing",
     "unreadable": "audio file unreadable",
     "corrupt": "corrupt audio stream",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import posixpath
+import re
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,36 @@ def fsspec_url(url: str) -> str:
         rest = url[len("file:") :]
         return "/" + rest.lstrip("/") if not rest.startswith("//localhost/") else rest[11:]
     return url
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+#: Hadoop's other spellings of a store's scheme.
+_SAME_STORE = {"s3a": "s3", "s3n": "s3"}
+
+
+def scheme_of(path: str) -> str:
+    """A path's URL scheme as ``audio.allowed_schemes`` names it (``file``: a plain path).
+
+    ``s3a``/``s3n`` count as ``s3``; ``file:``, ``dbfs:`` and ``data:`` need no ``//``;
+    a Windows drive (``c:/``) is a plain path, as fsspec reads it.
+    """
+    match = _SCHEME.match(path)
+    if match is None:
+        return "file"
+    scheme = match.group(1).lower()
+    spelled_as_url = path[match.end() :].startswith("//") and len(scheme) > 1
+    if not (spelled_as_url or scheme in ("file", "dbfs", "data")):
+        return "file"
+    return _SAME_STORE.get(scheme, scheme)
+
+
+def opened_scheme(url: str) -> str:
+    """The scheme fsspec opens ``url`` with (its ``split_protocol`` rules), as above."""
+    if "://" in url:
+        protocol = url.split("://", 1)[0].lower()
+        if len(protocol) > 1:
+            return _SAME_STORE.get(protocol, protocol)
+    return "data" if url.startswith("data:") else "file"
 
 
 def generation_prefix(generation: int) -> str:
