@@ -299,6 +299,12 @@ WAITING = RowKind(
     (Field("name", STRING, False), Field("rows", STRING, False), Field("clips", LONG, False)),
 )
 
+#: A clip row with its key and its place in a seeded shuffle (``order``, and the
+#: ``bucket`` the driver counts clips by).
+ORDERED_CLIP = CLIP.extended(
+    Field("key", STRING, False), Field("order", LONG, False), Field("bucket", LONG, False)
+)
+
 #: A clip row with its place in the published layout (``target`` is the shard number;
 #: the plan's shard count for a clip left out).
 TARGETED_CLIP = CLIP.extended(Field("rank", LONG, False), Field("target", LONG, False))

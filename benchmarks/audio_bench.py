@@ -6,7 +6,9 @@ conversations with matching recordings, runs ``alm-spark run`` with ``audio.enab
 plain script (``audio_plain.py``: a ``soundfile.read`` per window and a soxr resample per
 snippet, as NeMo Curator's snippet extraction does) over the same windows, each as its own
 process measured from outside (wall time, peak RSS of the process tree). Last, the same
-job runs again writing equal NeMo shards (the cut and the repack pass).
+job runs again writing equal NeMo shards (the cut and the repack pass), and once more with
+``audio.shuffle: false`` (one pass, clips in cut order) to price the shuffle: the default
+run's audio step (cut plus the shuffling repack pass) against the unshuffled one's.
 
 Figures: hours of clips per second of wall time per core (the job's 2 cores, the script's
 1), for the whole job and for its audio step alone (``run.timings.audio``), and the ratio.
@@ -91,9 +93,12 @@ def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str,
         raise SystemExit(f"plain script failed on {fmt}:\n{plain['stderr'][-3000:]}")
     figures = json.loads(plain["stdout"].strip().splitlines()[-1])
     nemo = _run_nemo(manifest, results / f"nemo-{fmt}")
+    _, unshuffled = _run_job(manifest, results / f"unshuffled-{fmt}", "audio.shuffle=false")
+    shuffled_step = timings["audio"] + timings.get("audio_repack", 0.0)
+    unshuffled_step = unshuffled["run"]["timings"]["audio"]
     hours = audio["hours_written"]
     job_rate = hours / job["wall_seconds"] / CORES
-    step_rate = hours / timings["audio"] / CORES
+    step_rate = hours / (timings["audio"] + timings.get("audio_repack", 0.0)) / CORES
     plain_rate = figures["hours"] / plain["wall_seconds"]
     return {
         "format": fmt,
@@ -118,6 +123,12 @@ def run_format(fmt: str, profile: str, entries: int, results: Path) -> dict[str,
             "hours_per_second_per_core": round(plain_rate, 5),
         },
         "nemo": nemo,
+        "shuffle": {
+            "audio_step_seconds": round(shuffled_step, 2),
+            "repack_seconds": round(timings.get("audio_repack", 0.0), 2),
+            "unshuffled_audio_step_seconds": round(unshuffled_step, 2),
+            "cost": round(shuffled_step / unshuffled_step - 1, 3),
+        },
         "ratio_job_to_plain": round(job_rate / plain_rate, 2),
         "ratio_audio_step_to_plain": round(step_rate / plain_rate, 2),
         "ratio_nemo_step_to_plain": round(
@@ -151,8 +162,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| source | clips | hours | job wall s | job h/s/core | audio step h/s/core "
         "| plain wall s | plain h/s/core | job ÷ plain | step ÷ plain "
-        "| nemo step h/s/core (repack share) | nemo step ÷ plain |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| nemo step h/s/core (repack share) | nemo step ÷ plain | shuffle cost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -162,7 +173,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"| {r['plain']['wall_seconds']:.1f} | {r['plain']['hours_per_second_per_core']:.4f} "
             f"| {r['ratio_job_to_plain']:.2f} | {r['ratio_audio_step_to_plain']:.2f} "
             f"| {r['nemo']['audio_step_hours_per_second_per_core']:.4f} "
-            f"({r['nemo']['repack_share']:.0%}) | {r['ratio_nemo_step_to_plain']:.2f} |"
+            f"({r['nemo']['repack_share']:.0%}) | {r['ratio_nemo_step_to_plain']:.2f} "
+            f"| {r['shuffle']['cost']:+.1%} |"
         )
     return "\n".join(lines) + "\n"
 

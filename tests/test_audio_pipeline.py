@@ -87,6 +87,12 @@ def runs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
     for engine in ENGINES:
         results[engine] = _run(spark, source, tmp_path / engine, f"spark.engine={engine}")
     results["rerun"] = _run(spark, source, tmp_path / "rerun", "audio.shard_max_clips=2")
+    results["one_task"] = _run(
+        spark, source, tmp_path / "one_task", "audio.shard_max_clips=2", "audio.partitions=1"
+    )
+    results["unshuffled"] = _run(
+        spark, source, tmp_path / "unshuffled", "audio.shard_max_clips=2", "audio.shuffle=false"
+    )
     results["nemo"] = _run(
         spark, source, tmp_path / "nemo", "audio.format=nemo", "audio.shard_max_clips=2"
     )
@@ -176,6 +182,43 @@ def test_reruns_give_identical_keys_and_clips(runs: dict[str, Any]) -> None:
     assert clips[0] == clips[1] == clips[2]
     assert len(clips[0]) > 4
     assert len(list((_out(runs["rerun"]) / "_shards").glob("*.tar"))) >= 3
+
+
+def _keys_by_shard(result: Any) -> list[list[str]]:
+    shards = sorted((_out(result) / "_shards").glob("*.tar"))
+    with contextlib.ExitStack() as stack:
+        tars = [stack.enter_context(tarfile.open(p)) for p in shards]
+        return [[m.name.split(".")[0] for m in tar if m.name.endswith(".json")] for tar in tars]
+
+
+def test_shuffled_shards_follow_the_seeded_order_whatever_the_partitioning(
+    runs: dict[str, Any],
+) -> None:
+    from alm_spark.audio.shards import shuffle_order
+
+    shuffled, unshuffled = _keys_by_shard(runs["rerun"]), _keys_by_shard(runs["unshuffled"])
+    keys = sorted(k for shard in unshuffled for k in shard)
+    # Shard after shard, the clips in the order of a hash of (seed 0, key), spread evenly.
+    assert [k for shard in shuffled for k in shard] == sorted(
+        keys, key=lambda k: (shuffle_order(0, k), k)
+    )
+    counts = [len(shard) for shard in shuffled]
+    assert (len(counts), sum(counts), max(counts)) == (-(-len(keys) // 2), len(keys), 2)
+    assert [p.name for p in sorted((_out(runs["rerun"]) / "_shards").glob("*.tar"))] == [
+        f"shard-{n:06d}.tar" for n in range(len(counts))
+    ]
+    # Unshuffled, clips stay in cut order: a shard holds one recording's neighbours.
+    lines = [{k.split("-")[2] for k in shard} for shard in unshuffled]
+    assert all(len(found) == 1 for found in lines[:-1]), unshuffled
+    assert [k for shard in unshuffled for k in shard] != [k for shard in shuffled for k in shard]
+    # One task or many, the same bytes.
+    for name in ("rerun", "one_task"):
+        assert (
+            runs[name].metrics["audio"]["shard_files"]
+            == runs["rerun"].metrics["audio"]["shard_files"]
+        )
+    for tar in (_out(runs["rerun"]) / "_shards").glob("*.tar"):
+        assert tar.read_bytes() == (_out(runs["one_task"]) / "_shards" / tar.name).read_bytes()
 
 
 def _nemo_samples(shards_dir: Path) -> dict[int, list[tuple[dict[str, Any], bytes]]]:
@@ -352,8 +395,9 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(run_cli, tmp_pat
     command = [
         str(Path(sys.executable).parent / "alm-spark"), "run", "-q",
         f"input.manifest_path={source}", f"output.path={out}", "spark.master=local[2]",
-        "audio.enabled=true", "audio.shard_max_clips=5", *WINDOW_SETTINGS,
-    ]  # fmt: skip
+        "audio.enabled=true", "audio.shard_max_clips=5", "audio.shuffle=false",
+        *WINDOW_SETTINGS,
+    ]  # fmt: skip  # one pass: the cut tasks write the shards in place
 
     def complete_run() -> None:
         """The same command run to its end, in this process (only the killed run needs a

@@ -69,4 +69,7 @@ def test_audio_bench_smoke(tmp_path: Path) -> None:
     assert row["clips"] == row["plain"]["clips"] > 0
     assert row["hours"] == pytest.approx(row["plain"]["hours"], rel=1e-9)
     assert row["job"]["audio_step_hours_per_second_per_core"] > 0
+    shuffle = row["shuffle"]
+    assert shuffle["repack_seconds"] > 0  # the default run shuffles: a second pass ran
+    assert shuffle["unshuffled_audio_step_seconds"] > 0
     assert "| flac 44.1 kHz stereo |" in (run / "summary.md").read_text()

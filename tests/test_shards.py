@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 
 from alm_spark.audio.shards import (
+    BUCKET_BITS,
     EqualLayout,
     ShardWriter,
     attempt_name,
     nemo_manifest_line,
+    order_bucket,
     plan_shards,
     repacked_shard_name,
     shard_number,
+    shuffle_order,
 )
 
 
@@ -43,7 +46,7 @@ def test_the_writer_gives_where_each_clips_audio_bytes_are(tmp_path: Path) -> No
 
 
 def test_without_equal_shards_each_first_pass_shard_is_one_shard_in_name_order() -> None:
-    plan = plan_shards([("b", 3, 30), ("a", 5, 50)], None, 3, 10**9)
+    plan = plan_shards([("b", 3, 30), ("a", 5, 50)], None, (3, 10**9))
     assert (plan.shards, plan.per_shard) == (2, None)
     assert [plan.target("a", i) for i in range(5)] == [0] * 5
     assert [plan.target("b", i) for i in range(3)] == [1] * 3
@@ -67,7 +70,7 @@ def test_equal_shards_hold_as_many_clips_and_their_count_is_a_multiple_of_the_wo
     clips: int, world_size: int, max_clips: int, shards: int, per_shard: int, left_out: int
 ) -> None:
     first = [("x", clips // 2, 0), ("w", clips - clips // 2, 0)]
-    plan = plan_shards(first, EqualLayout(world_size), max_clips, 10**12)
+    plan = plan_shards(first, EqualLayout(world_size), (max_clips, 10**12))
     assert (plan.shards, plan.per_shard) == (shards, per_shard)
     targets = [plan.target(name, i) for name, n, _ in sorted(first) for i in range(n)]
     assert targets.count(None) == left_out
@@ -77,15 +80,15 @@ def test_equal_shards_hold_as_many_clips_and_their_count_is_a_multiple_of_the_wo
 
 
 def test_equal_shards_also_keep_the_average_shard_within_the_size_limit() -> None:
-    plan = plan_shards([("a", 100, 10**9)], EqualLayout(2), 1000, 300 * 10**6)
+    plan = plan_shards([("a", 100, 10**9)], EqualLayout(2), (1000, 300 * 10**6))
     assert (plan.shards, plan.per_shard, plan.clips) == (4, 25, 100)  # 1 GB / 300 MB, 2 ranks
 
 
 def test_clips_larger_than_the_size_limit_get_a_shard_each_not_none() -> None:
-    plan = plan_shards([("a", 10, 20 * 10**6)], EqualLayout(1), 1000, 10**6)
+    plan = plan_shards([("a", 10, 20 * 10**6)], EqualLayout(1), (1000, 10**6))
     assert (plan.shards, plan.per_shard) == (10, 1)
     assert [plan.target("a", i) for i in range(10)] == list(range(10))
-    small = plan_shards([("a", 6, 600)], EqualLayout(4), 1000, 50)  # 12 needed by size, 6 clips
+    small = plan_shards([("a", 6, 600)], EqualLayout(4), (1000, 50))  # 12 needed by size, 6 clips
     assert (small.shards, small.per_shard) == (4, 1)
 
 
@@ -93,20 +96,92 @@ def test_a_later_step_keeps_the_clips_per_shard_and_ranks_the_waiting_clips_firs
     """Clips per shard fixed by an earlier step: as many rounds of world-size shards as
     the clips fill; the rest wait (``carry``) or are left out, with the waiting first."""
     waiting = [("_shards/_waiting/part-1.tar", 3, 0)]
-    plan = plan_shards([("b", 5, 0), ("a", 6, 0)], EqualLayout(2, 2, True), 1, 1, waiting)
+    plan = plan_shards([("b", 5, 0), ("a", 6, 0)], EqualLayout(2, 2, True), (1, 1), waiting)
     assert (plan.shards, plan.per_shard, plan.clips, plan.left_out, plan.carry) == (
         6, 2, 14, 2, True,
     )  # fmt: skip
     assert [plan.target("_shards/_waiting/part-1.tar", i) for i in range(3)] == [0, 0, 1]
     assert [plan.target("a", i) for i in range(6)] == [1, 2, 2, 3, 3, 4]
     assert [plan.target("b", i) for i in range(5)] == [4, 5, 5, None, None]
-    few = plan_shards([("a", 3, 0)], EqualLayout(2, 2), 1, 1)
+    few = plan_shards([("a", 3, 0)], EqualLayout(2, 2), (1, 1))
     assert (few.shards, few.left_out, few.carry) == (0, 3, False)
     # Not fixed yet, more steps to come: as many clips a shard as the limits allow.
-    unfixed = plan_shards([("a", 1, 0)], EqualLayout(2, None, True), 10, 10**9)
+    unfixed = plan_shards([("a", 1, 0)], EqualLayout(2, None, True), (10, 10**9))
     assert (unfixed.shards, unfixed.per_shard, unfixed.left_out) == (0, 10, 1)
-    by_size = plan_shards([("a", 31, 31 * 10**6)], EqualLayout(2, None, True), 100, 5 * 10**6)
+    by_size = plan_shards([("a", 31, 31 * 10**6)], EqualLayout(2, None, True), (100, 5 * 10**6))
     assert (by_size.shards, by_size.per_shard, by_size.left_out) == (6, 5, 1)
+
+
+def _shuffled(keys: list[str], seed: int, waiting: set[str] = frozenset()) -> list[str]:
+    """The keys in the shuffle's rank order, as a global sort gives it."""
+    return sorted(keys, key=lambda k: (k not in waiting, shuffle_order(seed, k), k))
+
+
+def test_the_shuffle_order_is_the_seeds_and_the_keys_alone() -> None:
+    assert shuffle_order(0, "m-0000abcd-00000001-0000") == shuffle_order(
+        0, "m-0000abcd-00000001-0000"
+    )
+    assert shuffle_order(0, "k") != shuffle_order(1, "k")
+    assert -(2**63) <= shuffle_order(7, "k") < 2**63
+    keys = [f"m-0000abcd-{line:08d}-{pos:04d}" for line in range(40) for pos in range(5)]
+    once, again, other = _shuffled(keys, 3), _shuffled(keys, 3), _shuffled(keys, 4)
+    assert once == again != other
+    # Neighbours in cut order end up far apart: no run of one line's five windows.
+    assert max(sum(k[11:19] == w[11:19] for w in once[i : i + 5]) for i, k in enumerate(once)) < 4
+    # Buckets follow the order: waiting ones first, then by the order's top bits.
+    orders = sorted(shuffle_order(3, k) for k in keys)
+    buckets = [order_bucket(False, o) for o in orders]
+    assert buckets == sorted(buckets)
+    assert all(1 << BUCKET_BITS <= b < 2 << BUCKET_BITS for b in buckets)
+    assert order_bucket(True, orders[-1]) < order_bucket(False, orders[0])
+
+
+def _ranked_targets(keys: list[str], plan_args: dict, seed: int = 3) -> dict[str, int | None]:
+    """Rank keys the way the repack pass does (per bucket) and give each its shard."""
+    import pyarrow as pa
+
+    from alm_spark.audio.repack import with_shuffled_targets
+    from alm_spark.rows import CLIP
+
+    waiting = plan_args.pop("waiting_keys", set())
+    rows = sorted(
+        (order_bucket(k in waiting, shuffle_order(seed, k)), shuffle_order(seed, k), k)
+        for k in keys
+    )
+    counts: dict[int, int] = {}
+    for bucket, _, _ in rows:
+        counts[bucket] = counts.get(bucket, 0) + 1
+    plan = plan_shards(buckets=counts, **plan_args)
+    columns = {name: [0] * len(rows) for name in CLIP.names}
+    columns.update(shard=["s"] * len(rows), meta=[k for _, _, k in rows], seconds=[1.0] * len(rows))
+    batch = pa.RecordBatch.from_pydict({**columns, "bucket": [b for b, _, _ in rows]})
+    halves = [batch.slice(0, len(rows) // 2), batch.slice(len(rows) // 2)]  # state spans batches
+    out = pa.Table.from_batches(list(with_shuffled_targets(iter(halves), plan)))
+    assert out.column("rank").to_pylist() == list(range(len(rows)))
+    assert [k for _, _, k in rows] == _shuffled(keys, seed, waiting)
+    targets = out.column("target").to_pylist()
+    shuffled = out.column("meta").to_pylist()
+    return {k: (t if t < plan.shards else None) for k, t in zip(shuffled, targets, strict=True)}
+
+
+def test_shuffled_clips_are_spread_evenly_or_in_equal_shards() -> None:
+    keys = [f"k{n:03d}" for n in range(23)]
+    first = [("a", 23, 23 * 100)]
+    spread = _ranked_targets(keys, {"first_pass": first, "equal": None, "limits": (5, 10**9)})
+    per_shard = [list(spread.values()).count(n) for n in range(5)]
+    assert per_shard == [5, 5, 4, 5, 4]  # 23 clips, 5 shards of at most 5: rank * 5 // 23
+    by_size = _ranked_targets(keys, {"first_pass": first, "equal": None, "limits": (100, 1000)})
+    assert sorted(set(by_size.values())) == [0, 1, 2]  # 2,300 bytes at most 1,000 a shard
+    equal = _ranked_targets(
+        keys,
+        {"first_pass": [("a", 20, 0)], "equal": EqualLayout(2, 4, True), "limits": (1, 1),
+         "waiting": [("_shards/_waiting/w.tar", 3, 0)], "waiting_keys": set(keys[:3])},
+    )  # fmt: skip
+    ranked = _shuffled(keys, 3, set(keys[:3]))
+    assert [equal[k] for k in ranked][:5] == [0, 0, 0, 0, 1]
+    assert sorted(keys[:3], key=lambda k: shuffle_order(3, k)) == ranked[:3]  # waiting first
+    assert [list(equal.values()).count(n) for n in range(4)] == [4, 4, 4, 4]
+    assert list(equal.values()).count(None) == 23 - 16  # wait for the next step
 
 
 def test_names_an_attempt_writes_and_the_names_it_publishes() -> None:

@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame
 
 from alm_spark.audio.cut import audio_metrics, repacked_figures
 from alm_spark.audio.publish import (
+    clips_per_bucket,
     committed_shards,
     committed_waiting,
     first_pass_shards,
@@ -26,7 +27,7 @@ from alm_spark.audio.publish import (
     waiting_clip_rows,
     waiting_tars,
 )
-from alm_spark.audio.repack import RepackTarget, numbered_paths, repack_clips
+from alm_spark.audio.repack import RepackTarget, numbered_paths, order_clips, repack_clips
 from alm_spark.audio.shards import EqualLayout, ShardPlan, plan_shards
 from alm_spark.audio.tasks import cut_audio
 from alm_spark.config import AudioConfig
@@ -212,12 +213,22 @@ def _repack(
     clips_df = read_clip_rows(ctx.spark, first_dir) if cut_any else None
     rows_files = [join(ctx.output, path) for path in waiting if path.endswith(".jsonl")]
     waiting_df = waiting_clip_rows(ctx.spark, rows_files) if rows_files else None
+    waiting_shards = waiting_tars(waiting_df) if waiting_df is not None else None
+    if audio.shuffle:  # ranked by a hash of (seed, key): the buckets' counts place them
+        if waiting_df is not None:
+            waiting_df = order_clips(waiting_df, audio.seed, True)
+        if clips_df is not None:
+            clips_df = order_clips(clips_df, audio.seed, False)
+    sources = [df for df in (waiting_df, clips_df) if df is not None]
+    all_clips = sources[0] if sources else None
+    if len(sources) == 2:
+        all_clips = sources[0].unionByName(sources[1])
     plan = plan_shards(
         first_pass_shards(ctx.spark, fs, first_dir),
         layout,
-        audio.shard_max_clips,
-        max(1, int(audio.shard_max_mb * 1e6)),
-        waiting_tars(waiting_df) if waiting_df is not None else None,
+        (audio.shard_max_clips, max(1, int(audio.shard_max_mb * 1e6))),
+        waiting_shards,
+        clips_per_bucket(all_clips) if audio.shuffle and all_clips is not None else None,
     )
     step.retired.extend(waiting)
     if plan.first_ranks:
@@ -239,8 +250,7 @@ def _repack(
         target = RepackTarget(
             fsspec_url(first_attempts), fsspec_url(ctx.output), step.names, step.first_shard
         )
-        sources = [df for df in (waiting_df, clips_df) if df is not None]
-        all_clips = sources[0] if len(sources) == 1 else sources[0].unionByName(sources[1])
+        assert all_clips is not None  # clips were ranked
         repack_df = repack_clips(all_clips, audio, plan, target, partitions)
         with ctx.progress:
             repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)

@@ -33,6 +33,12 @@ def sum_audio_figures(spark: SparkSession, staged_dir: str) -> dict[str, Any]:
     return row.asDict()
 
 
+def clips_per_bucket(ordered_df: DataFrame) -> dict[int, int]:
+    """Ordered clip rows counted per shuffle bucket (a few thousand numbers reach the driver)."""
+    counted = ordered_df.groupBy("bucket").count().collect()
+    return {int(row["bucket"]): int(row["count"]) for row in counted}
+
+
 def first_pass_shards(
     spark: SparkSession, fs: FileSystem, staged_dir: str
 ) -> list[tuple[str, int, int]]:

@@ -28,7 +28,9 @@ from alm_spark.audio.shards import (
     ShardWriter,
     nemo_manifest_line,
     nemo_manifest_name,
+    order_bucket,
     repacked_shard_name,
+    shuffle_order,
 )
 from alm_spark.audio.tasks import (
     AudioFigures,
@@ -44,11 +46,13 @@ from alm_spark.rows import (
     KIND_AUDIO_REJECTED,
     KIND_SHARD,
     KIND_WAITING,
+    ORDERED_CLIP,
     WAITING,
 )
 from alm_spark.storage.datafiles import DataFile, StepNames
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_SCHEMA,
+    ORDERED_CLIP_SCHEMA,
     TARGETED_CLIP_SCHEMA,
 )
 
@@ -67,6 +71,57 @@ def with_targets(batches: Iterator[pa.RecordBatch], plan: ShardPlan) -> Iterator
             pa.array([plan.shards if t is None else t for t in targets], pa.int64()),
         ]
         yield pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, "rank", "target"])
+
+
+def with_order(
+    batches: Iterator[pa.RecordBatch], seed: int, waiting: bool
+) -> Iterator[pa.RecordBatch]:
+    """Add each clip row's ``key``, shuffle ``order`` and ``bucket`` (``mapInArrow``)."""
+    for batch in batches:
+        keys = [json.loads(meta)["key"] for meta in batch.column("meta").to_pylist()]
+        orders = [shuffle_order(seed, key) for key in keys]
+        columns = [
+            *batch.columns,
+            pa.array(keys, pa.string()),
+            pa.array(orders, pa.int64()),
+            pa.array([order_bucket(waiting, order) for order in orders], pa.int64()),
+        ]
+        yield pa.RecordBatch.from_arrays(columns, schema=ORDERED_CLIP.arrow_schema())
+
+
+def order_clips(clips_df: DataFrame, seed: int, waiting: bool) -> DataFrame:
+    """Clip rows with their place in the seeded shuffle (:data:`~alm_spark.rows.ORDERED_CLIP`).
+
+    Args:
+        clips_df: Clip rows (:data:`~alm_spark.rows.CLIP`).
+        seed: ``audio.seed``.
+        waiting: Whether these are clips earlier steps left waiting (ranked first).
+    """
+    return clips_df.mapInArrow(partial(with_order, seed=seed, waiting=waiting), ORDERED_CLIP_SCHEMA)
+
+
+def with_shuffled_targets(
+    batches: Iterator[pa.RecordBatch], plan: ShardPlan
+) -> Iterator[pa.RecordBatch]:
+    """Add each ordered clip row's ``rank`` and ``target`` (``mapInArrow``).
+
+    The rows of a bucket arrive together, sorted by order then key: a clip's rank is
+    its bucket's first rank plus its place among them.
+    """
+    bucket, place = None, 0
+    names = CLIP.names
+    for batch in batches:
+        ranks, targets = [], []
+        for current in batch.column("bucket").to_pylist():
+            place = place + 1 if current == bucket else 0
+            bucket = current
+            rank = plan.bucket_ranks[current] + place
+            target = plan.target_of(rank)
+            ranks.append(rank)
+            targets.append(plan.shards if target is None else target)
+        columns = [batch.column(name) for name in names]
+        columns += [pa.array(ranks, pa.int64()), pa.array(targets, pa.int64())]
+        yield pa.RecordBatch.from_arrays(columns, names=[*names, "rank", "target"])
 
 
 def numbered_paths(config: AudioConfig, numbers: range) -> list[str]:
@@ -105,8 +160,15 @@ class RepackTarget:
 class _Packer:
     """Writes one published shard after another from clip rows in rank order."""
 
-    def __init__(self, config: AudioConfig, fs: Any, roots: tuple[str, str], target: RepackTarget):
-        self._config, self._fs = config, fs
+    def __init__(
+        self,
+        config: AudioConfig,
+        fs: Any,
+        roots: tuple[str, str],
+        target: RepackTarget,
+        ranged: bool = False,
+    ):
+        self._config, self._fs, self._ranged = config, fs, ranged
         self._first_root, self._output_root = roots
         self._out = target
         self._target: int | None = None
@@ -179,16 +241,18 @@ class _Packer:
         return self._read(row["shard"], int(row["offset"]), int(row["size"]))
 
     def _read(self, shard: str, offset: int, size: int) -> bytes:
-        if self._source is None or self._source[0] != shard:
-            if self._source is not None:
-                self._source[1].close()
-            # Clips an earlier step left waiting are in the output; the rest in scratch.
-            waiting = shard.startswith(f"{SHARDS_DIR}/")
-            root = self._output_root if waiting else self._first_root
-            self._source = (shard, self._fs.open(f"{root}/{shard}", "rb"))
-        handle = self._source[1]
-        handle.seek(offset)
-        data: bytes = handle.read(size)
+        # Clips an earlier step left waiting are in the output; the rest in scratch.
+        waiting = shard.startswith(f"{SHARDS_DIR}/")
+        path = f"{self._output_root if waiting else self._first_root}/{shard}"
+        if self._ranged:  # shuffled: one ranged read per clip, no read-ahead of neighbours
+            data: bytes = self._fs.cat_file(path, start=offset, end=offset + size)
+        else:  # in first-pass order: each source read front to back through one handle
+            if self._source is None or self._source[0] != shard:
+                if self._source is not None:
+                    self._source[1].close()
+                self._source = (shard, self._fs.open(path, "rb"))
+            self._source[1].seek(offset)
+            data = self._source[1].read(size)
         if len(data) != size:  # a first-pass shard cut short: never publish a partial clip
             raise OSError(f"{shard}: {size} bytes expected at {offset}, {len(data)} read")
         return data
@@ -263,7 +327,7 @@ def repack_clip_batches(
 
     fs, first_root = fsspec.core.url_to_fs(target.first_pass)
     output_root = fsspec.core.url_to_fs(target.output)[1]
-    packer = _Packer(config, fs, (first_root, output_root), target)
+    packer = _Packer(config, fs, (first_root, output_root), target, ranged=plan.shuffled)
     waiting = _Waiting(target, config.codec)
     figures = AudioFigures()
     out = TaskRows()
@@ -312,18 +376,27 @@ def repack_clips(
 ) -> DataFrame:
     """The repack pass as a DataFrame of ``(kind, record)`` rows (nothing runs yet).
 
-    Each published shard's clips go to one task (range-partitioned by target), in
-    first-pass order, so the task reads each first-pass shard front to back.
+    Each published shard's clips go to one task (range-partitioned by target), in rank
+    order: unshuffled, first-pass order, so the task reads each first-pass shard front to
+    back; shuffled, the rows are first grouped by bucket to be ranked.
 
     Args:
         clips_df: The first pass's committed clip rows
-            (:func:`~alm_spark.audio.publish.read_clip_rows`).
+            (:func:`~alm_spark.audio.publish.read_clip_rows`); shuffled, ordered
+            (:func:`order_clips`).
         config: The ``audio`` settings.
         plan: The published layout.
         target: Where the first pass's clips are and the numbered shards go.
         partitions: Tasks at most.
     """
-    targeted = clips_df.mapInArrow(partial(with_targets, plan=plan), TARGETED_CLIP_SCHEMA)
+    if plan.shuffled:
+        by_bucket = clips_df.repartition(partitions, "bucket").sortWithinPartitions(
+            "bucket", "order", "key"
+        )
+        ranking = partial(with_shuffled_targets, plan=plan)
+        targeted = by_bucket.mapInArrow(ranking, TARGETED_CLIP_SCHEMA)
+    else:
+        targeted = clips_df.mapInArrow(partial(with_targets, plan=plan), TARGETED_CLIP_SCHEMA)
     ordered = targeted.repartitionByRange(partitions, "target").sortWithinPartitions(
         "target", "rank"
     )

@@ -7,11 +7,12 @@ clips give the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -131,21 +132,47 @@ class ShardWriter:
         self._handle = self._tar = None
 
 
+#: The top bits of a clip's shuffle order that name its bucket: clips are counted per
+#: bucket on the driver (a few thousand numbers), so each knows its rank from its bucket's.
+BUCKET_BITS = 12
+
+
+def shuffle_order(seed: int, key: str) -> int:
+    """A clip's place in the seeded shuffle: 64 bits of BLAKE2b over the seed and its key.
+
+    Signed, as Spark's ``long`` sorts; it depends on nothing but the seed and the key, so
+    the order is the same whatever the partitioning, on every rerun.
+    """
+    digest = hashlib.blake2b(f"{seed}\n{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def order_bucket(waiting: bool, order: int) -> int:
+    """The bucket of a clip's order; clips earlier steps left waiting come first."""
+    top = (order + (1 << 63)) >> (64 - BUCKET_BITS)
+    return top if waiting else top + (1 << BUCKET_BITS)
+
+
 @dataclass(frozen=True)
 class ShardPlan:
     """How the repack pass lays the first pass's clips out into the published shards.
 
-    Clips are ranked in first-pass order (shard name, then index in the shard), so a
-    published shard is read from few first-pass shards, front to back.
+    Unshuffled, clips are ranked in first-pass order (shard name, then index in the
+    shard), so a published shard is read from few first-pass shards, front to back.
+    Shuffled, they are ranked by :func:`shuffle_order` (with the tie broken by key), the
+    waiting clips first: a clip's rank is its bucket's first rank plus its place in the
+    bucket.
 
     Attributes:
         first_ranks: Each first-pass shard's name and the rank of its first clip.
         shards: How many shards are published.
         per_shard: With equal shards, the clips in every one; None: each first-pass
-            shard becomes one published shard, numbered in name order.
+            shard becomes one published shard, numbered in name order (shuffled: the
+            clips are spread evenly, shard ``rank * shards // clips``).
         clips: The clips of the first pass.
         carry: With equal shards, whether the clips left out wait for the next commit
             step (not the run's last) instead of being rejected.
+        bucket_ranks: Shuffled: each bucket's first rank (empty: not shuffled).
     """
 
     first_ranks: tuple[tuple[str, int], ...]
@@ -153,11 +180,17 @@ class ShardPlan:
     per_shard: int | None
     clips: int = 0
     carry: bool = False
+    bucket_ranks: Mapping[int, int] = field(default_factory=dict)
     _numbers: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         numbers = {name: n for n, (name, _) in enumerate(self.first_ranks)}
         object.__setattr__(self, "_numbers", numbers)
+
+    @property
+    def shuffled(self) -> bool:
+        """Whether clips are ranked by their shuffle order."""
+        return bool(self.bucket_ranks)
 
     @property
     def left_out(self) -> int:
@@ -175,7 +208,12 @@ class ShardPlan:
         """
         if self.per_shard is None:
             return self._numbers[shard]
-        rank = self.rank(shard, index)
+        return self.target_of(self.rank(shard, index))
+
+    def target_of(self, rank: int) -> int | None:
+        """The published shard of the clip ranked ``rank`` (None: left out)."""
+        if self.per_shard is None:
+            return rank * self.shards // self.clips
         target = rank // self.per_shard if self.per_shard else self.shards
         return target if target < self.shards else None
 
@@ -200,9 +238,9 @@ class EqualLayout:
 def plan_shards(
     first_pass: list[tuple[str, int, int]],
     equal: EqualLayout | None,
-    max_clips: int,
-    max_bytes: int,
+    limits: tuple[int, int],
     waiting: list[tuple[str, int, int]] | None = None,
+    buckets: Mapping[int, int] | None = None,
 ) -> ShardPlan:
     """Plan the published shards from the first pass's ``(name, clips, bytes)``.
 
@@ -219,16 +257,23 @@ def plan_shards(
     Args:
         first_pass: This step's first-pass shards.
         equal: The equal layout, or None for one published shard per first-pass shard.
-        max_clips: Clips per shard at most.
-        max_bytes: Bytes per shard at most, on average.
+        limits: Clips per shard at most, and bytes per shard at most, on average.
         waiting: Clips earlier steps left waiting ``(name, clips, bytes)``: ranked first.
+        buckets: Shuffled: the clips counted per :func:`order_bucket`. Without equal
+            shards, the clips are then spread evenly over as many shards as the limits
+            need (``max_bytes`` held on average).
     """
+    max_clips, max_bytes = limits
     ordered = [*sorted(waiting or []), *sorted(first_pass)]
     ranks: list[tuple[str, int]] = []
     total = size = 0
     for name, clips, nbytes in ordered:
         ranks.append((name, total))
         total, size = total + clips, size + nbytes
+    ranked = _first_ranks(buckets or {})
+    needed = min(max(-(-total // max_clips), -(-size // max_bytes), 1), total)
+    if equal is None and ranked:
+        return ShardPlan(tuple(ranks), needed, None, total, bucket_ranks=ranked)
     if equal is None:
         return ShardPlan(tuple(ranks), len(ranks), None, total)
     world_size = equal.world_size
@@ -238,14 +283,21 @@ def plan_shards(
         per_shard = max(1, min(max_clips, int(max_bytes // average) if average else max_clips))
     if per_shard:
         shards = world_size * (total // (world_size * per_shard))
-        return ShardPlan(tuple(ranks), shards, per_shard, total, equal.carry)
+        return ShardPlan(tuple(ranks), shards, per_shard, total, equal.carry, ranked)
     # Shards needed for the limits, but never more than one clip each can fill.
-    needed = min(max(-(-total // max_clips), -(-size // max_bytes), 1), max(total, 1))
-    shards = world_size * -(-needed // world_size)
+    shards = world_size * -(-max(needed, 1) // world_size)
     if shards > total:  # rounding up to the world size overshot: round down instead
         shards = world_size * (total // world_size)
     per_shard = total // shards if shards else 0
-    return ShardPlan(tuple(ranks), shards, per_shard, total, equal.carry)
+    return ShardPlan(tuple(ranks), shards, per_shard, total, equal.carry, ranked)
+
+
+def _first_ranks(buckets: Mapping[int, int]) -> dict[int, int]:
+    """Each bucket's first rank, from the clips counted per bucket."""
+    ranks, total = {}, 0
+    for bucket, count in sorted(buckets.items()):
+        ranks[bucket], total = total, total + count
+    return ranks
 
 
 def attempt_name(name: str, attempt: int) -> str:

@@ -25,13 +25,15 @@ OUTPUT_SETTINGS: Mapping[str, tuple[str, ...] | None] = {
     "audio": (
         "enabled", "root", "path_field", "sample_rate", "channels", "codec", "format",
         "shard_max_clips", "shard_max_mb", "equal_shards", "world_size",
-        "allow_outside_root", "allowed_schemes",
+        "allow_outside_root", "allowed_schemes", "shuffle", "seed",
     ),
 }  # fmt: skip
 #: What an output recorded before a setting existed was written with (audio on).
 OLD_BEHAVIOUR: Mapping[tuple[str, str], Any] = {
     ("audio", "allow_outside_root"): True,  # paths were read wherever they pointed
     ("audio", "allowed_schemes"): ["*"],
+    ("audio", "shuffle"): False,  # clips in the order they were cut
+    ("audio", "seed"): 0,
 }
 
 _ABSENT = object()

@@ -74,6 +74,8 @@ _AUDIO_SETTINGS: dict[str, Validator] = {
     "shard_max_clips": values.integer(1, 1_000_000),
     "shard_max_mb": values.number(positive=True),
     "equal_shards": values.boolean,
+    "shuffle": values.boolean,
+    "seed": values.integer(0, values.MAX_INTEGER),
     "world_size": values.integer(1, 1_000_000),
     "partitions": values.optional_integer(1, 100_000),
 }
@@ -272,6 +274,10 @@ class AudioConfig:
         equal_shards: Repack so that every shard holds the same number of clips and
             their count is a multiple of ``world_size``; the few clips left over are
             recorded in ``_rejected_audio/`` (reason ``equal_shards``).
+        shuffle: Lay clips out in a seeded random order over each commit step, so a
+            shard mixes many recordings; the same seed and input give the same shards.
+            False: in the order they were cut (a few recordings per shard).
+        seed: The shuffle's seed.
         world_size: With ``equal_shards``, the training job's ranks (GPUs).
         partitions: Tasks of the audio step; None: the entries' count spread over the
             cluster's cores (at most one entry's windows per task in small runs).
@@ -289,6 +295,8 @@ class AudioConfig:
     shard_max_clips: int = 1000
     shard_max_mb: float = 512.0
     equal_shards: bool = False
+    shuffle: bool = True
+    seed: int = 0
     world_size: int = 1
     partitions: int | None = None
 
@@ -309,7 +317,7 @@ class AudioConfig:
     @property
     def repacked(self) -> bool:
         """Whether clips go through a second pass that lays out the published shards."""
-        return self.format == "nemo" or self.equal_shards
+        return self.format == "nemo" or self.equal_shards or self.shuffle
 
 
 @dataclass(frozen=True)
