@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         read_manifests,
     )
     from alm_spark.run.job import run_pipeline
+    from alm_spark.run.verify import verify_output
     from alm_spark.storage.schemas import WINDOWS_TABLE_SCHEMA
 
 __version__ = "0.1.0"
@@ -53,6 +54,7 @@ _SPARK_API = {
     "parse_manifests": "alm_spark.engines.frames",
     "read_manifests": "alm_spark.engines.frames",
     "run_pipeline": "alm_spark.run.job",
+    "verify_output": "alm_spark.run.verify",
     "WINDOWS_TABLE_SCHEMA": "alm_spark.storage.schemas",
 }
 
@@ -88,4 +90,5 @@ __all__ = [
     "parse_manifests",
     "read_manifests",
     "run_pipeline",
+    "verify_output",
 ]

@@ -11,7 +11,7 @@ import argparse
 
 
 def command_parser() -> argparse.ArgumentParser:
-    """``alm-spark``'s parser: ``run``, ``recut``, ``report``, ``compare``, ``paths``."""
+    """``alm-spark``'s parser: run, recut, report, verify, submit, paths, compare."""
     parser = argparse.ArgumentParser(
         prog="alm-spark",
         description="Build ALM training windows from diarized audio manifests on Spark.",
@@ -44,6 +44,7 @@ def command_parser() -> argparse.ArgumentParser:
     report.add_argument("output", help="output directory (local path or URI fsspec can open)")
     report.add_argument("--out", help="where to write the page (default: OUTPUT/_report.html)")
 
+    _add_verify(sub)
     sub.add_parser(
         "submit",
         help="spark-submit the job with this installation's Spark and Python",
@@ -87,3 +88,29 @@ def _add_job_arguments(command: argparse.ArgumentParser) -> None:
         help="show steps and progress (default: output.progress, auto = on for local runs)",
     )
     command.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``verify``'s options."""
+    verify = sub.add_parser(
+        "verify",
+        help="check a finished output's shards before training on them",
+        description="Check every live shard of a finished output: it opens, every clip has "
+        "its audio and its facts (JSON member or manifest line) and the reverse, keys are "
+        "unique, durations equal the audio headers, and the sums equal _metrics.json. Exit 0 "
+        "when all holds, 1 with one line per problem, 2 when OUTPUT is not an output. "
+        "Runs one Spark task per shard (spark.* overrides choose the cluster) unless --local.",
+    )
+    verify.add_argument("output", help="the finished output (local path or URI)")
+    verify.add_argument("overrides", nargs="*", metavar="spark.key=value")
+    verify.add_argument(
+        "--decode", action="store_true", help="decode every clip, not only its header"
+    )
+    verify.add_argument("--local", action="store_true", help="check in this process, without Spark")
+    verify.add_argument("--sample", type=int, metavar="N", help="check a seeded sample of N shards")
+    verify.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
+    verify.add_argument(
+        "--max-problems", type=int, default=20, metavar="N",
+        help="problem lines to print (all are counted; default 20)",
+    )  # fmt: skip
+    verify.add_argument("--debug", action="store_true", help="show tracebacks of failures")

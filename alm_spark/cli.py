@@ -1,4 +1,4 @@
-"""Command line: ``alm-spark run|compare`` (also ``python -m alm_spark``).
+"""Command line: ``alm-spark run|recut|report|verify|compare`` (also ``python -m alm_spark``).
 
 This is an entry point, like ``jobs/alm_pipeline.py``: it is the one place that
 builds a SparkSession. Exit codes: 0 success, 1 failure while running, 2 a bad
@@ -254,6 +254,41 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from alm_spark.run.verify import Checks, verify_output
+
+    for name, value in (("--sample", args.sample), ("--max-problems", args.max_problems)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name}: expected a whole number of at least 1, got {value}")
+    others = [o for o in args.overrides if not o.strip().startswith("spark.")]
+    if others:
+        raise ConfigError(f"{others[0]}: verify takes spark.* settings only")
+    spark = None
+    if not args.local:
+        config = load_config(None, list(args.overrides))
+        if not (config.spark.remote or os.environ.get("SPARK_REMOTE")):
+            _check_java()
+        spark = build_session(config)
+    try:
+        checks = Checks(args.decode, args.sample, args.seed, args.max_problems)
+        found = verify_output(args.output, spark, checks)
+    finally:
+        if spark is not None and not _under_spark_submit():
+            spark.stop()
+    for line in found.problems:
+        print(line)
+    if found.problem_count > len(found.problems):
+        print(f"... and {found.problem_count - len(found.problems)} more problem(s)")
+    checked = (
+        f"{found.shards:,} of {found.live_shards:,} shard(s)"
+        if found.shards != found.live_shards
+        else f"{found.shards:,} shard(s)"
+    )
+    verdict = "OK" if found.ok else f"{found.problem_count:,} problem(s)"
+    print(f"verified {checked}, {found.clips:,} clip(s), {found.seconds / 3600:.3f} h: {verdict}")
+    return EXIT_OK if found.ok else EXIT_FAILED
+
+
 def _paths(args: argparse.Namespace) -> int:
     from alm_spark.run.launch import print_paths
 
@@ -302,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": _run,
             "recut": _run,
             "report": _report,
+            "verify": _verify,
             "compare": _compare,
             "paths": _paths,
         }

@@ -251,6 +251,7 @@ KIND_AUDIO_REJECTED = "rejected_audio"  # a window whose clip could not be cut (
 KIND_CLIP = "clip"  # where a clip sits in a first-pass shard, for the repack pass (JSON)
 KIND_AUDIO_FIGURES = "audio_figures"  # a task's summed audio figures (JSON)
 KIND_WAITING = "waiting_clips"  # equal shards' clips waiting for the next step (JSON)
+KIND_VERIFIED = "verified"  # what checking one shard found (alm-spark verify)
 
 #: What a task of the audio step returns: a kind and a JSON record.
 AUDIO_RESULT = RowKind(
@@ -308,3 +309,15 @@ ORDERED_CLIP = CLIP.extended(
 #: A clip row with its place in the published layout (``target`` is the shard number;
 #: the plan's shard count for a clip left out).
 TARGETED_CLIP = CLIP.extended(Field("rank", LONG, False), Field("target", LONG, False))
+
+#: What ``alm-spark verify`` found in one shard: a ``problem`` line, a clip ``key`` (for the
+#: uniqueness check), or the shard's ``figures`` (its clips and seconds).
+VERIFIED = RowKind(
+    KIND_VERIFIED,
+    (
+        Field("found", STRING, False),
+        Field("text", STRING, False),
+        Field("clips", LONG, False),
+        Field("seconds", DOUBLE, False),
+    ),
+)

@@ -24,9 +24,12 @@ NO_PYSPARK_MODULES = (
     "alm_spark.errors",
     "alm_spark.names",
     "alm_spark.audio.cut",
+    "alm_spark.audio.paths",
     "alm_spark.audio.shards",
+    "alm_spark.audio.verify",
     "alm_spark.engines.grouped",
     "alm_spark.run.launch",
+    "alm_spark.run.verify",  # verify --local: no Spark needed
 )
 
 # Run in a fresh interpreter in which importing pyspark fails, as on a machine without it.

@@ -1,0 +1,191 @@
+"""``alm-spark verify``: a shard's members, keys and durations; an output against its metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from alm_spark.audio.verify import check_shard
+from alm_spark.run.verify import Checks, verify_output
+from tests.conftest import write_jsonl
+
+
+def _flac(frames: int, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(frames, dtype="int16"), rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def _meta(key: str, frames: int, rate: int = 16000, **more: Any) -> bytes:
+    facts = {"key": key, "duration": frames / rate, "sample_rate": rate, "channels": 1, **more}
+    return json.dumps(facts).encode()
+
+
+def _open(root: Path) -> Any:
+    return lambda relative: open(root / relative, "rb")
+
+
+def test_a_sound_webdataset_shard_passes(tmp_path: Path) -> None:
+    _tar(tmp_path / "s.tar", [
+        ("a.flac", _flac(16000)), ("a.json", _meta("a", 16000)),
+        ("b.flac", _flac(8000)), ("b.json", _meta("b", 8000)),
+    ])  # fmt: skip
+    check = check_shard(_open(tmp_path), "s.tar", decode=True)
+    assert (check.problems, check.clips, check.seconds, check.keys) == ([], 2, 1.5, ["a", "b"])
+
+
+def test_every_problem_of_a_shard_is_one_line_naming_the_member(tmp_path: Path) -> None:
+    _tar(tmp_path / "s.tar", [
+        ("a.flac", _flac(16000)),  # no JSON
+        ("b.json", _meta("b", 100)),  # no audio
+        ("c.flac", _flac(16000)), ("c.json", _meta("c", 17000)),  # duration disagrees
+        ("d.flac", b"not audio"), ("d.json", _meta("d", 10)),
+        ("e.flac", _flac(160)), ("e.json", _meta("x", 160)),  # the JSON names another key
+        ("f.flac", _flac(160, 8000)), ("f.json", _meta("f", 160, 16000)),  # rate disagrees
+        ("g.txt", b"?"),
+        ("h.flac", _flac(160)), ("h.json", b"{"),
+    ])  # fmt: skip
+    check = check_shard(_open(tmp_path), "s.tar")
+    assert check.problems == [
+        "s.tar: d.flac: not readable audio: Format not recognised.",
+        "s.tar: g.txt: neither a clip's audio nor its JSON",
+        "s.tar: h.json: not valid JSON: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1)",
+        "s.tar: a.flac: no facts for it in the shard",
+        "s.tar: h.flac: no facts for it in the shard",
+        "s.tar: b.json: no audio member for it in s.tar",
+        "s.tar: d.json: no audio member for it in s.tar",
+        "s.tar: c.flac: the facts say 1.0625 s, the audio holds 1.0 s",
+        "s.tar: e.json: its key is 'x', not 'e'",
+        "s.tar: f.flac: the facts say 0.01 s, the audio holds 0.02 s",
+        "s.tar: f.flac: the facts say 16000 Hz, the audio is 8000 Hz",
+    ]
+    assert (check.clips, check.keys) == (3, ["c", "e", "f"])
+    (tmp_path / "cut.tar").write_bytes((tmp_path / "s.tar").read_bytes()[:600])  # in a.flac
+    assert check_shard(_open(tmp_path), "cut.tar").problems == [
+        "cut.tar: -: cannot read the tar: unexpected end of data"
+    ]
+
+
+def test_a_nemo_shard_is_checked_against_its_manifest(tmp_path: Path) -> None:
+    _tar(tmp_path / "audio_0.tar", [("a.flac", _flac(1600)), ("b.flac", _flac(1600))])
+    lines = [
+        {"audio_filepath": "a.flac", "duration": 0.1, "shard_id": 0},
+        {"audio_filepath": "c.flac", "duration": 0.1, "shard_id": 0},
+        {"audio_filepath": "a.flac", "duration": 0.1, "shard_id": 0},
+        {"no": "path"},
+    ]
+    write_jsonl(tmp_path / "manifest_0.json", [json.dumps(line) for line in lines])
+    check = check_shard(_open(tmp_path), "audio_0.tar", "manifest_0.json")
+    assert check.problems == [
+        "audio_0.tar: manifest_0.json:3: a second line for a.flac",
+        "audio_0.tar: manifest_0.json:4: not a manifest line: KeyError('audio_filepath')",
+        "audio_0.tar: b.flac: no facts for it in manifest_0.json",
+        "audio_0.tar: manifest_0.json (c): no audio member for it in audio_0.tar",
+    ]
+    assert check.clips == 1
+
+
+@pytest.fixture(scope="module")
+def outputs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small shuffled WebDataset and equal NeMo outputs of two recordings."""
+    from alm_spark.config import load_config
+    from alm_spark.run.job import run_pipeline
+    from alm_spark.testing.audiogen import with_audio
+    from alm_spark.testing.datagen import generate
+
+    root = tmp_path_factory.mktemp("verify")
+    manifest = write_jsonl(
+        root / "m.jsonl",
+        [json.dumps(e) for e in with_audio(generate("demo", 2), root / "audio", root)],
+    )
+    found = {}
+    for name, more in (
+        ("webdataset", ["audio.shard_max_clips=3"]),
+        ("nemo", ["audio.format=nemo", "audio.equal_shards=true", "audio.world_size=2"]),
+    ):
+        overrides = [f"input.manifest_path={manifest}", f"output.path={root / name}",
+                     "audio.enabled=true", *more]  # fmt: skip
+        run_pipeline(spark, load_config(None, overrides))
+        found[name] = root / name
+    return found
+
+
+@pytest.mark.parametrize("layout", ["webdataset", "nemo"])
+def test_a_finished_output_verifies_on_spark_and_here_alike(
+    spark: Any, outputs: dict[str, Path], layout: str
+) -> None:
+    out = outputs[layout]
+    metrics = json.loads((out / "_metrics.json").read_text())["audio"]
+    here = verify_output(str(out), None, Checks(decode=True))
+    there = verify_output(str(out), spark)
+    assert here == dataclasses.replace(there, seconds=here.seconds)  # summed in another order
+    assert there.seconds == pytest.approx(here.seconds, rel=1e-12)
+    assert (here.ok, here.problems, here.clips) == (True, (), metrics["clips_written"])
+    assert here.shards == here.live_shards == metrics["shards"]
+    assert here.seconds == pytest.approx(metrics["seconds_written"], rel=1e-12)
+    sampled = verify_output(str(out), None, Checks(sample=1, seed=4))
+    assert (sampled.shards, sampled.live_shards, sampled.ok) == (1, metrics["shards"], True)
+
+
+def test_a_damaged_output_fails_with_one_line_per_problem(
+    spark: Any, outputs: dict[str, Path], tmp_path: Path, run_cli: Any
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(outputs["webdataset"], out)
+    shards = sorted((out / "_shards").glob("*.tar"))
+    first = shards[0]
+    with tarfile.open(first) as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
+    _tar(first, members[:-1])  # the last clip's JSON is gone
+    _tar(shards[1], [*members[:2], *_members(shards[1])])  # the first clip again
+    lost_key = members[-1][0].split(".")[0]
+    twice = members[0][0].split(".")[0]
+    found = verify_output(str(out), spark, Checks(max_problems=2))
+    every = verify_output(str(out), None)
+    assert every.problems == (
+        "_metrics.json: audio.seconds_written: says " + every.problems[0].split("says ", 1)[1],
+        f"_shards/{first.name}: {lost_key}.flac: no facts for it in the shard",
+        f"_shards: {twice}: the key appears in 2 clips",
+    )
+    assert (found.problems, found.problem_count) == (every.problems[:2], 3)
+    cli = run_cli(["verify", str(out), "--max-problems", "1"])
+    assert cli.code == 1
+    assert cli.out.splitlines() == [
+        every.problems[0],
+        "... and 2 more problem(s)",
+        f"verified {every.shards} shard(s), {every.clips} clip(s), "
+        f"{every.seconds / 3600:.3f} h: 3 problem(s)",
+    ]
+    assert cli.stops == 1
+    assert run_cli(["verify", str(outputs["nemo"]), "--local"]).code == 0
+    missing = run_cli(["verify", str(tmp_path), "--local"])
+    assert (missing.code, missing.err) == (
+        2,
+        f"alm-spark: error: {tmp_path}: not a finished output (no live generation in _commits/)\n",
+    )
+    assert run_cli(["verify", str(out), "output.path=x"]).err == (
+        "alm-spark: error: output.path=x: verify takes spark.* settings only\n"
+    )
+
+
+def _members(shard: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(shard) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
