@@ -55,7 +55,7 @@ def test_a_local_root_confines_by_real_path_and_whole_segments(tmp_path: Path) -
     paths = AudioPaths(str(root))
     assert paths.locate("a/b.flac", SOURCE) == f"{root}/a/b.flac"
     assert paths.locate(f"{root}/a/b.flac", SOURCE) == f"{root}/a/b.flac"
-    assert paths.locate("a/../a/b.flac", SOURCE) == f"{root}/a/../a/b.flac"  # stays inside
+    assert paths.locate("a/../a/b.flac", SOURCE) == f"{root}/a/b.flac"  # resolved, inside
     for outside in (
         "../secret.flac",
         "a/../../secret.flac",
@@ -87,6 +87,28 @@ def test_an_object_store_root_compares_literal_keys() -> None:
         "/etc/passwd",
     ):
         assert _refusal(paths, outside) == "outside_root", outside
+
+
+def test_a_root_with_an_empty_host_keeps_it() -> None:
+    """``hdfs:///data`` is the default namenode's /data; ``hdfs://data/...`` another host."""
+    paths = AudioPaths("hdfs:///data/audio", schemes=("hdfs",))
+    assert paths.locate("x.wav", SOURCE) == "hdfs:///data/audio/x.wav"
+    assert paths.locate("hdfs:///data/audio/y.wav", SOURCE) == "hdfs:///data/audio/y.wav"
+    assert _refusal(paths, "hdfs://data/audio/x.wav") == "outside_root"
+
+
+def test_spellings_that_would_slip_past_a_check_are_refused_or_normalized() -> None:
+    s3 = AudioPaths("s3://bucket/audio", schemes=("s3",))
+    assert s3.locate("S3://bucket/audio/a.flac", SOURCE) == "s3://bucket/audio/a.flac"
+    assert s3.locate("S3A://bucket/audio/a.flac", SOURCE) == "s3://bucket/audio/a.flac"
+    assert s3.locate("a.flac", SOURCE) == "s3://bucket/audio/a.flac"  # relative: the root's
+    assert _refusal(AudioPaths(), "a\x00b.flac") == "unreadable"
+    assert _refusal(AudioPaths(), "a\nb.flac") == "unreadable"
+    assert AudioPaths().locate("FILE:///x/a.flac", SOURCE) == "/x/a.flac"
+    web = AudioPaths("https://h/audio", schemes=("https",))
+    for encoded in ("%2E%2E/admin", ".%2e/admin", "a%2fb.flac", "a%5C..%5Cb.flac"):
+        assert _refusal(web, encoded) == "outside_root", encoded
+    assert AudioConfig(allowed_schemes="s3a,S3N,file").allowed_schemes == ("s3", "file")
 
 
 def test_a_path_outside_the_root_is_never_opened(tmp_path: Path) -> None:

@@ -77,11 +77,30 @@ def test_a_setting_only_one_side_knows_is_a_difference() -> None:
 
 
 def test_an_output_recorded_before_a_setting_existed_had_the_old_behaviour() -> None:
-    older = settings("audio.enabled=true")
-    del older["audio"]["allow_outside_root"], older["audio"]["allowed_schemes"]
-    assert first_difference(older, settings("audio.enabled=true")) == (
+    older = settings("audio.enabled=true", "audio.root=/audio")
+    for key in ("allow_outside_root", "allowed_schemes", "shuffle", "seed"):
+        del older["audio"][key]
+    assert first_difference(older, settings("audio.enabled=true", "audio.root=/audio")) == (
         "audio.allow_outside_root: the output was written with true, this run has false"
     )
-    same = ["audio.enabled=true", "audio.allow_outside_root=true", "audio.allowed_schemes=*"]
+    same = ["audio.enabled=true", "audio.root=/audio", "audio.allow_outside_root=true",
+            "audio.allowed_schemes=*", "audio.shuffle=false"]  # fmt: skip
     assert first_difference(older, settings(*same)) is None
     assert first_difference(settings(), settings("audio.allowed_schemes=s3")) is None  # audio off
+
+
+def test_audio_settings_count_only_where_they_take_effect() -> None:
+    def with_audio(*more: str) -> dict:
+        return settings("audio.enabled=true", *more)
+
+    on = with_audio()  # no root, shuffled
+    assert first_difference(on, with_audio("audio.allow_outside_root=true")) is None
+    reordered = "audio.allowed_schemes=hdfs,dbfs,az,abfss,abfs,gcs,gs,s3,file"
+    assert first_difference(on, with_audio(reordered)) is None  # a set
+    unshuffled = with_audio("audio.shuffle=false")
+    assert first_difference(unshuffled, with_audio("audio.shuffle=false", "audio.seed=9")) is None
+    assert first_difference(on, with_audio("audio.seed=9")) == (
+        "audio.seed: the output was written with 0, this run has 9"
+    )
+    rooted = with_audio("audio.root=/a")
+    assert first_difference(rooted, with_audio("audio.root=/a", "audio.allow_outside_root=true"))

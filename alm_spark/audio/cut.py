@@ -294,7 +294,7 @@ def cut_entry(
         handle = (opener or _fsspec_open)(url)
     except FileNotFoundError:
         return EntryAudio([_reject(c, "missing", f"no audio file at {url}") for c in clips])
-    except OSError as err:
+    except (OSError, ValueError, ImportError) as err:  # ValueError: no such protocol
         error = f"cannot open {url}: {err}"
         return EntryAudio([_reject(c, "unreadable", error) for c in clips])
     with handle:
@@ -354,7 +354,7 @@ def _first_line(err: BaseException) -> str:
 def _fsspec_open(url: str) -> BinaryIO:
     import fsspec
 
-    handle: BinaryIO = fsspec.open(url, "rb").open()
+    handle: BinaryIO = fsspec.open(url, "rb", expand=False).open()  # no globbing: one file
     return handle
 
 

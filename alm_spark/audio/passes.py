@@ -223,6 +223,8 @@ def _repack(
     all_clips = sources[0] if sources else None
     if len(sources) == 2:
         all_clips = sources[0].unionByName(sources[1])
+    if audio.shuffle and all_clips is not None:  # counted, then ranked: hashed once
+        all_clips = all_clips.persist()
     plan = plan_shards(
         first_pass_shards(ctx.spark, fs, first_dir),
         layout,
@@ -250,10 +252,13 @@ def _repack(
         target = RepackTarget(
             fsspec_url(first_attempts), fsspec_url(ctx.output), step.names, step.first_shard
         )
-        assert all_clips is not None  # clips were ranked
+        if all_clips is None:
+            raise RuntimeError("clips were planned but no clip rows were read")
         repack_df = repack_clips(all_clips, audio, plan, target, partitions)
         with ctx.progress:
             repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)
+    if audio.shuffle and all_clips is not None:
+        all_clips.unpersist()
     if fs.exists(first_attempts):
         fs.delete(first_attempts)  # the first pass's shards: every clip was copied out
     return plan

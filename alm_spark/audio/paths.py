@@ -10,8 +10,8 @@ cloud's metadata service). Two rules, checked per entry before anything is opene
 - **Confinement**: with ``audio.root`` set, the resolved path must lie inside the root
   unless ``audio.allow_outside_root``. Local paths are compared by real path (symbolic
   links resolved) and by whole segments (``/data/a`` does not hold ``/data/ab``); a URL
-  with an empty, ``.`` or ``..`` segment is refused, not normalized, since object-store
-  keys are literal.
+  with an empty, ``.`` or ``..`` segment (or a percent-encoded dot, slash or backslash)
+  is refused, not normalized, since object-store keys are literal.
 
 Plain Python; no Spark.
 """
@@ -20,11 +20,17 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from dataclasses import dataclass
 
 from alm_spark.config import AudioConfig
 from alm_spark.names import ANY_SCHEME, AUDIO_SCHEMES
-from alm_spark.storage.datafiles import fsspec_url, opened_scheme, scheme_of
+from alm_spark.storage.datafiles import fsspec_url, lower_scheme, opened_scheme, scheme_of
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Percent-encoded dots, slashes and backslashes: an HTTP client may decode them into
+#: segments the check never saw.
+_ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 
 
 class RefusedPath(Exception):
@@ -58,24 +64,35 @@ class AudioPaths:
         """The URL fsspec opens for a manifest's audio path, once checked.
 
         Absolute paths and URLs are kept (Hadoop's ``s3a://`` spelled ``s3://``,
-        Databricks' ``dbfs:/`` as its ``/dbfs`` mount); relative ones resolve against
-        ``root``, or against the folder of ``source`` (the manifest file) without one.
+        Databricks' ``dbfs:/`` as its ``/dbfs`` mount, schemes in lower case); relative
+        ones resolve against ``root``, or against the folder of ``source`` (the manifest
+        file) without one. A local path checked against the root is returned resolved
+        (the file checked is the file opened, whatever links change meanwhile).
 
         Raises:
-            RefusedPath: With reason ``scheme_not_allowed`` or ``outside_root``.
+            RefusedPath: With reason ``scheme_not_allowed``, ``outside_root`` or
+                ``unreadable`` (a control character in the path).
         """
+        if _CONTROL.search(path):
+            raise RefusedPath("unreadable", f"{path!r} holds a control character")
         if "::" in path:
             raise RefusedPath("scheme_not_allowed", f"{path!r} is a chained URL")
-        self._check_scheme(scheme_of(path), path)
+        path = lower_scheme(path)
         if "://" in path or path.startswith(("/", "file:", "dbfs:", "data:")):
+            self._check_scheme(scheme_of(path), path)
             url = fsspec_url(path)
-        else:
+            if "://" in url:  # what fsspec will make of it (x/http://h is protocol x/http)
+                self._check_scheme(opened_scheme(url), path)
+        else:  # relative: the scheme is the base's, however the path is spelled
             base = self.root if self.root is not None else posixpath.dirname(source)
-            url = fsspec_url(base.rstrip("/") + "/" + path)
-        self._check_scheme(opened_scheme(url), path)
-        if self.root is not None and not self.allow_outside_root and not self._inside(url):
+            url = fsspec_url(lower_scheme(base).rstrip("/") + "/" + path)
+            self._check_scheme(opened_scheme(url), path)
+        if self.root is None or self.allow_outside_root:
+            return url
+        inside = self._inside(url)
+        if inside is None:
             raise RefusedPath("outside_root", f"{path!r} resolves outside audio.root")
-        return url
+        return inside
 
     def _check_scheme(self, scheme: str, path: str) -> None:
         if ANY_SCHEME not in self.schemes and scheme not in self.schemes:
@@ -83,17 +100,18 @@ class AudioPaths:
                 "scheme_not_allowed", f"{path!r}: scheme {scheme} is not in audio.allowed_schemes"
             )
 
-    def _inside(self, url: str) -> bool:
-        """Whether ``url`` lies inside ``root``, by whole segments."""
-        root = fsspec_url(self.root or "")
+    def _inside(self, url: str) -> str | None:
+        """``url`` as opened when it lies inside ``root`` (by whole segments), else None."""
+        root = fsspec_url(lower_scheme(self.root or ""))
         scheme = opened_scheme(url)
         if opened_scheme(root) != scheme:
-            return False
+            return None
         if scheme == "file":
             here, base = os.path.realpath(url), os.path.realpath(root)
-            return here == base or here.startswith(base.rstrip("/") + "/")
+            inside = here == base or here.startswith(base.rstrip("/") + "/")
+            return here if inside else None
         parts = url.split("://", 1)[1].split("/")
-        if any(part in ("", ".", "..") for part in parts[1:]):
-            return False  # literal keys: s3://b/r/../x is a key, not s3://b/x
-        within = [part for part in root.split("://", 1)[1].split("/") if part]
-        return parts[: len(within)] == within
+        within = root.split("://", 1)[1].rstrip("/").split("/")  # the host kept, even empty
+        if any(part in ("", ".", "..") or _ENCODED.search(part) for part in parts[1:]):
+            return None  # literal keys: s3://b/r/../x is a key, not s3://b/x
+        return url if parts[: len(within)] == within else None

@@ -66,17 +66,36 @@ def first_difference(
     """
     sections = list(dict.fromkeys([*current, *recorded]))
     for section in sections:
-        before, now = recorded.get(section, {}), current.get(section, {})
-        audio_on = before.get("enabled") is True  # an audio-off record holds nothing else
+        before, now = dict(recorded.get(section, {})), current.get(section, {})
+        if before.get("enabled") is True:  # an audio-off record holds nothing else
+            for (name, key), value in OLD_BEHAVIOUR.items():
+                if name == section:
+                    before.setdefault(key, value)
+        before, now = _in_effect(before), _in_effect(now)
         for key in dict.fromkeys([*now, *before]):
-            absent = OLD_BEHAVIOUR.get((section, key), _ABSENT) if audio_on else _ABSENT
-            old, new = before.get(key, absent), now.get(key, _ABSENT)
+            old, new = before.get(key, _ABSENT), now.get(key, _ABSENT)
             if old != new:
                 return (
                     f"{section}.{key}: the output was written with {_shown(old)}, "
                     f"this run has {_shown(new)}"
                 )
     return None
+
+
+def _in_effect(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A section's settings less those that change nothing (audio's, as their values say).
+
+    The scheme allow-list is a set; ``allow_outside_root`` counts only with a root, the
+    seed only with the shuffle.
+    """
+    kept = dict(settings)
+    if isinstance(kept.get("allowed_schemes"), list):
+        kept["allowed_schemes"] = sorted(kept["allowed_schemes"])
+    if "root" in kept and kept["root"] is None:
+        kept.pop("allow_outside_root", None)
+    if kept.get("shuffle") is False:
+        kept.pop("seed", None)
+    return kept
 
 
 def _shown(value: Any) -> str:

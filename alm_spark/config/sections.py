@@ -18,7 +18,7 @@ from alm_spark.names import (
     ENGINES,
     LOST_WINDOW_MODES,
 )
-from alm_spark.storage.datafiles import scheme_of
+from alm_spark.storage.datafiles import same_store, scheme_of
 
 
 def bundled_sample_path() -> str:
@@ -302,6 +302,9 @@ class AudioConfig:
 
     def __post_init__(self) -> None:
         _validate(self, "audio", _AUDIO_SETTINGS)
+        object.__setattr__(  # Hadoop's s3a/s3n name the s3 store
+            self, "allowed_schemes", tuple(dict.fromkeys(map(same_store, self.allowed_schemes)))
+        )
         scheme = scheme_of(self.root) if self.root is not None else None
         if scheme and ANY_SCHEME not in self.allowed_schemes and scheme not in self.allowed_schemes:
             raise ConfigError(

@@ -169,7 +169,8 @@ def _against_metrics(audio: dict[str, Any], clips: int, seconds: float) -> list[
     written = float(audio.get("seconds_written", 0.0))
     if abs(written - seconds) > 1e-6 * max(1.0, written):
         problems.append(
-            f"{METRICS_FILE}: audio.seconds_written: says {written}, the shards hold {seconds}"
+            f"{METRICS_FILE}: audio.seconds_written: says {written:.6f}, "
+            f"the shards hold {seconds:.6f}"
         )
     return problems
 

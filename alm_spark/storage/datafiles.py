@@ -47,6 +47,23 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _SAME_STORE = {"s3a": "s3", "s3n": "s3"}
 
 
+def same_store(scheme: str) -> str:
+    """A scheme as the allow-list names it: ``s3a``/``s3n`` are ``s3``."""
+    return _SAME_STORE.get(scheme.lower(), scheme.lower())
+
+
+def lower_scheme(path: str) -> str:
+    """``S3://b/K`` as ``s3://b/K``: fsspec knows protocols in lower case only."""
+    match = _SCHEME.match(path)
+    if match is None:
+        return path
+    scheme = match.group(1)
+    spelled_as_url = path[match.end() :].startswith("//") and len(scheme) > 1
+    if not (spelled_as_url or scheme.lower() in ("file", "dbfs", "data")):
+        return path  # a Windows drive, or a plain name with a colon
+    return scheme.lower() + path[match.end() - 1 :]
+
+
 def scheme_of(path: str) -> str:
     """A path's URL scheme as ``audio.allowed_schemes`` names it (``file``: a plain path).
 
@@ -60,7 +77,7 @@ def scheme_of(path: str) -> str:
     spelled_as_url = path[match.end() :].startswith("//") and len(scheme) > 1
     if not (spelled_as_url or scheme in ("file", "dbfs", "data")):
         return "file"
-    return _SAME_STORE.get(scheme, scheme)
+    return same_store(scheme)
 
 
 def opened_scheme(url: str) -> str:
@@ -68,7 +85,7 @@ def opened_scheme(url: str) -> str:
     if "://" in url:
         protocol = url.split("://", 1)[0].lower()
         if len(protocol) > 1:
-            return _SAME_STORE.get(protocol, protocol)
+            return same_store(protocol)
     return "data" if url.startswith("data:") else "file"
 
 
