@@ -289,3 +289,14 @@ def _xdist_group(item: pytest.Item) -> str:
     if any(defs and defs[-1].scope in ("module", "package", "class") for defs in definitions):
         return item.nodeid.split("::")[0]
     return item.nodeid
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An S3-compatible server (moto) on 127.0.0.1 for the whole session, fsspec pointed at it."""
+    pytest.importorskip("s3fs", reason="the s3 extra: pip install 'alm-spark[s3]'")
+    pytest.importorskip("moto.server", reason="moto[server] (the test extra)")
+    from tests.s3server import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server

@@ -10,14 +10,8 @@ written: one PUT under its final name, never a temporary name copied into place.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,63 +39,12 @@ from alm_spark.storage.fs import FsspecFileSystem
 from alm_spark.storage.lock import OutputLock
 from alm_spark.storage.outputs import FileNames
 from alm_spark.testing.audiogen import write_audio
-from tests.cluster import LOOPBACK, free_port, stop_pid
+from tests.s3server import BUCKET, S3Server
 
 s3fs = pytest.importorskip("s3fs", reason="the s3 extra: pip install 'alm-spark[s3]'")
 pytest.importorskip("moto.server", reason="moto[server] (the test extra)")
 
-BUCKET = "alm-test"
 A = InputFile("s3://alm-test/in/a.jsonl", 10, "etag:1")
-
-
-class S3Server:
-    """A running moto server and its request log."""
-
-    def __init__(self, url: str, log: Path) -> None:
-        self.url, self.log = url, log
-
-    def puts(self, prefix: str) -> Counter[str]:
-        """How many PUTs each key under ``prefix`` received (from the server's log)."""
-        pattern = re.compile(rf'"PUT /{BUCKET}/({re.escape(prefix)}[^ ?]*)\S* HTTP')
-        return Counter(m.group(1) for m in pattern.finditer(self.log.read_text()))
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """moto's S3 server on 127.0.0.1, fsspec pointed at it, one bucket."""
-    import fsspec
-
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    port = free_port()
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://{LOOPBACK}:{port}"
-    saved = dict(fsspec.config.conf.get("s3", {}))
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                assert server.poll() is None, log.read_text()[-2000:]
-                assert time.time() < deadline, "moto's server did not answer in 60 s"
-                time.sleep(0.2)
-        fsspec.config.conf["s3"] = {
-            "endpoint_url": url, "key": "testing", "secret": "testing",
-            "use_listings_cache": False,
-        }  # fmt: skip
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        s3fs.S3FileSystem.clear_instance_cache()
-        fsspec.filesystem("s3").mkdir(BUCKET)
-        yield S3Server(url, log)
-    finally:
-        fsspec.config.conf["s3"] = saved
-        s3fs.S3FileSystem.clear_instance_cache()
-        stop_pid(server.pid)
 
 
 def test_commit_records_are_created_exclusively_on_s3(s3: S3Server) -> None:

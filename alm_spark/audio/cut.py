@@ -23,6 +23,7 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -31,9 +32,12 @@ from alm_spark.audio.paths import AudioPaths, RefusedPath
 from alm_spark.config import AudioConfig
 from alm_spark.errors import ConfigError
 from alm_spark.names import AUDIO_REASONS
+from alm_spark.storage.datafiles import opened_scheme
 
 #: Frames read from the decoder at a time.
 READ_BLOCK = 1 << 16
+#: Bytes a remote recording is read in (one ranged request each, read ahead forward).
+READ_AHEAD = 2 << 20
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _COMPRESSION = (".gz", ".bz2", ".zst", ".xz")
@@ -291,7 +295,7 @@ def cut_entry(
     import soundfile
 
     try:
-        handle = (opener or _fsspec_open)(url)
+        handle = (opener or partial(_fsspec_open, storage_options=config.storage_options))(url)
     except FileNotFoundError:
         return EntryAudio([_reject(c, "missing", f"no audio file at {url}") for c in clips])
     except (OSError, ValueError, ImportError) as err:  # ValueError: no such protocol
@@ -351,10 +355,18 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def _fsspec_open(url: str) -> BinaryIO:
-    import fsspec
+def _fsspec_open(url: str, storage_options: Mapping[str, Mapping[str, Any]]) -> BinaryIO:
+    """Open a recording for forward reads in blocks of ``block_size`` (2 MiB by default).
 
-    handle: BinaryIO = fsspec.open(url, "rb", expand=False).open()  # no globbing: one file
+    Remote file systems read ahead by their own block size otherwise (s3fs: 50 MiB), which
+    for a window near a recording's start is most of the file.
+    """
+    from fsspec.core import url_to_fs
+
+    options = dict(storage_options.get(opened_scheme(url), {}))
+    block_size = int(options.pop("block_size", READ_AHEAD))
+    fs, path = url_to_fs(url, **options)  # one path: no globbing
+    handle: BinaryIO = fs.open(path, "rb", block_size=block_size)
     return handle
 
 

@@ -66,6 +66,7 @@ _AUDIO_SETTINGS: dict[str, Validator] = {
     "root": values.optional_text,
     "allow_outside_root": values.boolean,
     "allowed_schemes": values.schemes,
+    "storage_options": values.storage_options,
     "path_field": values.text,
     "sample_rate": values.integer(1000, 384000),
     "channels": values.integer(1, 2),
@@ -262,6 +263,10 @@ class AudioConfig:
         allowed_schemes: The URL schemes a manifest's paths may have, with or without
             ``root`` (``file``: local paths; ``*``: any, unsafe with an outside party's
             manifests); others are rejected with reason ``scheme_not_allowed``.
+        storage_options: fsspec options for reading recordings, by URL scheme
+            (``{s3: {endpoint_url: ..., profile: ...}, gs: {project: ...}}``; ``block_size``:
+            bytes per ranged read, 2 MiB unless given). No credentials: they come from the
+            environment, a profile or the cluster's role. Never recorded in ``_metrics.json``.
         path_field: The manifest field holding the recording's path.
         sample_rate: The clips' sample rate (soxr resamples when the source differs).
         channels: 1 (the mean of the source's channels) or 2 (a mono source doubled).
@@ -287,6 +292,7 @@ class AudioConfig:
     root: str | None = None
     allow_outside_root: bool = False
     allowed_schemes: tuple[str, ...] = AUDIO_SCHEMES
+    storage_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     path_field: str = "audio_filepath"
     sample_rate: int = 16000
     channels: int = 1
@@ -335,12 +341,23 @@ class PipelineConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (lists, dicts, scalars), e.g. for ``_metrics.json``."""
+        """Plain-data form (lists, dicts, scalars), e.g. for ``_metrics.json``.
+
+        Without ``audio.storage_options``: endpoints and profiles stay out of outputs.
+        """
         out: dict[str, Any] = {}
         for section in fields(self):
             values = getattr(self, section.name)
-            out[section.name] = {f.name: _plain(getattr(values, f.name)) for f in fields(values)}
+            out[section.name] = {
+                f.name: _plain(getattr(values, f.name))
+                for f in fields(values)
+                if (section.name, f.name) not in _UNRECORDED
+            }
         return out
+
+
+#: Settings ``to_dict`` leaves out.
+_UNRECORDED = {("audio", "storage_options")}
 
 
 def _plain(value: Any) -> Any:

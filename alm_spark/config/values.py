@@ -252,6 +252,50 @@ def spark_conf(value: Any, name: str) -> dict[str, str]:
     return out
 
 
+#: Option names that hold secrets: ``audio.storage_options`` refuses them (credentials come
+#: from the environment, a profile or the cluster's role, never from a config file).
+_SECRET = re.compile(
+    r"^(key|secret|token|password|passwd|sas|credential)$|secret|token|password|credential"
+    r"|account_key|sas_token|connection_string|access_key",
+    re.IGNORECASE,
+)
+
+
+def storage_options(value: Any, name: str) -> dict[str, dict[str, Any]]:
+    """Options for fsspec by URL scheme: ``{s3: {endpoint_url: ..., anon: true}}``; no secrets."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{name}: expected a mapping of schemes to options, got {describe(value)}"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for scheme, options in value.items():
+        if not isinstance(scheme, str) or not _SCHEME_NAME.fullmatch(scheme.lower()):
+            raise ConfigError(f"{name}: {scheme!r} is not a URL scheme")
+        if not isinstance(options, dict):
+            raise ConfigError(
+                f"{name}.{scheme}: expected a mapping of options, got {describe(options)}"
+            )
+        kept: dict[str, Any] = {}
+        for key, item in options.items():
+            where = f"{name}.{scheme}.{key}"
+            if not isinstance(key, str) or not key.strip():
+                raise ConfigError(
+                    f"{name}.{scheme}: option names must be text, got {describe(key)}"
+                )
+            if _SECRET.search(key):
+                raise ConfigError(
+                    f"{where}: credentials are not taken from settings; use the environment, "
+                    "a profile or the cluster's role"
+                )
+            if not (item is None or isinstance(item, (bool, int, float, str))):
+                raise ConfigError(f"{where}: expected a single value, got {describe(item)}")
+            kept[key] = spelled(item)
+        out[scheme.lower()] = kept
+    return out
+
+
 class SpelledFloat(float):
     """A number written with an exponent but no dot (``8e3``), with its spelling."""
 
