@@ -80,6 +80,10 @@ SCRATCH_DIR = "_scratch"
 #: In a step's scratch folder while the step is open: tasks commit data files only then.
 STEP_OPEN = "_open"
 REJECTED_AUDIO_DIR = "_rejected_audio"
+#: Beside ``_shards/`` (where loaders read every file): the shard index, one fragment per
+#: commit step, named by the step's prefix and run, then this suffix.
+SHARD_INDEX_DIR = "_shard_index"
+SHARD_INDEX_SUFFIX = "index.json"
 #: In a step's scratch folder: the numbered shard files its repack pass will write
 #: (numbered names carry no step, so a killed run's are found by this note).
 NUMBERED_INTENT = "numbered.json"

@@ -251,6 +251,7 @@ KIND_AUDIO_REJECTED = "rejected_audio"  # a window whose clip could not be cut (
 KIND_CLIP = "clip"  # where a clip sits in a first-pass shard, for the repack pass (JSON)
 KIND_AUDIO_FIGURES = "audio_figures"  # a task's summed audio figures (JSON)
 KIND_WAITING = "waiting_clips"  # equal shards' clips waiting for the next step (JSON)
+KIND_SHARD_INDEX = "shard_index"  # a step's per-shard figures (a data file kind only)
 KIND_VERIFIED = "verified"  # what checking one shard found (alm-spark verify)
 
 #: What a task of the audio step returns: a kind and a JSON record.
@@ -275,6 +276,7 @@ SHARD = RowKind(
         Field("clips", LONG, False),
         Field("bytes", LONG, False),
         Field("seconds", DOUBLE, False),
+        Field("recordings", LONG),
         Field("manifest", STRING),
     ),
 )

@@ -73,3 +73,23 @@ def test_audio_bench_smoke(tmp_path: Path) -> None:
     assert shuffle["repack_seconds"] > 0  # the default run shuffles: a second pass ran
     assert shuffle["unshuffled_audio_step_seconds"] > 0
     assert "| flac 44.1 kHz stereo |" in (run / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_shards_bench_smoke(tmp_path: Path) -> None:
+    bench = str(REPO / "benchmarks" / "shards_bench.py")
+    proc = subprocess.run(
+        [sys.executable, bench, "--smoke", "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=900, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (run,) = tmp_path.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    s3 = summary["s3"]
+    assert s3["same_clips"]
+    assert s3["clips"] > 0
+    (recording,) = s3["recordings"]
+    assert recording["gets"] >= 1
+    assert 0 < recording["read_to_span_bound"] <= 1.0
+    assert summary["verify"]["decode"]["hours_per_second_per_core"] > 0
+    assert "verify --local (decode)" in proc.stdout

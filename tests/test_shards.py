@@ -17,6 +17,7 @@ from alm_spark.audio.shards import (
     order_bucket,
     plan_shards,
     repacked_shard_name,
+    shard_balance,
     shard_number,
     shuffle_order,
 )
@@ -209,3 +210,23 @@ def test_a_nemo_manifest_line_names_the_member_and_keeps_the_clips_facts() -> No
         "key": "m-1-00000001-0000", "source": "file:/m.jsonl", "line": 1,
         "speakers": {"a": 9.5},
     }  # fmt: skip
+
+
+def test_shard_balance_gives_each_figures_spread_and_a_histogram_of_hours() -> None:
+    rows = [
+        {"clips": c, "hours": h, "bytes": b, "recordings": r}
+        for c, h, b, r in [(4, 0.5, 400, 3), (4, 0.25, 300, 4), (2, 0.125, 100, 1)]
+    ]
+    balance = shard_balance(rows)
+    assert balance["clips"] == {"min": 2, "median": 4, "max": 4}
+    assert balance["recordings"] == {"min": 1, "median": 3, "max": 4}
+    assert balance["hours"] == {"min": 0.125, "median": 0.25, "max": 0.5}
+    histogram = balance["hours_histogram"]
+    assert (histogram["edges"][0], histogram["edges"][-1], len(histogram["edges"])) == (
+        0.125, 0.5, 13,
+    )  # fmt: skip
+    assert histogram["counts"] == [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1]
+    empty = shard_balance([])
+    assert (empty["clips"], sum(empty["hours_histogram"]["counts"])) == (
+        {"min": 0, "median": 0, "max": 0}, 0,
+    )  # fmt: skip

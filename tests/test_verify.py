@@ -141,6 +141,17 @@ def test_a_finished_output_verifies_on_spark_and_here_alike(
     assert (here.ok, here.problems, here.clips) == (True, (), metrics["clips_written"])
     assert here.shards == here.live_shards == metrics["shards"]
     assert here.seconds == pytest.approx(metrics["seconds_written"], rel=1e-12)
+    # The shard index: a line per live shard, as the shards hold them; its spread in metrics.
+    (fragment,) = (out / "_shard_index").glob("*-index.json")
+    index = json.loads(fragment.read_text())["shards"]
+    assert [row["name"] for row in index] == metrics["shard_files"]
+    assert sum(row["clips"] for row in index) == metrics["clips_written"]
+    for row in index:  # its members' bytes; the file adds the tar's closing blocks
+        assert 0 < (out / "_shards" / row["name"]).stat().st_size - row["bytes"] <= 10240
+    assert all(1 <= row["recordings"] <= 2 for row in index)
+    balance = metrics["shard_balance"]
+    assert balance["clips"]["max"] == max(row["clips"] for row in index)
+    assert sum(balance["hours_histogram"]["counts"]) == metrics["shards"]
     sampled = verify_output(str(out), None, Checks(sample=1, seed=4))
     assert (sampled.shards, sampled.live_shards, sampled.ok) == (1, metrics["shards"], True)
 
@@ -162,17 +173,19 @@ def test_a_damaged_output_fails_with_one_line_per_problem(
     every = verify_output(str(out), None)
     assert every.problems == (
         "_metrics.json: audio.seconds_written: says " + every.problems[0].split("says ", 1)[1],
+        f"_shards/{first.name}: -: the shard index says 3 clip(s), the shard holds 2",
         f"_shards/{first.name}: {lost_key}.flac: no facts for it in the shard",
+        f"_shards/{shards[1].name}: -: the shard index says 2 clip(s), the shard holds 3",
         f"_shards: {twice}: the key appears in 2 clips",
     )
-    assert (found.problems, found.problem_count) == (every.problems[:2], 3)
+    assert (found.problems, found.problem_count) == (every.problems[:2], 5)
     cli = run_cli(["verify", str(out), "--max-problems", "1"])
     assert cli.code == 1
     assert cli.out.splitlines() == [
         every.problems[0],
-        "... and 2 more problem(s)",
+        "... and 4 more problem(s)",
         f"verified {every.shards} shard(s), {every.clips} clip(s), "
-        f"{every.seconds / 3600:.3f} h: 3 problem(s)",
+        f"{every.seconds / 3600:.3f} h: 5 problem(s)",
     ]
     assert cli.stops == 1
     assert run_cli(["verify", str(outputs["nemo"]), "--local"]).code == 0

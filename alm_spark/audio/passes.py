@@ -28,7 +28,7 @@ from alm_spark.audio.publish import (
     waiting_tars,
 )
 from alm_spark.audio.repack import RepackTarget, numbered_paths, order_clips, repack_clips
-from alm_spark.audio.shards import EqualLayout, ShardPlan, plan_shards
+from alm_spark.audio.shards import EqualLayout, ShardPlan, plan_shards, shard_balance
 from alm_spark.audio.tasks import cut_audio
 from alm_spark.config import AudioConfig
 from alm_spark.names import (
@@ -37,6 +37,8 @@ from alm_spark.names import (
     NEMO_MANIFESTS_DIR,
     NUMBERED_INTENT,
     REJECTED_AUDIO_DIR,
+    SHARD_INDEX_DIR,
+    SHARD_INDEX_SUFFIX,
     SHARDS_DIR,
     WAITING_DIR,
 )
@@ -44,6 +46,7 @@ from alm_spark.rows import (
     KIND_AUDIO_REJECTED,
     KIND_CLIP,
     KIND_SHARD,
+    KIND_SHARD_INDEX,
     KIND_SHARD_MANIFEST,
     KIND_WAITING,
 )
@@ -66,7 +69,7 @@ def audio_folders(config: AudioConfig) -> tuple[str, ...]:
     """The folders the audio step's tasks write into."""
     nemo = (f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}",) if config.format == "nemo" else ()
     waiting = (f"{SHARDS_DIR}/{WAITING_DIR}",) if config.equal_shards else ()
-    return (SHARDS_DIR, *nemo, *waiting, REJECTED_AUDIO_DIR)
+    return (SHARDS_DIR, *nemo, *waiting, SHARD_INDEX_DIR, REJECTED_AUDIO_DIR)
 
 
 def equal_layout(
@@ -149,10 +152,13 @@ def cut_audio_into(
                 figures = repacked_figures(figures, sum_audio_figures(ctx.spark, repack_dir))
         staged_dirs.append(repack_dir)
     wait_for_running_tasks(ctx.spark)  # a killed speculative attempt may still be writing
-    for shard in committed_shards(ctx.spark, ctx.fs, staged_dirs[-1]):
+    shards = committed_shards(ctx.spark, ctx.fs, staged_dirs[-1])
+    for shard in shards:
         step.add(shard["name"], KIND_SHARD)
         if shard["manifest"] is not None:
             step.add(shard["manifest"], KIND_SHARD_MANIFEST)
+    if shards:
+        step.add(_write_shard_index(ctx, step, shards), KIND_SHARD_INDEX)
     for path in committed_waiting(ctx.spark, ctx.fs, staged_dirs[-1]):
         step.add(path, KIND_WAITING)
     for file in _write_rejected_audio(ctx, staged_dirs, step):
@@ -161,6 +167,37 @@ def cut_audio_into(
     per_shard = plan.per_shard if plan is not None and plan.shards else None
     fixed = equal[0].per_shard if equal[0] is not None else None
     step.figures["audio"] = {**figures, "clips_per_shard": fixed or per_shard}
+
+
+def _write_shard_index(ctx: RunContext, step: OutputStep, shards: list[dict[str, Any]]) -> str:
+    """Write the step's fragment of the shard index; returns its path in the output.
+
+    One line of figures per shard the step published (a fragment per step: the index is
+    never rewritten, and a step's fragment goes when the step is retired).
+    """
+    rows = [
+        {
+            "name": shard["name"].removeprefix(f"{SHARDS_DIR}/"),
+            "clips": shard["clips"],
+            "seconds": shard["seconds"],
+            "hours": shard["seconds"] / 3600,
+            "bytes": shard["bytes"],
+            "recordings": shard["recordings"],
+        }
+        for shard in shards
+    ]
+    path = f"{SHARD_INDEX_DIR}/{step.names.prefix}{step.names.run_id}-{SHARD_INDEX_SUFFIX}"
+    ctx.fs.write_text(join(ctx.output, path), json.dumps({"shards": rows}, indent=1) + "\n")
+    return path
+
+
+def shard_index(ctx: RunContext, generation: Generation | None) -> list[dict[str, Any]]:
+    """The live shards' figures, from the live steps' index fragments (a row per shard)."""
+    files = generation.files.values() if generation is not None else ()
+    rows: list[dict[str, Any]] = []
+    for path in sorted(f.path for f in files if f.kind == KIND_SHARD_INDEX):
+        rows += json.loads(ctx.fs.read_text(join(ctx.output, path)))["shards"]
+    return rows
 
 
 def _write_rejected_audio(
@@ -264,8 +301,9 @@ def _repack(
     return plan
 
 
-def output_audio_metrics(config: AudioConfig, generation: Generation | None) -> dict[str, Any]:
+def output_audio_metrics(ctx: RunContext, generation: Generation | None) -> dict[str, Any]:
     """The ``audio`` block of ``_metrics.json`` for a whole output: its live steps summed."""
+    config = ctx.config.audio
     steps: list[Mapping[str, Any]] = []
     if generation is not None:
         steps = [f["audio"] for _, f in sorted(generation.figures.items()) if "audio" in f]
@@ -278,4 +316,6 @@ def output_audio_metrics(config: AudioConfig, generation: Generation | None) -> 
         key=lambda name: (len(name), name),  # audio_2 before audio_10
     )
     sizes = [step["clips_per_shard"] for step in steps if step.get("clips_per_shard")]
-    return audio_metrics(figures, shards, config, sizes[0] if sizes else None)
+    metrics = audio_metrics(figures, shards, config, sizes[0] if sizes else None)
+    metrics["shard_balance"] = shard_balance(shard_index(ctx, generation))
+    return metrics

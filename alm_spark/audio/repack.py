@@ -35,6 +35,7 @@ from alm_spark.audio.shards import (
 from alm_spark.audio.tasks import (
     AudioFigures,
     TaskRows,
+    recording_of,
     rejected_record,
     shard_record,
 )
@@ -195,7 +196,8 @@ class _Packer:
             self._manifest.write((nemo_manifest_line(meta, member, number) + "\n").encode())
         else:
             members.append(("json", row["meta"].encode("utf-8")))
-        self._writer.add(meta["key"], members, float(row["seconds"]))
+        recording = recording_of(meta["source"], int(meta["line"]))
+        self._writer.add(meta["key"], members, float(row["seconds"]), recording)
         return len(audio)
 
     def close(self) -> None:

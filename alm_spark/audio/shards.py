@@ -29,12 +29,16 @@ class ShardSink(Protocol):
 
 @dataclass(frozen=True)
 class ShardFile:
-    """A finished shard: its name, how many clips, bytes and seconds of audio."""
+    """A finished shard: its name, clips, bytes, seconds of audio and recordings.
+
+    ``recordings``: how many manifest entries its clips were cut from.
+    """
 
     name: str
     clips: int
     bytes: int
     seconds: float
+    recordings: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,15 @@ class ShardWriter:
         self._name = ""
         self._clips = self._bytes = 0
         self._seconds = 0.0
+        self._recordings: set[str] = set()
         self.finished: list[ShardFile] = []
 
-    def add(self, key: str, members: list[tuple[str, bytes]], seconds: float) -> Placed:
+    def add(
+        self, key: str, members: list[tuple[str, bytes]], seconds: float, recording: str = ""
+    ) -> Placed:
         """Write one clip's members (``(extension, data)``), the first one first.
+
+        ``recording`` names the entry the clip was cut from (the shard counts them).
 
         Returns:
             The shard and the byte range of the first member's data in it, so a later
@@ -96,6 +105,7 @@ class ShardWriter:
         placed = Placed(self._name, self._clips, offsets[0], len(members[0][1]))
         self._clips += 1
         self._seconds += seconds
+        self._recordings.add(recording)
         if self._clips >= self._max_clips or self._bytes >= self._max_bytes:
             self._finish()
         return placed
@@ -122,13 +132,17 @@ class ShardWriter:
         )
         self._clips = self._bytes = 0
         self._seconds = 0.0
+        self._recordings = set()
 
     def _finish(self) -> None:
         assert self._tar is not None
         assert self._handle is not None
         self._tar.close()
         self._handle.close()
-        self.finished.append(ShardFile(self._name, self._clips, self._bytes, self._seconds))
+        shard = ShardFile(
+            self._name, self._clips, self._bytes, self._seconds, len(self._recordings)
+        )
+        self.finished.append(shard)
         self._handle = self._tar = None
 
 
@@ -298,6 +312,36 @@ def _first_ranks(buckets: Mapping[int, int]) -> dict[int, int]:
     for bucket, count in sorted(buckets.items()):
         ranks[bucket], total = total, total + count
     return ranks
+
+
+#: Bins of the shard balance chart.
+_BALANCE_BINS = 12
+
+
+def shard_balance(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How evenly the shards are filled: the spread of each figure and a histogram of hours.
+
+    Args:
+        rows: One ``{clips, hours, bytes, recordings}`` per live shard (the shard index).
+
+    Returns:
+        ``{figure: {min, median, max}}`` for clips, hours, bytes and recordings, and
+        ``hours_histogram``: ``edges`` (bins + 1) and ``counts`` of shards per bin.
+    """
+    out: dict[str, Any] = {}
+    for name in ("clips", "hours", "bytes", "recordings"):
+        values = sorted(row[name] for row in rows)
+        middle = values[len(values) // 2] if values else 0
+        out[name] = {"min": values[0] if values else 0, "median": middle,
+                     "max": values[-1] if values else 0}  # fmt: skip
+    low, high = out["hours"]["min"], out["hours"]["max"]
+    width = (high - low) / _BALANCE_BINS or 1.0
+    counts = [0] * _BALANCE_BINS
+    for row in rows:
+        counts[min(int((row["hours"] - low) / width), _BALANCE_BINS - 1)] += 1
+    edges = [low + width * n for n in range(_BALANCE_BINS + 1)]
+    out["hours_histogram"] = {"edges": edges, "counts": counts}
+    return out
 
 
 def attempt_name(name: str, attempt: int) -> str:

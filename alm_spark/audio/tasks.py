@@ -87,6 +87,11 @@ def shard_name(partition: int, index: int, attempt: int) -> str:
     return attempt_name(f"shard-{partition:05d}-{index:04d}.tar", attempt)
 
 
+def recording_of(source: str, line: int) -> str:
+    """What a shard counts as one recording: the manifest entry its clips were cut from."""
+    return f"{source}\n{line}"
+
+
 def shard_record(shard: ShardFile, manifest: str | None = None) -> str:
     """The ``shard`` row of a file an attempt wrote (and its NeMo manifest's name)."""
     return json.dumps(
@@ -95,6 +100,7 @@ def shard_record(shard: ShardFile, manifest: str | None = None) -> str:
             "clips": shard.clips,
             "bytes": shard.bytes,
             "seconds": shard.seconds,
+            "recordings": shard.recordings,
             "manifest": manifest,
         }
     )
@@ -213,17 +219,19 @@ def _cut_rows(
         figures.counts["files_read"] += 1
         figures.counts["files_rate_mismatch"] += int(result.rate_mismatch)
     written, total = 0, 0.0
+    recording = recording_of(entry.source, entry.line)
     for clip in result.clips:
         seconds = clip.frames / config.sample_rate
         if clip.audio is not None and clip.meta is not None:
             if config.repacked:  # the JSON travels in the clip row to the repack pass
-                placed = writer.add(clip.key, [(config.codec, clip.audio)], seconds)
+                placed = writer.add(clip.key, [(config.codec, clip.audio)], seconds, recording)
                 where = {"shard": placed.shard, "index": placed.index, "offset": placed.offset}
                 meta = clip.meta.decode("utf-8")
                 row = {**where, "size": placed.size, "seconds": seconds, "meta": meta}
                 out.add(KIND_CLIP, json.dumps(CLIP.record(row)))
             else:
-                writer.add(clip.key, [(config.codec, clip.audio), ("json", clip.meta)], seconds)
+                members = [(config.codec, clip.audio), ("json", clip.meta)]
+                writer.add(clip.key, members, seconds, recording)
             figures.counts["clips_written"] += 1
             figures.counts["bytes_written"] += len(clip.audio)
             figures.seconds["seconds_written"] += seconds

@@ -400,6 +400,25 @@ _AUDIO_REASON_LABELS = {
 }
 
 
+def _shard_balance(a: dict[str, Any]) -> str:
+    """How evenly shards are filled: hours per shard, and the spread of each figure."""
+    balance = a.get("shard_balance")  # older outputs lack it
+    if not balance or not a.get("shards"):
+        return ""
+    histogram = balance["hours_histogram"]
+    edges = histogram["edges"]
+    labels = [f"{edges[n] * 60:.1f}" for n in range(len(histogram["counts"]))]
+    chart = column_chart(labels, histogram["counts"], TEAL, x_title="minutes of audio per shard")
+    scales = (("clips", "clips", 1.0, 0), ("minutes of audio", "hours", 60.0, 1),
+              ("megabytes", "bytes", 1e-6, 1), ("recordings", "recordings", 1.0, 0))  # fmt: skip
+    rows = [
+        (name, *(f"{balance[key][end] * scale:,.{digits}f}" for end in ("min", "median", "max")))
+        for name, key, scale, digits in scales
+    ]
+    table = _table(["per shard", "min", "median", "max"], rows)
+    return f"<h3>Shard balance ({a['shards']:,} shards)</h3>{chart}{table}"
+
+
 def _audio(m: dict[str, Any]) -> str:
     """The audio step: clips and hours written, and lost by reason (in hours)."""
     a = m["audio"]
@@ -433,7 +452,7 @@ def _audio(m: dict[str, Any]) -> str:
         "<section id='audio'><h2>Audio clips</h2>"
         f"<div class='tiles'>{tiles}</div>"
         "<h3>Windows whose clip could not be cut, by reason (hours of window)</h3>"
-        f"{hbar_chart(rows, color=ORANGE)}{table}"
+        f"{hbar_chart(rows, color=ORANGE)}{table}{_shard_balance(a)}"
         f"<p class='note'>{a['sample_rate']:,} Hz, {a['channels']} channel(s), "
         f"{escape(a['codec'])}; {a['files_rate_mismatch']:,} file(s) whose own rate differs "
         "from audio_sample_rate were decoded at their own rate. Every lost clip has a line "

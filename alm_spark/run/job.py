@@ -252,7 +252,7 @@ def _output_metrics(
         run["update"] = _update_figures(plan)
     report = assemble_report(report_rows, ctx.config.builder)
     figures = entry_figures(totals)
-    audio = output_audio_metrics(ctx.config.audio, generation) if ctx.config.audio.enabled else None
+    audio = output_audio_metrics(ctx, generation) if ctx.config.audio.enabled else None
     return build_metrics(ctx, figures, audio=audio, run=run, report=report)
 
 

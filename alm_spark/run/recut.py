@@ -89,7 +89,7 @@ def recut_output(ctx: RunContext) -> RunResult:
             layout = equal_layout(ctx.config.audio, None, carry=False)  # one step, the last
             cut_audio_into(ctx, windows_df, counts, step, (layout, ()))
         ctx.step("publishing")
-        audio = output_audio_metrics(ctx.config.audio, out.current)
+        audio = output_audio_metrics(ctx, out.current)
         run = {"output_path": output, "recut_from": source}
         out.metrics = build_metrics(ctx, finished, audio=audio, run=run)
     return RunResult(output_path=output, metrics=out.metrics or {})

@@ -21,6 +21,7 @@ from alm_spark.names import (
     REJECTED_AUDIO_DIR,
     REJECTED_DIR,
     SCRATCH_DIR,
+    SHARD_INDEX_DIR,
     SHARDS_DIR,
     SUCCESS_FILE,
     WAITING_DIR,
@@ -52,6 +53,7 @@ DATA_FOLDERS = (
     SHARDS_DIR,
     f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}",
     f"{SHARDS_DIR}/{WAITING_DIR}",
+    SHARD_INDEX_DIR,
     REJECTED_AUDIO_DIR,
 )
 #: What an old output's files hold, by folder (for adopting it as generation 1).

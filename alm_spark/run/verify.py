@@ -23,7 +23,7 @@ from alm_spark.audio.shards import nemo_manifest_name, shard_number
 from alm_spark.audio.verify import ShardCheck, check_shard
 from alm_spark.errors import InputError
 from alm_spark.names import METRICS_FILE, NEMO_MANIFESTS_DIR, PRODUCER, SHARDS_DIR
-from alm_spark.rows import KIND_SHARD, VERIFIED
+from alm_spark.rows import KIND_SHARD, KIND_SHARD_INDEX, VERIFIED
 from alm_spark.storage.commits import CommitLog, CommitLogError
 from alm_spark.storage.datafiles import fsspec_url
 from alm_spark.storage.fs import FileSystem, FsspecFileSystem, join
@@ -79,6 +79,17 @@ class Checks:
 class _Shard:
     path: str
     manifest: str | None
+    indexed: int | None = None  # its clips by the shard index
+
+
+def _checked(
+    open_file: Any, path: str, manifest: str | None, indexed: int | None, decode: bool
+) -> ShardCheck:
+    """One shard checked, and against its line in the shard index."""
+    check = check_shard(open_file, path, manifest, decode)
+    if indexed is not None and indexed != check.clips:
+        check.problem("-", f"the shard index says {indexed} clip(s), the shard holds {check.clips}")
+    return check
 
 
 def verify_output(output: str, spark: Any = None, checks: Checks | None = None) -> Verified:
@@ -98,7 +109,7 @@ def verify_output(output: str, spark: Any = None, checks: Checks | None = None) 
 
         fs = filesystem_for(spark)
     audio, live = _recorded(fs, output)
-    shards, problems = _live_shards(audio, live)
+    shards, problems = _live_shards(audio, live, _indexed(fs, output, live))
     checks = checks or Checks()
     chosen = shards
     if checks.sample is not None and checks.sample < len(shards):
@@ -134,7 +145,18 @@ def _recorded(fs: FileSystem, output: str) -> tuple[dict[str, Any], dict[str, st
     return metrics["audio"], {path: f.kind for path, f in state.live.files.items()}
 
 
-def _live_shards(audio: dict[str, Any], live: dict[str, str]) -> tuple[list[_Shard], list[str]]:
+def _indexed(fs: FileSystem, output: str, live: dict[str, str]) -> dict[str, int]:
+    """Clips per shard (path relative to the output) by the live shard-index fragments."""
+    clips = {}
+    for path in sorted(p for p, kind in live.items() if kind == KIND_SHARD_INDEX):
+        for row in json.loads(fs.read_text(join(output, path)))["shards"]:
+            clips[f"{SHARDS_DIR}/{row['name']}"] = int(row["clips"])
+    return clips
+
+
+def _live_shards(
+    audio: dict[str, Any], live: dict[str, str], indexed: dict[str, int]
+) -> tuple[list[_Shard], list[str]]:
     """The live shards with their manifests, and problems of the set itself."""
     problems = []
     names = sorted(
@@ -154,7 +176,9 @@ def _live_shards(audio: dict[str, Any], live: dict[str, str]) -> tuple[list[_Sha
             manifest = f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}/{nemo_manifest_name(number)}"
             if manifest not in live:
                 problems.append(f"{path}: -: its manifest {manifest} is not live")
-        shards.append(_Shard(path, manifest))
+        if indexed and path not in indexed:
+            problems.append(f"{path}: -: live, but not in the shard index")
+        shards.append(_Shard(path, manifest, indexed.get(path)))
     return shards, problems
 
 
@@ -195,7 +219,7 @@ def _checked_here(
     clips, seconds, problems = 0, 0.0, []
     keys: Counter[str] = Counter()
     for shard in shards:
-        check = check_shard(open_file, shard.path, shard.manifest, checks.decode)
+        check = _checked(open_file, shard.path, shard.manifest, shard.indexed, checks.decode)
         clips, seconds = clips + check.clips, seconds + check.seconds
         problems += check.problems
         keys.update(check.keys)
@@ -218,7 +242,8 @@ def check_shard_batches(
     open_file = _opener(output)
     for batch in batches:
         for row in batch.to_pylist():
-            check: ShardCheck = check_shard(open_file, row["path"], row["manifest"], decode)
+            path, manifest, indexed = row["path"], row["manifest"], row["indexed"]
+            check = _checked(open_file, path, manifest, indexed, decode)
             rows = [("figures", check.shard, check.clips, check.seconds)]
             rows += [("problem", text, 0, 0.0) for text in check.problems]
             rows += [("key", key, 0, 0.0) for key in check.keys]
@@ -239,9 +264,14 @@ def _checked_on_spark(
     if not shards:
         return 0, 0.0, [], 0
     schema = T.StructType(
-        [T.StructField("path", T.StringType(), False), T.StructField("manifest", T.StringType())]
+        [
+            T.StructField("path", T.StringType(), False),
+            T.StructField("manifest", T.StringType()),
+            T.StructField("indexed", T.LongType()),
+        ]
     )
-    shards_df = spark.createDataFrame([(s.path, s.manifest) for s in shards], schema)
+    rows = [(s.path, s.manifest, s.indexed) for s in shards]
+    shards_df = spark.createDataFrame(rows, schema)
     check = partial(check_shard_batches, output=output, decode=checks.decode)
     most = checks.max_problems
     found_df = shards_df.repartition(len(shards)).mapInArrow(check, VERIFIED.spark_schema())
