@@ -31,7 +31,7 @@ TORCH_VERSION := 2.13.0
 TORCH_WHEEL ?= $(firstword $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-*.whl))
 GOLDEN_STAMP := $(GOLDEN_VENV)/.installed-nemo-curator-$(NEMO_CURATOR_VERSION)-torch-$(TORCH_VERSION)
 
-.PHONY: help install run run-audio submit wheelhouse test quick test-slow test-all test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke golden clean java-check
+.PHONY: help install run run-audio submit wheelhouse test quick test-slow test-all test-lhotse test-spark-lines $(SPARK_LINES:%=test-spark-%) unit lint format bench bench-smoke golden clean java-check
 
 help:
 	@echo "make run    - run the job on the bundled sample into ./alm_output (ARGS='section.key=value ...')"
@@ -39,6 +39,7 @@ help:
 	@echo "make wheelhouse - wheels of the project and its dependencies, for the packaging tests"
 	@echo "make run-audio - generated conversations with audio, cut into WebDataset shards"
 	@echo "make test-spark-3.5, test-spark-4.0 - the Spark layer and golden cases on older Spark lines"
+	@echo "make test-lhotse - Lhotse Shar shards read by the real lhotse (with torch), in .venv-lhotse"
 	@echo "make test   - lint, type-check and run the whole suite, cluster, Connect and packaging tests included (what CI runs)"
 	@echo "make quick  - lint, type-check and the suite but the slow tests: the developer loop (PYTEST_ARGS='-k ...')"
 	@echo "make test-slow - only the slow tests: oracle sweeps, spark-submit, SIGKILL, cluster, Connect, packaging, benchmarks"
@@ -97,6 +98,20 @@ $(WHEELHOUSE)/.built: $(STAMP) pyproject.toml constraints.txt $(PACKAGE_FILES)
 $(SPARK_LINES:%=test-spark-%): test-spark-%: .venv-spark%/.installed java-check
 	.venv-spark$*/bin/python -m pytest $(SPARK_TESTS) $(XDIST) -p no:cacheprovider $(PYTEST_ARGS)
 
+# Lhotse Shar read by the real lhotse, in its own venv: lhotse needs torch (from the local
+# wheel when there is one) and imports urllib3 without declaring it.
+LHOTSE_VERSION := 1.33.0
+.venv-lhotse/.installed: pyproject.toml constraints.txt
+	rm -rf .venv-lhotse
+	$(PYTHON) -m venv .venv-lhotse
+	.venv-lhotse/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
+	  -c constraints.txt $(or $(TORCH_WHEEL),torch==$(TORCH_VERSION)) lhotse==$(LHOTSE_VERSION) \
+	  urllib3 -e '.[spark,test,audio]'
+	touch $@
+
+test-lhotse: .venv-lhotse/.installed java-check
+	.venv-lhotse/bin/python -m pytest tests/test_shar_lhotse.py -p no:cacheprovider $(PYTEST_ARGS)
+
 test-spark-lines: $(SPARK_LINES:%=test-spark-%)
 
 # The packaging tests install from the wheelhouse: built first when missing.
@@ -145,4 +160,4 @@ golden: $(GOLDEN_STAMP)
 	$(GOLDEN_VENV)/bin/python tests/golden/regenerate.py $(GOLDEN_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-spark* $(GOLDEN_VENV) $(WHEELHOUSE) alm_output alm_audio_demo alm_audio_output .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-spark* .venv-lhotse $(GOLDEN_VENV) $(WHEELHOUSE) alm_output alm_audio_demo alm_audio_output .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -33,7 +33,7 @@ LOST_WINDOW_MODES = ("inline", "separate", "drop")
 ENGINES = ("fused", "dataframe")
 #: ``audio.codec`` and ``audio.format``: how clips are encoded and packed.
 AUDIO_CODECS = ("flac", "wav")
-AUDIO_FORMATS = ("webdataset", "nemo")
+AUDIO_FORMATS = ("webdataset", "nemo", "shar")
 #: ``audio.allowed_schemes`` by default: local files and the stores Spark runs on
 #: (``s3a``/``s3n`` count as ``s3``); ``*`` allows any scheme.
 AUDIO_SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "az", "dbfs", "hdfs")

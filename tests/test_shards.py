@@ -17,6 +17,7 @@ from alm_spark.audio.shards import (
     order_bucket,
     plan_shards,
     repacked_shard_name,
+    shar_cut,
     shard_balance,
     shard_number,
     shuffle_order,
@@ -230,3 +231,47 @@ def test_shard_balance_gives_each_figures_spread_and_a_histogram_of_hours() -> N
     assert (empty["clips"], sum(empty["hours_histogram"]["counts"])) == (
         {"min": 0, "median": 0, "max": 0}, 0,
     )  # fmt: skip
+
+
+def test_a_clip_as_a_lhotse_shar_cut_and_recording() -> None:
+    meta = {
+        "key": "m-1-00000001-0000", "audio_filepath": "a.flac", "source": "file:/m.jsonl",
+        "line": 1, "window": 0, "position": 0, "start": 12.5, "end": 14.0, "duration": 1.5,
+        "sample_rate": 16000, "channels": 1, "text": "hi there",
+        "segments": [
+            {"start": 0.0, "end": 0.5, "speaker": "a", "text": "hi", "metrics": {"bandwidth": 8}},
+            {"start": 0.75, "end": 1.5, "speaker": "b", "text": "there"},
+            {"start": 1.5, "end": 1.5, "speaker": "b", "text": ""},  # zero length: no supervision
+        ],
+    }  # fmt: skip
+    line, member = shar_cut(meta)
+    recording = {
+        "id": "m-1-00000001-0000",
+        "sources": [{"type": "shar", "channels": [0], "source": ""}],
+        "sampling_rate": 16000, "num_samples": 24000, "duration": 1.5, "channel_ids": [0],
+    }  # fmt: skip
+    assert json.loads(member) == recording
+    assert member.endswith(b"\n")
+    cut = json.loads(line)
+    assert list(cut) == [
+        "id", "start", "duration", "channel", "supervisions", "recording", "custom", "type",
+    ]  # fmt: skip
+    assert (cut["id"], cut["start"], cut["duration"], cut["channel"], cut["type"]) == (
+        "m-1-00000001-0000", 0, 1.5, 0, "MonoCut",
+    )  # fmt: skip
+    assert cut["recording"] == recording
+    assert cut["supervisions"] == [
+        {"id": "m-1-00000001-0000-0000", "recording_id": "m-1-00000001-0000", "start": 0.0,
+         "duration": 0.5, "channel": 0, "text": "hi", "speaker": "a",
+         "custom": {"metrics": {"bandwidth": 8}}},
+        {"id": "m-1-00000001-0000-0001", "recording_id": "m-1-00000001-0000", "start": 0.75,
+         "duration": 0.75, "channel": 0, "text": "there", "speaker": "b"},
+    ]  # fmt: skip
+    assert cut["custom"] == {
+        "audio_filepath": "a.flac", "source": "file:/m.jsonl", "line": 1, "window": 0,
+        "position": 0, "text": "hi there", "source_start": 12.5, "source_end": 14.0,
+    }  # fmt: skip
+    stereo = json.loads(shar_cut({**meta, "channels": 2})[0])
+    assert (stereo["type"], stereo["channel"]) == ("MultiCut", [0, 1])
+    assert repacked_shard_name("shar", 7) == "recording.000007.tar"
+    assert shard_number("_shards/cuts.000007.jsonl.gz") == 7

@@ -95,7 +95,7 @@ def test_a_nemo_shard_is_checked_against_its_manifest(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "manifest_0.json", [json.dumps(line) for line in lines])
     check = check_shard(_open(tmp_path), "audio_0.tar", "manifest_0.json")
     assert check.problems == [
-        "audio_0.tar: manifest_0.json:3: a second line for a.flac",
+        "audio_0.tar: manifest_0.json:3: a second line for a",
         "audio_0.tar: manifest_0.json:4: not a manifest line: KeyError('audio_filepath')",
         "audio_0.tar: b.flac: no facts for it in manifest_0.json",
         "audio_0.tar: manifest_0.json (c): no audio member for it in audio_0.tar",
@@ -120,6 +120,8 @@ def outputs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     for name, more in (
         ("webdataset", ["audio.shard_max_clips=3"]),
         ("nemo", ["audio.format=nemo", "audio.equal_shards=true", "audio.world_size=2"]),
+        ("shar", ["audio.format=shar", "audio.shard_max_clips=4"]),
+        ("shar_again", ["audio.format=shar", "audio.shard_max_clips=4", "audio.partitions=1"]),
     ):
         overrides = [f"input.manifest_path={manifest}", f"output.path={root / name}",
                      "audio.enabled=true", *more]  # fmt: skip
@@ -128,7 +130,7 @@ def outputs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     return found
 
 
-@pytest.mark.parametrize("layout", ["webdataset", "nemo"])
+@pytest.mark.parametrize("layout", ["webdataset", "nemo", "shar"])
 def test_a_finished_output_verifies_on_spark_and_here_alike(
     spark: Any, outputs: dict[str, Path], layout: str
 ) -> None:
@@ -202,3 +204,29 @@ def test_a_damaged_output_fails_with_one_line_per_problem(
 def _members(shard: Path) -> list[tuple[str, bytes]]:
     with tarfile.open(shard) as tar:
         return [(m.name, tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
+
+
+def test_shar_shards_are_lhotse_s_layout_and_the_same_bytes_on_every_run(
+    outputs: dict[str, Path],
+) -> None:
+    import gzip
+
+    shards = outputs["shar"] / "_shards"
+    names = sorted(p.name for p in shards.iterdir())
+    count = len(names) // 2
+    assert names == sorted(
+        [f"cuts.{n:06d}.jsonl.gz" for n in range(count)]
+        + [f"recording.{n:06d}.tar" for n in range(count)]
+    )
+    for n in range(count):
+        cuts = gzip.decompress((shards / f"cuts.{n:06d}.jsonl.gz").read_bytes()).splitlines()
+        raw = (shards / f"cuts.{n:06d}.jsonl.gz").read_bytes()
+        assert raw[4:8] == b"\0\0\0\0"  # gzip's time: fixed, so reruns give the same bytes
+        with tarfile.open(shards / f"recording.{n:06d}.tar") as tar:
+            members = [m.name for m in tar]
+        ids = [json.loads(line)["id"] for line in cuts]
+        assert members == [f"{i}.{ext}" for i in ids for ext in ("flac", "json")]
+    again = outputs["shar_again"] / "_shards"
+    assert {p.name: p.read_bytes() for p in shards.iterdir()} == {
+        p.name: p.read_bytes() for p in again.iterdir()
+    }

@@ -14,6 +14,7 @@ attempts' rows.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from alm_spark.audio.shards import (
     nemo_manifest_name,
     order_bucket,
     repacked_shard_name,
+    shar_cut,
+    shar_cuts_name,
     shuffle_order,
 )
 from alm_spark.audio.tasks import (
@@ -132,6 +135,8 @@ def numbered_paths(config: AudioConfig, numbers: range) -> list[str]:
         paths.append(f"{SHARDS_DIR}/{repacked_shard_name(config.format, number)}")
         if config.format == "nemo":
             paths.append(f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}/{nemo_manifest_name(number)}")
+        elif config.format == "shar":
+            paths.append(f"{SHARDS_DIR}/{shar_cuts_name(number)}")
     return paths
 
 
@@ -158,6 +163,35 @@ class RepackTarget:
         return DataFile(f"{self.output}/{relative}", same_bytes_as=temporary, fence=fence)
 
 
+class _SideFile:
+    """A shard's side file: NeMo's manifest, or Shar's cuts.
+
+    Gzipped when its name ends in ``.gz``, with a fixed time and no name in the header, so
+    that reruns give the same bytes.
+    """
+
+    def __init__(self, file: DataFile, gzipped: bool) -> None:
+        self._file = file
+        sink: Any = file  # written to only, as gzip's file object
+        self._gzip = (
+            gzip.GzipFile(filename="", fileobj=sink, mode="wb", mtime=0) if gzipped else None
+        )
+
+    def write(self, data: bytes) -> None:
+        """Append bytes (compressed when gzipped)."""
+        (self._gzip or self._file).write(data)
+
+    def close(self) -> None:
+        """Finish the file: it appears whole."""
+        if self._gzip is not None:
+            self._gzip.close()  # writes the trailer; leaves the file open
+        self._file.close()
+
+    def abort(self) -> None:
+        """Drop the file (a failed task)."""
+        self._file.abort()
+
+
 class _Packer:
     """Writes one published shard after another from clip rows in rank order."""
 
@@ -174,8 +208,8 @@ class _Packer:
         self._out = target
         self._target: int | None = None
         self._writer: ShardWriter | None = None
-        self._manifest: DataFile | None = None
-        self._manifest_name: str | None = None
+        self._side: _SideFile | None = None  # the shard's manifest or cuts
+        self._side_name: str | None = None
         self._source: tuple[str, Any] | None = None
         self._fetched: dict[tuple[str, int], bytes] = {}
         self.records: list[str] = []  # one shard row per shard written
@@ -190,15 +224,23 @@ class _Packer:
         audio = self.read(row)
         codec = self._config.codec
         members = [(codec, audio)]
-        if self._manifest is not None:
+        if self._config.format == "shar":  # the cut beside, the recording's JSON inside
+            line, facts = shar_cut(meta)
+            members.append(("json", facts))
+            self._write_side(line)
+        elif self._config.format == "nemo":
             member = f"{meta['key']}.{codec}"
-            number = self._out.first_number + target
-            self._manifest.write((nemo_manifest_line(meta, member, number) + "\n").encode())
+            self._write_side(nemo_manifest_line(meta, member, self._out.first_number + target))
         else:
             members.append(("json", row["meta"].encode("utf-8")))
-        recording = recording_of(meta["source"], int(meta["line"]))
-        self._writer.add(meta["key"], members, float(row["seconds"]), recording)
+        entry = recording_of(meta["source"], int(meta["line"]))
+        self._writer.add(meta["key"], members, float(row["seconds"]), entry)
         return len(audio)
+
+    def _write_side(self, line: str) -> None:
+        """One line of the open shard's side file (NeMo manifest, Shar cuts)."""
+        assert self._side is not None
+        self._side.write((line + "\n").encode("utf-8"))
 
     def close(self) -> None:
         """Finish the open shard and close the first-pass file being read."""
@@ -211,8 +253,8 @@ class _Packer:
         """Close open files without finishing them (a failed task)."""
         if self._writer is not None:
             self._writer.abort()
-        if self._manifest is not None:
-            self._manifest.abort()
+        if self._side is not None:
+            self._side.abort()
         if self._source is not None:
             self._source[1].close()
 
@@ -227,17 +269,17 @@ class _Packer:
             max_bytes=1 << 62,
         )
         if manifest:
-            self._manifest_name = manifest[0]
-            self._manifest = self._out.open(manifest[0])
+            self._side_name = manifest[0]
+            self._side = _SideFile(self._out.open(manifest[0]), manifest[0].endswith(".gz"))
 
     def _finish(self) -> None:
         if self._writer is None:
             return
         for shard in self._writer.close():
-            self.records.append(shard_record(shard, self._manifest_name))
-        if self._manifest is not None:
-            self._manifest.close()
-        self._writer = self._manifest = self._manifest_name = None
+            self.records.append(shard_record(shard, self._side_name))
+        if self._side is not None:
+            self._side.close()
+        self._writer = self._side = self._side_name = None
 
     def read(self, row: dict[str, Any]) -> bytes:
         """A clip's audio bytes, where its row says they are."""

@@ -351,7 +351,10 @@ def attempt_name(name: str, attempt: int) -> str:
 
 
 #: A numbered shard's or shard manifest's file name, with its number.
-_NUMBERED = re.compile(r"(?:audio_(\d+)\.tar|shard-(\d{6})\.tar|manifest_(\d+)\.json)")
+_NUMBERED = re.compile(
+    r"(?:audio_(\d+)\.tar|shard-(\d{6})\.tar|manifest_(\d+)\.json"
+    r"|recording\.(\d{6})\.tar|cuts\.(\d{6})\.jsonl\.gz)"
+)
 
 
 def shard_number(path: str) -> int | None:
@@ -366,9 +369,85 @@ def repacked_shard_name(audio_format: str, number: int) -> str:
     """A numbered shard's name (a new output's from 0; an output's later ones go on).
 
     NeMo's loaders find ``audio_N.tar`` by brace expansion (``audio__OP_0..N_CL_.tar``)
-    and Lhotse by the number in the name; WebDataset's ``shard-{000000..N}.tar``.
+    and Lhotse by the number in the name; WebDataset's ``shard-{000000..N}.tar``; Lhotse
+    Shar's ``recording.NNNNNN.tar`` beside ``cuts.NNNNNN.jsonl.gz``.
     """
-    return f"audio_{number}.tar" if audio_format == "nemo" else f"shard-{number:06d}.tar"
+    if audio_format == "nemo":
+        return f"audio_{number}.tar"
+    if audio_format == "shar":
+        return f"recording.{number:06d}.tar"
+    return f"shard-{number:06d}.tar"
+
+
+def shar_cuts_name(number: int) -> str:
+    """The cuts of ``recording.NNNNNN.tar``, beside it in ``_shards/``."""
+    return f"cuts.{number:06d}.jsonl.gz"
+
+
+#: Clip facts a Shar cut carries as its own fields, not among its custom ones.
+_CUT_FIELDS = ("key", "duration", "sample_rate", "channels", "segments", "start", "end")
+
+
+def shar_cut(meta: dict[str, Any]) -> tuple[str, bytes]:
+    """A clip as Lhotse Shar holds it: its cuts line, and its recording's JSON member.
+
+    The cut's id is the clip key, as is its recording's (Lhotse reads the audio member
+    ``<key>.<codec>`` and then ``<key>.json`` from the tar, in that order); one
+    supervision per segment, its start relative to the clip; the clip's other facts are
+    the cut's custom fields, the source times as ``source_start``/``source_end``. A
+    zero-length segment (start equal to end) is no supervision: Lhotse refuses those.
+    """
+    key, rate, channels = meta["key"], int(meta["sample_rate"]), int(meta["channels"])
+    samples = round(float(meta["duration"]) * rate)
+    channel_ids = list(range(channels))
+    recording = {
+        "id": key,
+        "sources": [{"type": "shar", "channels": channel_ids, "source": ""}],
+        "sampling_rate": rate,
+        "num_samples": samples,
+        "duration": samples / rate,
+        "channel_ids": channel_ids,
+    }
+    channel: int | list[int] = 0 if channels == 1 else channel_ids
+    supervisions = [  # Lhotse wants a positive duration: zero-length segments are not kept
+        _supervision(key, n, segment, channel)
+        for n, segment in enumerate(meta.get("segments", []))
+        if float(segment["end"]) > float(segment["start"])
+    ]
+    custom = {k: v for k, v in meta.items() if k not in _CUT_FIELDS}
+    custom.update(source_start=meta["start"], source_end=meta["end"])
+    cut = {
+        "id": key,
+        "start": 0,
+        "duration": samples / rate,
+        "channel": channel,
+        "supervisions": supervisions,
+        "recording": recording,
+        "custom": custom,
+        "type": "MonoCut" if channels == 1 else "MultiCut",
+    }
+    line = json.dumps(cut, ensure_ascii=False, allow_nan=False)
+    return line, (json.dumps(recording) + "\n").encode("utf-8")
+
+
+def _supervision(
+    key: str, number: int, segment: dict[str, Any], channel: int | list[int]
+) -> dict[str, Any]:
+    """One segment as a Lhotse supervision of its clip's cut."""
+    start = float(segment["start"])
+    found = {
+        "id": f"{key}-{number:04d}",
+        "recording_id": key,
+        "start": start,
+        "duration": float(segment["end"]) - start,
+        "channel": channel,
+        "text": segment.get("text"),
+        "speaker": segment.get("speaker"),
+    }
+    rest = {k: v for k, v in segment.items() if k not in ("start", "end", "text", "speaker")}
+    if rest:
+        found["custom"] = rest
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def nemo_manifest_name(number: int) -> str:

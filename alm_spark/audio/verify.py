@@ -11,6 +11,7 @@ driver (:mod:`alm_spark.run.verify`) sums the shards and compares them with
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -140,23 +141,28 @@ class _Members:
 def _manifest_facts(
     check: ShardCheck, open_file: Callable[[str], BinaryIO], manifest: str
 ) -> dict[str, dict[str, Any]]:
-    """A NeMo shard manifest's lines by the key of the member they name."""
+    """A side file's lines by clip key.
+
+    A NeMo manifest's by the member each names; Shar's cuts (``.gz``) by their id.
+    """
     facts: dict[str, dict[str, Any]] = {}
+    gzipped = manifest.endswith(".gz")
     try:
         with open_file(manifest) as handle:
-            lines = handle.read().decode("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        check.problem(manifest, f"cannot read the shard manifest: {err}")
+            data = handle.read()
+        lines = (gzip.decompress(data) if gzipped else data).decode("utf-8").splitlines()
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        check.problem(manifest, f"cannot read the shard's side file: {err}")
         return facts
     for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
-            key = _split(str(record["audio_filepath"]))[0]
+            key = str(record["id"]) if gzipped else _split(str(record["audio_filepath"]))[0]
         except (ValueError, KeyError, TypeError) as err:
             check.problem(f"{manifest}:{number}", f"not a manifest line: {err!r}")
             continue
         if key in facts:
-            check.problem(f"{manifest}:{number}", f"a second line for {record['audio_filepath']}")
+            check.problem(f"{manifest}:{number}", f"a second line for {key}")
             continue
         facts[key] = record
     return facts

@@ -273,7 +273,9 @@ class AudioConfig:
         codec: ``flac`` or ``wav``, 16-bit.
         format: ``webdataset``: tar shards of ``<key>.<codec>`` and ``<key>.json``;
             ``nemo``: NeMo's tarred layout, ``audio_N.tar`` with
-            ``sharded_manifests/manifest_N.json``.
+            ``sharded_manifests/manifest_N.json``; ``shar``: Lhotse Shar,
+            ``recording.NNNNNN.tar`` (audio and recording JSON) beside
+            ``cuts.NNNNNN.jsonl.gz`` (a cut per clip, a supervision per segment).
         shard_max_clips: A shard is closed after this many clips.
         shard_max_mb: ... or once it holds this many megabytes (10^6 bytes).
         equal_shards: Repack so that every shard holds the same number of clips and
@@ -326,7 +328,7 @@ class AudioConfig:
     @property
     def repacked(self) -> bool:
         """Whether clips go through a second pass that lays out the published shards."""
-        return self.format == "nemo" or self.equal_shards or self.shuffle
+        return self.format in ("nemo", "shar") or self.equal_shards or self.shuffle
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from alm_spark.audio.shards import nemo_manifest_name, shard_number
+from alm_spark.audio.shards import nemo_manifest_name, shar_cuts_name, shard_number
 from alm_spark.audio.verify import ShardCheck, check_shard
 from alm_spark.errors import InputError
 from alm_spark.names import METRICS_FILE, NEMO_MANIFESTS_DIR, PRODUCER, SHARDS_DIR
@@ -174,8 +174,10 @@ def _live_shards(
         number = shard_number(path)
         if audio.get("format") == "nemo" and number is not None:
             manifest = f"{SHARDS_DIR}/{NEMO_MANIFESTS_DIR}/{nemo_manifest_name(number)}"
-            if manifest not in live:
-                problems.append(f"{path}: -: its manifest {manifest} is not live")
+        elif audio.get("format") == "shar" and number is not None:
+            manifest = f"{SHARDS_DIR}/{shar_cuts_name(number)}"
+        if manifest is not None and manifest not in live:
+            problems.append(f"{path}: -: its side file {manifest} is not live")
         if indexed and path not in indexed:
             problems.append(f"{path}: -: live, but not in the shard index")
         shards.append(_Shard(path, manifest, indexed.get(path)))
