@@ -79,6 +79,20 @@ def test_storage_options_are_checked_up_front() -> None:
     with pytest.raises(Exception, match=r"^audio.storage_options.s3.secret: credentials are"):
         load_config(None, ['audio.storage_options={s3: {secret: "x"}}'])
     with pytest.raises(Exception, match=r"^audio.storage_options.gs.token: credentials are"):
-        load_config(None, ["audio.storage_options={gs: {token: anon}}"])
+        load_config(None, ["audio.storage_options={gs: {token: ya29.abc}}"])  # anon is allowed
     config = load_config(None, ["audio.storage_options={S3: {endpoint_url: http://h, anon: true}}"])
     assert config.audio.storage_options == {"s3": {"endpoint_url": "http://h", "anon": True}}
+    nested = load_config(None, [
+        "audio.storage_options={s3a: {client_kwargs: {region_name: eu-west-1}, block_size: 4e6},"
+        " gcs: {token: anon}, abfss: {account_name: acct}}"
+    ]).audio.storage_options  # fmt: skip
+    assert nested == {
+        "s3": {"client_kwargs": {"region_name": "eu-west-1"}, "block_size": 4_000_000},
+        "gs": {"token": "anon"}, "abfs": {"account_name": "acct"},
+    }  # fmt: skip
+    with pytest.raises(Exception, match=r"^audio.storage_options.s3.client_kwargs.aws_secret"):
+        load_config(
+            None, ["audio.storage_options={s3: {client_kwargs: {aws_secret_access_key: x}}}"]
+        )
+    with pytest.raises(Exception, match=r"^audio.storage_options.s3.block_size: expected a whole"):
+        load_config(None, ["audio.storage_options={s3: {block_size: 4 MiB}}"])

@@ -237,7 +237,7 @@ def test_a_clip_as_a_lhotse_shar_cut_and_recording() -> None:
     meta = {
         "key": "m-1-00000001-0000", "audio_filepath": "a.flac", "source": "file:/m.jsonl",
         "line": 1, "window": 0, "position": 0, "start": 12.5, "end": 14.0, "duration": 1.5,
-        "sample_rate": 16000, "channels": 1, "text": "hi there",
+        "sample_rate": 16000, "channels": 1, "text": "hi there", "speakers": {"a": 0.5},
         "segments": [
             {"start": 0.0, "end": 0.5, "speaker": "a", "text": "hi", "metrics": {"bandwidth": 8}},
             {"start": 0.75, "end": 1.5, "speaker": "b", "text": "there"},
@@ -269,7 +269,8 @@ def test_a_clip_as_a_lhotse_shar_cut_and_recording() -> None:
     ]  # fmt: skip
     assert cut["custom"] == {
         "audio_filepath": "a.flac", "source": "file:/m.jsonl", "line": 1, "window": 0,
-        "position": 0, "text": "hi there", "source_start": 12.5, "source_end": 14.0,
+        "position": 0, "text": "hi there", "speakers": [["a", 0.5]], "source_start": 12.5,
+        "source_end": 14.0,
     }  # fmt: skip
     stereo = json.loads(shar_cut({**meta, "channels": 2})[0])
     assert (stereo["type"], stereo["channel"]) == ("MultiCut", [0, 1])

@@ -61,6 +61,7 @@ def test_every_problem_of_a_shard_is_one_line_naming_the_member(tmp_path: Path) 
         ("f.flac", _flac(160, 8000)), ("f.json", _meta("f", 160, 16000)),  # rate disagrees
         ("g.txt", b"?"),
         ("h.flac", _flac(160)), ("h.json", b"{"),
+        ("i.flac", _flac(160)), ("i.json", b"[1, 2]"),
     ])  # fmt: skip
     check = check_shard(_open(tmp_path), "s.tar")
     assert check.problems == [
@@ -68,8 +69,10 @@ def test_every_problem_of_a_shard_is_one_line_naming_the_member(tmp_path: Path) 
         "s.tar: g.txt: neither a clip's audio nor its JSON",
         "s.tar: h.json: not valid JSON: Expecting property name enclosed in double quotes: "
         "line 1 column 2 (char 1)",
+        "s.tar: i.json: not a JSON object",
         "s.tar: a.flac: no facts for it in the shard",
         "s.tar: h.flac: no facts for it in the shard",
+        "s.tar: i.flac: no facts for it in the shard",
         "s.tar: b.json: no audio member for it in s.tar",
         "s.tar: d.json: no audio member for it in s.tar",
         "s.tar: c.flac: the facts say 1.0625 s, the audio holds 1.0 s",
@@ -101,6 +104,9 @@ def test_a_nemo_shard_is_checked_against_its_manifest(tmp_path: Path) -> None:
         "audio_0.tar: manifest_0.json (c): no audio member for it in audio_0.tar",
     ]
     assert check.clips == 1
+    (tmp_path / "cuts.000000.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"junk")
+    broken = check_shard(_open(tmp_path), "audio_0.tar", "cuts.000000.jsonl.gz").problems
+    assert broken[0].startswith("audio_0.tar: cuts.000000.jsonl.gz: cannot read the shard's side")
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +201,13 @@ def test_a_damaged_output_fails_with_one_line_per_problem(
     assert (missing.code, missing.err) == (
         2,
         f"alm-spark: error: {tmp_path}: not a finished output (no live generation in _commits/)\n",
+    )
+    (out / "_SUCCESS").unlink()
+    unfinished = run_cli(["verify", str(out), "--local"])
+    assert (unfinished.code, unfinished.err) == (
+        2,
+        f"alm-spark: error: {out}: no _SUCCESS: a run is writing it, or an update was "
+        "interrupted (finish it with output.mode=update)\n",
     )
     assert run_cli(["verify", str(out), "output.path=x"]).err == (
         "alm-spark: error: output.path=x: verify takes spark.* settings only\n"

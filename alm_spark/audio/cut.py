@@ -32,7 +32,7 @@ from alm_spark.audio.paths import AudioPaths, RefusedPath
 from alm_spark.config import AudioConfig
 from alm_spark.errors import ConfigError
 from alm_spark.names import AUDIO_REASONS
-from alm_spark.storage.datafiles import opened_scheme
+from alm_spark.storage.datafiles import opened_scheme, store_of
 
 #: Frames read from the decoder at a time.
 READ_BLOCK = 1 << 16
@@ -363,7 +363,7 @@ def _fsspec_open(url: str, storage_options: Mapping[str, Mapping[str, Any]]) -> 
     """
     from fsspec.core import url_to_fs
 
-    options = dict(storage_options.get(opened_scheme(url), {}))
+    options = dict(storage_options.get(store_of(opened_scheme(url)), {}))
     block_size = int(options.pop("block_size", READ_AHEAD))
     fs, path = url_to_fs(url, **options)  # one path: no globbing
     handle: BinaryIO = fs.open(path, "rb", block_size=block_size)

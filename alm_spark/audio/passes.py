@@ -262,40 +262,42 @@ def _repack(
         all_clips = sources[0].unionByName(sources[1])
     if audio.shuffle and all_clips is not None:  # counted, then ranked: hashed once
         all_clips = all_clips.persist()
-    plan = plan_shards(
-        first_pass_shards(ctx.spark, fs, first_dir),
-        layout,
-        (audio.shard_max_clips, max(1, int(audio.shard_max_mb * 1e6))),
-        waiting_shards,
-        clips_per_bucket(all_clips) if audio.shuffle and all_clips is not None else None,
-    )
-    step.retired.extend(waiting)
-    if plan.first_ranks:
-        each = f" of {plan.per_shard:,} clip(s)" if plan.per_shard is not None else ""
-        ctx.step(f"repacking the clips into {plan.shards:,} {audio.format} shard(s){each}")
-        if plan.left_out and not plan.carry:
-            log.warning(
-                "audio.equal_shards: %d clip(s) cannot fill a round of %d shard(s) equally; "
-                "they are not kept (see _rejected_audio/)",
-                plan.left_out,
-                audio.world_size,
+    try:
+        plan = plan_shards(
+            first_pass_shards(ctx.spark, fs, first_dir),
+            layout,
+            (audio.shard_max_clips, max(1, int(audio.shard_max_mb * 1e6))),
+            waiting_shards,
+            clips_per_bucket(all_clips) if audio.shuffle and all_clips is not None else None,
+        )
+        step.retired.extend(waiting)
+        if plan.first_ranks:
+            each = f" of {plan.per_shard:,} clip(s)" if plan.per_shard is not None else ""
+            ctx.step(f"repacking the clips into {plan.shards:,} {audio.format} shard(s){each}")
+            if plan.left_out and not plan.carry:
+                log.warning(
+                    "audio.equal_shards: %d clip(s) cannot fill a round of %d shard(s) equally; "
+                    "they are not kept (see _rejected_audio/)",
+                    plan.left_out,
+                    audio.world_size,
+                )
+            numbers = range(step.first_shard, step.first_shard + plan.shards)
+            fs.write_text(
+                join(ctx.scratch, NUMBERED_INTENT), json.dumps(numbered_paths(audio, numbers))
             )
-        numbers = range(step.first_shard, step.first_shard + plan.shards)
-        fs.write_text(
-            join(ctx.scratch, NUMBERED_INTENT), json.dumps(numbered_paths(audio, numbers))
-        )
-        most = max(1, plan.shards + (1 if plan.carry and plan.left_out else 0))
-        partitions = min(audio.partitions or ctx.parallelism() * 2, most)
-        target = RepackTarget(
-            fsspec_url(first_attempts), fsspec_url(ctx.output), step.names, step.first_shard
-        )
-        if all_clips is None:
-            raise RuntimeError("clips were planned but no clip rows were read")
-        repack_df = repack_clips(all_clips, audio, plan, target, partitions)
-        with ctx.progress:
-            repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)
-    if audio.shuffle and all_clips is not None:
-        all_clips.unpersist()
+            most = max(1, plan.shards + (1 if plan.carry and plan.left_out else 0))
+            partitions = min(audio.partitions or ctx.parallelism() * 2, most)
+            target = RepackTarget(
+                fsspec_url(first_attempts), fsspec_url(ctx.output), step.names, step.first_shard
+            )
+            if all_clips is None:
+                raise RuntimeError("clips were planned but no clip rows were read")
+            repack_df = repack_clips(all_clips, audio, plan, target, partitions)
+            with ctx.progress:
+                repack_df.write.mode("overwrite").partitionBy("kind").text(repack_dir)
+    finally:  # a failed repack leaves no cached clip rows in a long-lived session
+        if audio.shuffle and all_clips is not None:
+            all_clips.unpersist()
     if fs.exists(first_attempts):
         fs.delete(first_attempts)  # the first pass's shards: every clip was copied out
     return plan

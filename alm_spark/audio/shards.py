@@ -341,6 +341,7 @@ def shard_balance(rows: list[dict[str, Any]]) -> dict[str, Any]:
         counts[min(int((row["hours"] - low) / width), _BALANCE_BINS - 1)] += 1
     edges = [low + width * n for n in range(_BALANCE_BINS + 1)]
     out["hours_histogram"] = {"edges": edges, "counts": counts}
+    out["shards"] = len(rows)
     return out
 
 
@@ -353,7 +354,7 @@ def attempt_name(name: str, attempt: int) -> str:
 #: A numbered shard's or shard manifest's file name, with its number.
 _NUMBERED = re.compile(
     r"(?:audio_(\d+)\.tar|shard-(\d{6})\.tar|manifest_(\d+)\.json"
-    r"|recording\.(\d{6})\.tar|cuts\.(\d{6})\.jsonl\.gz)"
+    r"|recording\.(\d{6,})\.tar|cuts\.(\d{6,})\.jsonl\.gz)"
 )
 
 
@@ -416,6 +417,8 @@ def shar_cut(meta: dict[str, Any]) -> tuple[str, bytes]:
     ]
     custom = {k: v for k, v in meta.items() if k not in _CUT_FIELDS}
     custom.update(source_start=meta["start"], source_end=meta["end"])
+    if isinstance(custom.get("speakers"), dict):  # lhotse reads some dicts as its own types
+        custom["speakers"] = [[label, seconds] for label, seconds in custom["speakers"].items()]
     cut = {
         "id": key,
         "start": 0,

@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import tarfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -131,9 +132,14 @@ class _Members:
                 self.check.problem(member.name, "a second JSON member for this key")
                 return
             try:
-                self.facts[key] = json.loads(data)
+                facts = json.loads(data)
             except ValueError as err:
                 self.check.problem(member.name, f"not valid JSON: {err}")
+                return
+            if not isinstance(facts, dict):
+                self.check.problem(member.name, "not a JSON object")
+                return
+            self.facts[key] = facts
         else:
             self.check.problem(member.name, "neither a clip's audio nor its JSON")
 
@@ -151,7 +157,7 @@ def _manifest_facts(
         with open_file(manifest) as handle:
             data = handle.read()
         lines = (gzip.decompress(data) if gzipped else data).decode("utf-8").splitlines()
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         check.problem(manifest, f"cannot read the shard's side file: {err}")
         return facts
     for number, line in enumerate(lines, 1):

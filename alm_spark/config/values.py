@@ -255,14 +255,24 @@ def spark_conf(value: Any, name: str) -> dict[str, str]:
 #: Option names that hold secrets: ``audio.storage_options`` refuses them (credentials come
 #: from the environment, a profile or the cluster's role, never from a config file).
 _SECRET = re.compile(
-    r"^(key|secret|token|password|passwd|sas|credential)$|secret|token|password|credential"
-    r"|account_key|sas_token|connection_string|access_key",
+    r"^(key|secret|token|password|passwd|pkey|auth|sas|credentials?)$"
+    r"|secret|password|credential|account_key|sas_token|sas_url|connection_string|access_key"
+    r"|api_key|private_key|session_token",
     re.IGNORECASE,
 )
+#: gcsfs's ``token`` values that name a way to authenticate, not a secret.
+_NAMED_TOKENS = ("anon", "google_default", "cloud", "browser")
 
 
 def storage_options(value: Any, name: str) -> dict[str, dict[str, Any]]:
-    """Options for fsspec by URL scheme: ``{s3: {endpoint_url: ..., anon: true}}``; no secrets."""
+    """Options for fsspec by URL scheme: ``{s3: {endpoint_url: ..., anon: true}}``; no secrets.
+
+    Schemes are keyed as the store is opened (``s3a`` is ``s3``, ``gcs`` is ``gs``,
+    ``abfss``/``az`` are ``abfs``); values are single values or mappings of them (s3fs's
+    ``client_kwargs``); ``block_size`` is a whole number of bytes.
+    """
+    from alm_spark.storage.datafiles import store_of
+
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -271,29 +281,37 @@ def storage_options(value: Any, name: str) -> dict[str, dict[str, Any]]:
         )
     out: dict[str, dict[str, Any]] = {}
     for scheme, options in value.items():
-        if not isinstance(scheme, str) or not _SCHEME_NAME.fullmatch(scheme.lower()):
+        if not isinstance(scheme, str) or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme.lower()):
             raise ConfigError(f"{name}: {scheme!r} is not a URL scheme")
-        if not isinstance(options, dict):
-            raise ConfigError(
-                f"{name}.{scheme}: expected a mapping of options, got {describe(options)}"
-            )
-        kept: dict[str, Any] = {}
-        for key, item in options.items():
-            where = f"{name}.{scheme}.{key}"
-            if not isinstance(key, str) or not key.strip():
-                raise ConfigError(
-                    f"{name}.{scheme}: option names must be text, got {describe(key)}"
-                )
-            if _SECRET.search(key):
-                raise ConfigError(
-                    f"{where}: credentials are not taken from settings; use the environment, "
-                    "a profile or the cluster's role"
-                )
-            if not (item is None or isinstance(item, (bool, int, float, str))):
-                raise ConfigError(f"{where}: expected a single value, got {describe(item)}")
-            kept[key] = spelled(item)
-        out[scheme.lower()] = kept
+        where = f"{name}.{scheme}"
+        kept = _options(options, where)
+        if "block_size" in kept:
+            kept["block_size"] = integer(1, 1 << 40)(kept["block_size"], f"{where}.block_size")
+        out.setdefault(store_of(scheme), {}).update(kept)
     return out
+
+
+def _options(options: Any, where: str) -> dict[str, Any]:
+    """One scheme's options (or a nested mapping of them), secrets refused."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: expected a mapping of options, got {describe(options)}")
+    kept: dict[str, Any] = {}
+    for key, item in options.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"{where}: option names must be text, got {describe(key)}")
+        named_token = key == "token" and item in _NAMED_TOKENS
+        if _SECRET.search(key) and not named_token:
+            raise ConfigError(
+                f"{where}.{key}: credentials are not taken from settings; use the environment, "
+                "a profile or the cluster's role"
+            )
+        if isinstance(item, dict):
+            kept[key] = _options(item, f"{where}.{key}")
+        elif item is None or isinstance(item, (bool, int, float, str)):
+            kept[key] = float(item) if isinstance(item, SpelledFloat) else item
+        else:
+            raise ConfigError(f"{where}.{key}: expected a single value, got {describe(item)}")
+    return kept
 
 
 class SpelledFloat(float):

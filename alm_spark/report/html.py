@@ -416,7 +416,9 @@ def _shard_balance(a: dict[str, Any]) -> str:
         for name, key, scale, digits in scales
     ]
     table = _table(["per shard", "min", "median", "max"], rows)
-    return f"<h3>Shard balance ({a['shards']:,} shards)</h3>{chart}{table}"
+    indexed = balance.get("shards", a["shards"])
+    note = "" if indexed == a["shards"] else f" ({indexed:,} of {a['shards']:,}, those indexed)"
+    return f"<h3>Shard balance{note}</h3>{chart}{table}"
 
 
 def _audio(m: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ import pyarrow as pa
 from alm_spark.audio.shards import nemo_manifest_name, shar_cuts_name, shard_number
 from alm_spark.audio.verify import ShardCheck, check_shard
 from alm_spark.errors import InputError
-from alm_spark.names import METRICS_FILE, NEMO_MANIFESTS_DIR, PRODUCER, SHARDS_DIR
+from alm_spark.names import METRICS_FILE, NEMO_MANIFESTS_DIR, PRODUCER, SHARDS_DIR, SUCCESS_FILE
 from alm_spark.rows import KIND_SHARD, KIND_SHARD_INDEX, VERIFIED
 from alm_spark.storage.commits import CommitLog, CommitLogError
 from alm_spark.storage.datafiles import fsspec_url
@@ -108,8 +108,8 @@ def verify_output(output: str, spark: Any = None, checks: Checks | None = None) 
         from alm_spark.storage.fs import filesystem_for
 
         fs = filesystem_for(spark)
-    audio, live = _recorded(fs, output)
-    shards, problems = _live_shards(audio, live, _indexed(fs, output, live))
+    audio, live, unindexed = _recorded(fs, output)
+    shards, problems = _live_shards(audio, live, _indexed(fs, output, live), unindexed)
     checks = checks or Checks()
     chosen = shards
     if checks.sample is not None and checks.sample < len(shards):
@@ -126,14 +126,22 @@ def verify_output(output: str, spark: Any = None, checks: Checks | None = None) 
     )  # fmt: skip
 
 
-def _recorded(fs: FileSystem, output: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """The output's ``audio`` figures and its live files (path → kind)."""
+def _recorded(fs: FileSystem, output: str) -> tuple[dict[str, Any], dict[str, str], set[str]]:
+    """The output's ``audio`` figures, live files (path → kind) and unindexed shards.
+
+    Shards of steps that wrote no shard index (older versions') are not checked against it.
+    """
     try:
         state = CommitLog(fs, output).read()
     except CommitLogError as err:
         raise InputError(f"{output}: its commit log cannot be read: {err}") from None
     if state.live is None:
         raise InputError(f"{output}: not a finished output (no live generation in _commits/)")
+    if not fs.exists(join(output, SUCCESS_FILE)):
+        raise InputError(
+            f"{output}: no {SUCCESS_FILE}: a run is writing it, or an update was interrupted "
+            "(finish it with output.mode=update)"
+        )
     try:
         metrics = json.loads(fs.read_text(join(output, METRICS_FILE)))
     except (OSError, ValueError) as err:
@@ -142,7 +150,14 @@ def _recorded(fs: FileSystem, output: str) -> tuple[dict[str, Any], dict[str, st
         raise InputError(f"{output}/{METRICS_FILE}: not written by {PRODUCER}")
     if not isinstance(metrics.get("audio"), dict):
         raise InputError(f"{output}: has no audio shards (written without audio.enabled)")
-    return metrics["audio"], {path: f.kind for path, f in state.live.files.items()}
+    files = state.live.files
+    indexed_steps = {f.step for f in files.values() if f.kind == KIND_SHARD_INDEX}
+    live = {path: f.kind for path, f in files.items()}
+    # Shards of steps written before the shard index existed have no line in it.
+    unindexed = {
+        p for p, f in files.items() if f.kind == KIND_SHARD and f.step not in indexed_steps
+    }
+    return metrics["audio"], live, unindexed
 
 
 def _indexed(fs: FileSystem, output: str, live: dict[str, str]) -> dict[str, int]:
@@ -155,7 +170,7 @@ def _indexed(fs: FileSystem, output: str, live: dict[str, str]) -> dict[str, int
 
 
 def _live_shards(
-    audio: dict[str, Any], live: dict[str, str], indexed: dict[str, int]
+    audio: dict[str, Any], live: dict[str, str], indexed: dict[str, int], unindexed: set[str]
 ) -> tuple[list[_Shard], list[str]]:
     """The live shards with their manifests, and problems of the set itself."""
     problems = []
@@ -178,7 +193,7 @@ def _live_shards(
             manifest = f"{SHARDS_DIR}/{shar_cuts_name(number)}"
         if manifest is not None and manifest not in live:
             problems.append(f"{path}: -: its side file {manifest} is not live")
-        if indexed and path not in indexed:
+        if path not in indexed and path not in unindexed:
             problems.append(f"{path}: -: live, but not in the shard index")
         shards.append(_Shard(path, manifest, indexed.get(path)))
     return shards, problems

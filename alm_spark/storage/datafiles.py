@@ -52,6 +52,15 @@ def same_store(scheme: str) -> str:
     return _SAME_STORE.get(scheme.lower(), scheme.lower())
 
 
+#: fsspec's names of one store, by the name its options are kept under.
+_STORE_NAMES = {"s3a": "s3", "s3n": "s3", "gcs": "gs", "abfss": "abfs", "az": "abfs"}
+
+
+def store_of(scheme: str) -> str:
+    """The store a scheme opens, as ``audio.storage_options`` keys it (``gcs`` is ``gs``)."""
+    return _STORE_NAMES.get(scheme.lower(), scheme.lower())
+
+
 def lower_scheme(path: str) -> str:
     """``S3://b/K`` as ``s3://b/K``: fsspec knows protocols in lower case only."""
     match = _SCHEME.match(path)
