@@ -347,7 +347,10 @@ def test_after_a_repack_written_figures_are_the_published_ones_and_losses_add_up
         ("audio.codec=mp3", "audio.codec: expected one of flac, wav, got text 'mp3'"),
         ("audio.channels=3", "audio.channels: must be between 1 and 2, got 3"),
         ("audio.sample_rate=0", "audio.sample_rate: must be between 1000 and 384000, got 0"),
-        ("audio.format=tar", "audio.format: expected one of webdataset, nemo, got text 'tar'"),
+        (
+            "audio.format=tar",
+            "audio.format: expected one of webdataset, nemo, shar, got text 'tar'",
+        ),
         ("audio.world_size=0", "audio.world_size: must be between 1 and 1000000, got 0"),
         ("audio.world_size=8", "audio.world_size: 8 needs audio.equal_shards: true"),
         ("audio.shard_max_clips=0", "audio.shard_max_clips: must be between 1 and 1000000, got 0"),
