@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -201,19 +202,31 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    """Run every format; write summary.json and summary.md; print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def audio_arguments(
+    doc: str, name: str, more: Callable[[argparse.ArgumentParser], None] | None = None
+) -> tuple[argparse.Namespace, str, int, Path]:
+    """The audio benchmarks' command line: the arguments, the datagen profile and entries
+    (``--smoke``: one demo conversation), and a new results folder ``<name>-<stamp>``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--smoke", action="store_true", help="one 10-minute conversation (CI)")
     parser.add_argument("--profile", default="production", help="datagen profile of the entries")
-    parser.add_argument("--entries", type=int, default=3, help="recordings per format")
-    parser.add_argument("--formats", default="flac,mp3")
+    parser.add_argument("--entries", type=int, default=3, help="recordings (per format)")
     parser.add_argument("--results", default=str(HERE / "results"))
+    if more is not None:
+        more(parser)
     args = parser.parse_args()
     profile, entries = ("demo", 1) if args.smoke else (args.profile, args.entries)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    results = Path(args.results) / f"audio-{stamp}"
+    results = Path(args.results) / f"{name}-{stamp}"
     results.mkdir(parents=True)
+    return args, profile, entries, results
+
+
+def main() -> int:
+    """Run every format; write summary.json and summary.md; print the table."""
+    args, profile, entries, results = audio_arguments(
+        __doc__, "audio", lambda parser: parser.add_argument("--formats", default="flac,mp3")
+    )
     rounds = 1 if args.smoke else 2
     rows = [run_format(f, profile, entries, results, rounds) for f in args.formats.split(",")]
     summary = {"machine": machine(), "master": MASTER, "runs": rows}

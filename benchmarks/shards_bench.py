@@ -16,10 +16,8 @@ Usage: python benchmarks/shards_bench.py [--smoke] [--profile P] [--entries N]
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from audio_bench import _env, _run_job, ensure_data  # noqa: E402
+from audio_bench import _env, _run_job, audio_arguments, ensure_data  # noqa: E402
 from bench import BIN, machine, measure  # noqa: E402
 
 from alm_spark.audio.cut import READ_AHEAD  # noqa: E402
@@ -107,16 +105,7 @@ def verify_throughput(output: Path) -> dict[str, Any]:
 
 def main() -> int:
     """Run both measurements; write summary.json; print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="one 10-minute conversation (CI)")
-    parser.add_argument("--profile", default="production", help="datagen profile of the entries")
-    parser.add_argument("--entries", type=int, default=3, help="recordings")
-    parser.add_argument("--results", default=str(HERE / "results"))
-    args = parser.parse_args()
-    profile, entries = ("demo", 1) if args.smoke else (args.profile, args.entries)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    results = Path(args.results) / f"shards-{stamp}"
-    results.mkdir(parents=True)
+    _, profile, entries, results = audio_arguments(__doc__, "shards")
     manifest = ensure_data("flac", profile, entries)
     s3 = s3_against_local(manifest, results)
     verified = verify_throughput(results / "local")
