@@ -61,32 +61,38 @@ def store_of(scheme: str) -> str:
     return _STORE_NAMES.get(scheme.lower(), scheme.lower())
 
 
-def lower_scheme(path: str) -> str:
-    """``S3://b/K`` as ``s3://b/K``: fsspec knows protocols in lower case only."""
+def _written_scheme(path: str) -> tuple[str, int] | None:
+    """A path's URL scheme as written, and where the rest starts; None for a plain path.
+
+    ``file:``, ``dbfs:`` and ``data:`` need no ``//``; a Windows drive (``c:/``) or a plain
+    name with a colon is a plain path, as fsspec reads it.
+    """
     match = _SCHEME.match(path)
     if match is None:
-        return path
+        return None
     scheme = match.group(1)
     spelled_as_url = path[match.end() :].startswith("//") and len(scheme) > 1
     if not (spelled_as_url or scheme.lower() in ("file", "dbfs", "data")):
-        return path  # a Windows drive, or a plain name with a colon
-    return scheme.lower() + path[match.end() - 1 :]
+        return None
+    return scheme, match.end()
+
+
+def lower_scheme(path: str) -> str:
+    """``S3://b/K`` as ``s3://b/K``: fsspec knows protocols in lower case only."""
+    written = _written_scheme(path)
+    if written is None:
+        return path
+    scheme, end = written
+    return scheme.lower() + path[end - 1 :]
 
 
 def scheme_of(path: str) -> str:
     """A path's URL scheme as ``audio.allowed_schemes`` names it (``file``: a plain path).
 
-    ``s3a``/``s3n`` count as ``s3``; ``file:``, ``dbfs:`` and ``data:`` need no ``//``;
-    a Windows drive (``c:/``) is a plain path, as fsspec reads it.
+    ``s3a``/``s3n`` count as ``s3`` (:func:`_written_scheme` tells a URL from a path).
     """
-    match = _SCHEME.match(path)
-    if match is None:
-        return "file"
-    scheme = match.group(1).lower()
-    spelled_as_url = path[match.end() :].startswith("//") and len(scheme) > 1
-    if not (spelled_as_url or scheme in ("file", "dbfs", "data")):
-        return "file"
-    return same_store(scheme)
+    written = _written_scheme(path)
+    return "file" if written is None else same_store(written[0])
 
 
 def opened_scheme(url: str) -> str:
