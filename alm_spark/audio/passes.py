@@ -28,7 +28,13 @@ from alm_spark.audio.publish import (
     waiting_tars,
 )
 from alm_spark.audio.repack import RepackTarget, numbered_paths, order_clips, repack_clips
-from alm_spark.audio.shards import EqualLayout, ShardPlan, plan_shards, shard_balance
+from alm_spark.audio.shards import (
+    EqualLayout,
+    ShardPlan,
+    index_rows,
+    plan_shards,
+    shard_balance,
+)
 from alm_spark.audio.tasks import cut_audio
 from alm_spark.config import AudioConfig
 from alm_spark.names import (
@@ -194,10 +200,8 @@ def _write_shard_index(ctx: RunContext, step: OutputStep, shards: list[dict[str,
 def shard_index(ctx: RunContext, generation: Generation | None) -> list[dict[str, Any]]:
     """The live shards' figures, from the live steps' index fragments (a row per shard)."""
     files = generation.files.values() if generation is not None else ()
-    rows: list[dict[str, Any]] = []
-    for path in sorted(f.path for f in files if f.kind == KIND_SHARD_INDEX):
-        rows += json.loads(ctx.fs.read_text(join(ctx.output, path)))["shards"]
-    return rows
+    fragments = [f.path for f in files if f.kind == KIND_SHARD_INDEX]
+    return index_rows(lambda path: ctx.fs.read_text(join(ctx.output, path)), fragments)
 
 
 def _write_rejected_audio(

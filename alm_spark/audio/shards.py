@@ -12,7 +12,7 @@ import io
 import json
 import re
 import tarfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -312,6 +312,14 @@ def _first_ranks(buckets: Mapping[int, int]) -> dict[int, int]:
     for bucket, count in sorted(buckets.items()):
         ranks[bucket], total = total, total + count
     return ranks
+
+
+def index_rows(read_text: Callable[[str], str], fragments: Iterable[str]) -> list[dict[str, Any]]:
+    """The shard index's rows (one per shard), from its fragments read in name order."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(fragments):
+        rows += json.loads(read_text(path))["shards"]
+    return rows
 
 
 #: Bins of the shard balance chart.

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from alm_spark.audio.shards import nemo_manifest_name, shar_cuts_name, shard_number
+from alm_spark.audio.shards import index_rows, nemo_manifest_name, shar_cuts_name, shard_number
 from alm_spark.audio.verify import ShardCheck, check_shard
 from alm_spark.errors import InputError
 from alm_spark.names import METRICS_FILE, NEMO_MANIFESTS_DIR, PRODUCER, SHARDS_DIR, SUCCESS_FILE
@@ -162,11 +162,9 @@ def _recorded(fs: FileSystem, output: str) -> tuple[dict[str, Any], dict[str, st
 
 def _indexed(fs: FileSystem, output: str, live: dict[str, str]) -> dict[str, int]:
     """Clips per shard (path relative to the output) by the live shard-index fragments."""
-    clips = {}
-    for path in sorted(p for p, kind in live.items() if kind == KIND_SHARD_INDEX):
-        for row in json.loads(fs.read_text(join(output, path)))["shards"]:
-            clips[f"{SHARDS_DIR}/{row['name']}"] = int(row["clips"])
-    return clips
+    fragments = [p for p, kind in live.items() if kind == KIND_SHARD_INDEX]
+    rows = index_rows(lambda path: fs.read_text(join(output, path)), fragments)
+    return {f"{SHARDS_DIR}/{row['name']}": int(row["clips"]) for row in rows}
 
 
 def _live_shards(
