@@ -308,9 +308,15 @@ ORDERED_CLIP = CLIP.extended(
     Field("key", STRING, False), Field("order", LONG, False), Field("bucket", LONG, False)
 )
 
+#: A shuffled clip row sent to a repack ``task`` that writes shards of its bucket (a
+#: bucket whose clips fall in two tasks' shards goes to both; each keeps its own).
+ROUTED_CLIP = ORDERED_CLIP.extended(Field("task", LONG, False))
+
 #: A clip row with its place in the published layout (``target`` is the shard number;
-#: the plan's shard count for a clip left out).
-TARGETED_CLIP = CLIP.extended(Field("rank", LONG, False), Field("target", LONG, False))
+#: the plan's shard count for a clip left out) and the repack ``task`` that writes it.
+TARGETED_CLIP = CLIP.extended(
+    Field("rank", LONG, False), Field("target", LONG, False), Field("task", LONG, False)
+)
 
 #: What ``alm-spark verify`` found in one shard: a ``problem`` line, a clip ``key`` (for the
 #: uniqueness check), or the shard's ``figures`` (its clips and seconds).

@@ -138,11 +138,16 @@ def test_the_shuffle_order_is_the_seeds_and_the_keys_alone() -> None:
     assert order_bucket(True, orders[-1]) < order_bucket(False, orders[0])
 
 
-def _ranked_targets(keys: list[str], plan_args: dict, seed: int = 3) -> dict[str, int | None]:
-    """Rank keys the way the repack pass does (per bucket) and give each its shard."""
+def _ranked_targets(
+    keys: list[str], plan_args: dict, seed: int = 3, tasks: int = 3
+) -> tuple[dict[str, int | None], int]:
+    """Rank keys the way the repack pass does (routed to tasks, ranked per bucket).
+
+    Returns each key's shard and how many rows were routed (a row per task it reaches).
+    """
     import pyarrow as pa
 
-    from alm_spark.audio.repack import with_shuffled_targets
+    from alm_spark.audio.repack import placed_rows, with_tasks
     from alm_spark.rows import CLIP
 
     waiting = plan_args.pop("waiting_keys", set())
@@ -156,25 +161,37 @@ def _ranked_targets(keys: list[str], plan_args: dict, seed: int = 3) -> dict[str
     plan = plan_shards(buckets=counts, **plan_args)
     columns = {name: [0] * len(rows) for name in CLIP.names}
     columns.update(shard=["s"] * len(rows), meta=[k for _, _, k in rows], seconds=[1.0] * len(rows))
-    batch = pa.RecordBatch.from_pydict({**columns, "bucket": [b for b, _, _ in rows]})
-    halves = [batch.slice(0, len(rows) // 2), batch.slice(len(rows) // 2)]  # state spans batches
-    out = pa.Table.from_batches(list(with_shuffled_targets(iter(halves), plan)))
-    assert out.column("rank").to_pylist() == list(range(len(rows)))
+    ordered = {"key": [k for _, _, k in rows], "order": [o for _, o, _ in rows]}
+    batch = pa.RecordBatch.from_pydict({**columns, **ordered, "bucket": [b for b, _, _ in rows]})
+    routed = pa.Table.from_batches(list(with_tasks(iter([batch]), plan, tasks))).to_pylist()
+    placed = []
+    for task in range(tasks):  # each task's rows in its sort order, split across batches
+        mine = sorted((r for r in routed if r["task"] == task), key=lambda r: r["bucket"])
+        table = pa.Table.from_pylist(mine, schema=routed_schema()) if mine else None
+        halves = table.to_batches(max_chunksize=max(1, len(mine) // 2)) if table else []
+        placed += list(placed_rows(iter(halves), plan, tasks))
+    assert [r["rank"] for r in placed] == list(range(len(rows)))  # each clip once, in order
+    assert [r["task"] for r in placed] == sorted(r["task"] for r in placed)
     assert [k for _, _, k in rows] == _shuffled(keys, seed, waiting)
-    targets = out.column("target").to_pylist()
-    shuffled = out.column("meta").to_pylist()
-    return {k: (t if t < plan.shards else None) for k, t in zip(shuffled, targets, strict=True)}
+    targets = {r["meta"]: (r["target"] if r["target"] < plan.shards else None) for r in placed}
+    return targets, len(routed)
+
+
+def routed_schema():  # type: ignore[no-untyped-def]
+    from alm_spark.rows import ROUTED_CLIP
+
+    return ROUTED_CLIP.arrow_schema()
 
 
 def test_shuffled_clips_are_spread_evenly_or_in_equal_shards() -> None:
     keys = [f"k{n:03d}" for n in range(23)]
     first = [("a", 23, 23 * 100)]
-    spread = _ranked_targets(keys, {"first_pass": first, "equal": None, "limits": (5, 10**9)})
+    spread, _ = _ranked_targets(keys, {"first_pass": first, "equal": None, "limits": (5, 10**9)})
     per_shard = [list(spread.values()).count(n) for n in range(5)]
     assert per_shard == [5, 5, 4, 5, 4]  # 23 clips, 5 shards of at most 5: rank * 5 // 23
-    by_size = _ranked_targets(keys, {"first_pass": first, "equal": None, "limits": (100, 1000)})
+    by_size, _ = _ranked_targets(keys, {"first_pass": first, "equal": None, "limits": (100, 1000)})
     assert sorted(set(by_size.values())) == [0, 1, 2]  # 2,300 bytes at most 1,000 a shard
-    equal = _ranked_targets(
+    equal, _ = _ranked_targets(
         keys,
         {"first_pass": [("a", 20, 0)], "equal": EqualLayout(2, 4, True), "limits": (1, 1),
          "waiting": [("_shards/_waiting/w.tar", 3, 0)], "waiting_keys": set(keys[:3])},
@@ -184,6 +201,14 @@ def test_shuffled_clips_are_spread_evenly_or_in_equal_shards() -> None:
     assert sorted(keys[:3], key=lambda k: shuffle_order(3, k)) == ranked[:3]  # waiting first
     assert [list(equal.values()).count(n) for n in range(4)] == [4, 4, 4, 4]
     assert list(equal.values()).count(None) == 23 - 16  # wait for the next step
+
+
+def test_buckets_that_straddle_two_repack_tasks_reach_both_and_each_clip_is_written_once() -> None:
+    keys = [f"m{n:05d}" for n in range(9000)]  # about two clips a bucket
+    args = {"first_pass": [("a", 9000, 0)], "equal": None, "limits": (100, 10**12)}
+    spread, routed = _ranked_targets(keys, args, tasks=7)
+    assert [list(spread.values()).count(n) for n in range(90)] == [100] * 90
+    assert 9000 < routed < 9000 + 6 * 10  # the buckets at the six task boundaries, sent twice
 
 
 def test_names_an_attempt_writes_and_the_names_it_publishes() -> None:

@@ -6,11 +6,18 @@ import json
 
 from chispa import assert_df_equality
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 
 from alm_spark.algorithm.render import EntryRenderer, LineSettings
 from alm_spark.config import build_config
 from alm_spark.engines.fused import map_lines_to_results
-from alm_spark.engines.transforms import result_metrics, with_line_numbers
+from alm_spark.engines.transforms import (
+    hash_partition_of,
+    in_tasks,
+    partition_keys,
+    result_metrics,
+    with_line_numbers,
+)
 from alm_spark.storage.schemas import (
     MANIFEST_LINES_SCHEMA,
     REJECTED_SCHEMA,
@@ -88,3 +95,21 @@ def test_with_line_numbers_counts_earlier_splits(spark) -> None:
         REJECTED_SCHEMA,
     )
     assert_df_equality(actual_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_in_tasks_puts_each_task_in_its_own_partition_as_sparks_hash_would(spark) -> None:
+    values_df = spark.range(-40, 200).select(F.col("id").cast("int").alias("v"))
+    hashed_df = values_df.select("v", F.pmod(F.hash("v"), F.lit(7)).alias("partition"))
+    expected_df = spark.createDataFrame(
+        [(v, hash_partition_of(v, 7)) for v in range(-40, 200)], "v int, partition int"
+    )
+    assert_df_equality(hashed_df, expected_df, ignore_row_order=True, ignore_nullable=True)
+    assert [hash_partition_of(k, 7) for k in partition_keys(7)] == list(range(7))
+
+    rows_df = spark.range(0, 60).select((F.col("id") % 5).alias("task"), "id")
+    placed_df = rows_df.transform(in_tasks, "task", 5).select(
+        "task", F.spark_partition_id().alias("partition")
+    )
+    assert placed_df.columns == ["task", "partition"]
+    pairs = sorted({(r["task"], r["partition"]) for r in placed_df.collect()})
+    assert pairs == [(t, t) for t in range(5)]

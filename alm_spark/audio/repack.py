@@ -43,6 +43,7 @@ from alm_spark.audio.tasks import (
     shard_record,
 )
 from alm_spark.config import AudioConfig
+from alm_spark.engines.transforms import in_tasks
 from alm_spark.names import NEMO_MANIFESTS_DIR, SHARDS_DIR, WAITING_DIR
 from alm_spark.rows import (
     CLIP,
@@ -51,30 +52,37 @@ from alm_spark.rows import (
     KIND_SHARD,
     KIND_WAITING,
     ORDERED_CLIP,
+    ROUTED_CLIP,
+    TARGETED_CLIP,
     WAITING,
 )
 from alm_spark.storage.datafiles import DataFile, StepNames
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_SCHEMA,
     ORDERED_CLIP_SCHEMA,
+    ROUTED_CLIP_SCHEMA,
     TARGETED_CLIP_SCHEMA,
 )
 
 
-def with_targets(batches: Iterator[pa.RecordBatch], plan: ShardPlan) -> Iterator[pa.RecordBatch]:
-    """Add each clip row's ``rank`` and ``target`` shard (``mapInArrow``)."""
+def with_targets(
+    batches: Iterator[pa.RecordBatch], plan: ShardPlan, tasks: int
+) -> Iterator[pa.RecordBatch]:
+    """Unshuffled: add each clip row's ``rank``, ``target`` shard and repack ``task``."""
     for batch in batches:
         shards = batch.column("shard").to_pylist()
         indexes = batch.column("index").to_pylist()
         places = list(zip(shards, indexes, strict=True))
         ranks = [plan.rank(shard, index) for shard, index in places]
-        targets = [plan.target(shard, index) for shard, index in places]
+        found = [plan.target(shard, index) for shard, index in places]
+        targets = [plan.shards if t is None else t for t in found]
         columns = [
             *batch.columns,
             pa.array(ranks, pa.int64()),
-            pa.array([plan.shards if t is None else t for t in targets], pa.int64()),
+            pa.array(targets, pa.int64()),
+            pa.array([plan.task_of(t, tasks) for t in targets], pa.int64()),
         ]
-        yield pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, "rank", "target"])
+        yield pa.RecordBatch.from_arrays(columns, schema=TARGETED_CLIP.arrow_schema())
 
 
 def with_order(
@@ -104,28 +112,57 @@ def order_clips(clips_df: DataFrame, seed: int, waiting: bool) -> DataFrame:
     return clips_df.mapInArrow(partial(with_order, seed=seed, waiting=waiting), ORDERED_CLIP_SCHEMA)
 
 
-def with_shuffled_targets(
-    batches: Iterator[pa.RecordBatch], plan: ShardPlan
+def with_tasks(
+    batches: Iterator[pa.RecordBatch], plan: ShardPlan, tasks: int
 ) -> Iterator[pa.RecordBatch]:
-    """Add each ordered clip row's ``rank`` and ``target`` (``mapInArrow``).
+    """Shuffled: send each ordered clip row to the repack tasks of its bucket (``mapInArrow``).
 
-    The rows of a bucket arrive together, sorted by order then key: a clip's rank is
-    its bucket's first rank plus its place among them.
+    A row goes to every task whose shards its bucket's ranks reach (mostly one); the
+    task ranks the bucket's rows and keeps the clips of its own shards
+    (:func:`placed_rows`).
     """
-    bucket, place = None, 0
-    names = CLIP.names
     for batch in batches:
-        ranks, targets = [], []
-        for current in batch.column("bucket").to_pylist():
-            place = place + 1 if current == bucket else 0
-            bucket = current
-            rank = plan.bucket_ranks[current] + place
-            target = plan.target_of(rank)
-            ranks.append(rank)
-            targets.append(plan.shards if target is None else target)
-        columns = [batch.column(name) for name in names]
-        columns += [pa.array(ranks, pa.int64()), pa.array(targets, pa.int64())]
-        yield pa.RecordBatch.from_arrays(columns, names=[*names, "rank", "target"])
+        picked: list[int] = []
+        routed: list[int] = []
+        for row, bucket in enumerate(batch.column("bucket").to_pylist()):
+            for task in plan.bucket_tasks(bucket, tasks):
+                picked.append(row)
+                routed.append(task)
+        columns = [*batch.take(pa.array(picked, pa.int64())).columns, pa.array(routed, pa.int64())]
+        yield pa.RecordBatch.from_arrays(columns, schema=ROUTED_CLIP.arrow_schema())
+
+
+def placed_rows(
+    batches: Iterator[pa.RecordBatch], plan: ShardPlan, tasks: int
+) -> Iterator[dict[str, Any]]:
+    """The clip rows a repack task writes, each with its ``rank`` and ``target``, in order.
+
+    Unshuffled, the rows carry both already. Shuffled, a task's rows arrive bucket by
+    bucket, sorted by order then key: a clip's rank is its bucket's first rank plus its
+    place among them, and the task keeps the clips whose shard it writes (a bucket
+    shared with a neighbouring task reaches both).
+
+    Args:
+        batches: A task's rows (:data:`~alm_spark.rows.TARGETED_CLIP`; shuffled,
+            :data:`~alm_spark.rows.ROUTED_CLIP` sorted by task, bucket, order, key).
+        plan: The published layout.
+        tasks: The repack tasks.
+    """
+    group: tuple[int, int] | None = None
+    place = 0
+    for batch in batches:
+        for row in batch.to_pylist():
+            if not plan.shuffled:
+                yield row
+                continue
+            current = (row["task"], row["bucket"])
+            place = place + 1 if current == group else 0
+            group = current
+            rank = plan.bucket_ranks[row["bucket"]] + place
+            found = plan.target_of(rank)
+            target = plan.shards if found is None else found
+            if plan.task_of(target, tasks) == row["task"]:
+                yield {**row, "rank": rank, "target": target}
 
 
 def numbered_paths(config: AudioConfig, numbers: range) -> list[str]:
@@ -375,15 +412,16 @@ def repack_clip_batches(
     config: AudioConfig,
     plan: ShardPlan,
     target: RepackTarget,
+    tasks: int,
 ) -> Iterator[pa.RecordBatch]:
     """Copy clips from the first-pass shards into the published ones (``mapInArrow``).
 
     Args:
-        batches: Rows of :data:`TARGETED_CLIP_SCHEMA`, each target's rows together
-            and in rank order.
+        batches: A repack task's clip rows, as :func:`placed_rows` reads them.
         config: The ``audio`` settings.
-        plan: The layout (for the left-out clips' message).
+        plan: The layout.
         target: Where this pass reads the clips and writes the numbered shards.
+        tasks: The repack tasks.
 
     Yields:
         Batches of ``(kind, record)``: ``rejected_audio`` rows for the clips left out,
@@ -403,7 +441,7 @@ def repack_clip_batches(
         else f"left out: too few clips to fill {config.world_size} shard(s) equally"
     )
     try:
-        for row in _fetched_ahead(batches, packer, plan):
+        for row in _fetched_ahead(placed_rows(batches, plan, tasks), packer, plan):
             meta = json.loads(row["meta"])
             seconds = float(row["seconds"])
             if int(row["target"]) >= plan.shards and plan.carry:
@@ -437,7 +475,7 @@ _FETCH_CLIPS, _FETCH_BYTES = 64, 256 * 1024 * 1024
 
 
 def _fetched_ahead(
-    batches: Iterator[pa.RecordBatch], packer: _Packer, plan: ShardPlan
+    rows: Iterator[dict[str, Any]], packer: _Packer, plan: ShardPlan
 ) -> Iterator[dict[str, Any]]:
     """The clip rows, in order, each group's kept clips fetched before its first row is used.
 
@@ -445,14 +483,13 @@ def _fetched_ahead(
     """
     group: list[dict[str, Any]] = []
     size = 0
-    for batch in batches:
-        for row in batch.to_pylist():
-            group.append(row)
-            size += int(row["size"])
-            if len(group) >= _FETCH_CLIPS or size >= _FETCH_BYTES:
-                packer.fetch([r for r in group if plan.carry or r["target"] < plan.shards])
-                yield from group
-                group, size = [], 0
+    for row in rows:
+        group.append(row)
+        size += int(row["size"])
+        if len(group) >= _FETCH_CLIPS or size >= _FETCH_BYTES:
+            packer.fetch([r for r in group if plan.carry or r["target"] < plan.shards])
+            yield from group
+            group, size = [], 0
     packer.fetch([r for r in group if plan.carry or r["target"] < plan.shards])
     yield from group
 
@@ -462,13 +499,14 @@ def repack_clips(
     config: AudioConfig,
     plan: ShardPlan,
     target: RepackTarget,
-    partitions: int,
+    tasks: int,
 ) -> DataFrame:
     """The repack pass as a DataFrame of ``(kind, record)`` rows (nothing runs yet).
 
-    Each published shard's clips go to one task (range-partitioned by target), in rank
-    order: unshuffled, first-pass order, so the task reads each first-pass shard front to
-    back; shuffled, the rows are first grouped by bucket to be ranked.
+    Each task writes a run of the published shards (:meth:`ShardPlan.task_of`), its rows
+    sent to it in one exchange (:func:`~alm_spark.engines.transforms.in_tasks`) and
+    sorted: unshuffled, in first-pass order, so the task reads each first-pass shard
+    front to back; shuffled, bucket by bucket in shuffle order, ranked as they are read.
 
     Args:
         clips_df: The first pass's committed clip rows
@@ -477,23 +515,15 @@ def repack_clips(
         config: The ``audio`` settings.
         plan: The published layout.
         target: Where the first pass's clips are and the numbered shards go.
-        partitions: Tasks at most.
+        tasks: Repack tasks (no more than the shards, and the left-out clips, need).
     """
     if plan.shuffled:
-        by_bucket = clips_df.repartition(partitions, "bucket").sortWithinPartitions(
-            "bucket", "order", "key"
-        )
-        ranking = partial(with_shuffled_targets, plan=plan)
-        targeted = by_bucket.mapInArrow(ranking, TARGETED_CLIP_SCHEMA)
+        route, schema = partial(with_tasks, plan=plan, tasks=tasks), ROUTED_CLIP_SCHEMA
+        order: tuple[str, ...] = ("task", "bucket", "order", "key")
     else:
-        targeted = clips_df.mapInArrow(partial(with_targets, plan=plan), TARGETED_CLIP_SCHEMA)
-    ordered = targeted.repartitionByRange(partitions, "target").sortWithinPartitions(
-        "target", "rank"
-    )
-    repack = partial(
-        repack_clip_batches,
-        config=config,
-        plan=plan,
-        target=target,
-    )
+        route, schema = partial(with_targets, plan=plan, tasks=tasks), TARGETED_CLIP_SCHEMA
+        order = ("task", "target", "rank")
+    routed = clips_df.mapInArrow(route, schema)
+    ordered = routed.transform(in_tasks, "task", tasks).sortWithinPartitions(*order)
+    repack = partial(repack_clip_batches, config=config, plan=plan, target=target, tasks=tasks)
     return ordered.mapInArrow(repack, AUDIO_RESULT_SCHEMA)

@@ -196,10 +196,14 @@ class ShardPlan:
     carry: bool = False
     bucket_ranks: Mapping[int, int] = field(default_factory=dict)
     _numbers: dict[str, int] = field(init=False, repr=False, compare=False)
+    _bucket_ends: dict[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         numbers = {name: n for n, (name, _) in enumerate(self.first_ranks)}
         object.__setattr__(self, "_numbers", numbers)
+        buckets = sorted(self.bucket_ranks)  # a bucket ends where the next one begins
+        ends = [self.bucket_ranks[b] for b in buckets[1:]] + [self.clips] if buckets else []
+        object.__setattr__(self, "_bucket_ends", dict(zip(buckets, ends, strict=True)))
 
     @property
     def shuffled(self) -> bool:
@@ -230,6 +234,27 @@ class ShardPlan:
             return rank * self.shards // self.clips
         target = rank // self.per_shard if self.per_shard else self.shards
         return target if target < self.shards else None
+
+    def task_of(self, target: int, tasks: int) -> int:
+        """The repack task (of ``tasks``) that writes shard ``target``.
+
+        Tasks write contiguous runs of shards, as evenly as they divide; the clips left
+        out (``target`` is :attr:`shards`) go to the last task.
+        """
+        values = self.shards + (1 if self.left_out else 0)
+        return min(target, values - 1) * tasks // max(values, 1)
+
+    def bucket_tasks(self, bucket: int, tasks: int) -> range:
+        """Shuffled: the repack tasks whose shards hold clips of ``bucket``.
+
+        A bucket's clips have consecutive ranks, so they fall in a run of shards and
+        tasks; its rows go to each of them, and each keeps the clips it writes.
+        """
+        first = self.bucket_ranks[bucket]
+        last = self._bucket_ends[bucket] - 1
+        low, high = (self.target_of(rank) for rank in (first, last))
+        lowest = self.task_of(self.shards if low is None else low, tasks)
+        return range(lowest, self.task_of(self.shards if high is None else high, tasks) + 1)
 
 
 @dataclass(frozen=True)

@@ -61,3 +61,57 @@ def sum_figures(figures_df: DataFrame) -> DataFrame:
     """Sum the tasks' report figures by metric and key."""
     values = [c for c in figures_df.columns if c.startswith("v")]
     return figures_df.groupBy("metric", "key").agg(*(F.sum(c).alias(c) for c in values))
+
+
+#: Spark's hash partitioning: ``pmod(murmur3(columns, seed 42), partitions)``.
+_HASH_SEED = 42
+_WORD = 0xFFFFFFFF
+
+
+def _rotate(value: int, bits: int) -> int:
+    return ((value << bits) | (value >> (32 - bits))) & _WORD
+
+
+def hash_partition_of(value: int, partitions: int) -> int:
+    """The partition ``repartition(partitions, column)`` sends an int ``value`` to.
+
+    Spark's Murmur3 of one 32-bit int (``Murmur3_x86_32.hashInt``, seed 42), taken
+    modulo the partitions as ``pmod`` does.
+    """
+    k1 = _rotate(((value & _WORD) * 0xCC9E2D51) & _WORD, 15) * 0x1B873593 & _WORD
+    h1 = (_rotate(_HASH_SEED ^ k1, 13) * 5 + 0xE6546B64) & _WORD
+    h1 ^= 4  # the length in bytes
+    h1 = ((h1 ^ (h1 >> 16)) * 0x85EBCA6B) & _WORD
+    h1 = ((h1 ^ (h1 >> 13)) * 0xC2B2AE35) & _WORD
+    h1 ^= h1 >> 16
+    signed = h1 - (1 << 32) if h1 >= 1 << 31 else h1
+    return signed % partitions
+
+
+def partition_keys(partitions: int) -> list[int]:
+    """For each partition ``p``, the smallest int that hash partitioning sends to ``p``."""
+    keys: dict[int, int] = {}
+    value = 0
+    while len(keys) < partitions:
+        keys.setdefault(hash_partition_of(value, partitions), value)
+        value += 1
+    return [keys[p] for p in range(partitions)]
+
+
+def in_tasks(df: DataFrame, column: str, tasks: int) -> DataFrame:
+    """Repartition ``df`` into ``tasks`` partitions, the rows whose ``column`` is ``p`` in ``p``.
+
+    Hashing the column's values themselves would put some in one partition and leave
+    others empty, and a range partitioning runs a job over the rows first to sample
+    them; instead each value is hashed as the key that lands it in its own partition.
+    Were Spark's hash to differ, rows of one value would still share a partition, only
+    less evenly spread.
+
+    Args:
+        df: Rows with an integer ``column`` in ``[0, tasks)``.
+        column: The task of each row.
+        tasks: The partitions.
+    """
+    keys = F.array(*(F.lit(key) for key in partition_keys(tasks)))
+    key = F.element_at(keys, F.col(column).cast("int") + 1)
+    return df.withColumn("_task_key", key).repartition(tasks, "_task_key").drop("_task_key")
