@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import io
 import json
 import shutil
@@ -107,6 +108,32 @@ def test_a_nemo_shard_is_checked_against_its_manifest(tmp_path: Path) -> None:
     (tmp_path / "cuts.000000.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"junk")
     broken = check_shard(_open(tmp_path), "audio_0.tar", "cuts.000000.jsonl.gz").problems
     assert broken[0].startswith("audio_0.tar: cuts.000000.jsonl.gz: cannot read the shard's side")
+
+
+def test_a_shar_shard_pairs_each_clip_with_its_cut_and_its_recording_json(tmp_path: Path) -> None:
+    def recording(key: str, samples: int, rate: int = 16000, **more: Any) -> bytes:
+        facts = {"id": key, "num_samples": samples, "sampling_rate": rate, **more}
+        return json.dumps(facts).encode()
+
+    _tar(tmp_path / "recording.000000.tar", [
+        ("a.flac", _flac(1600)), ("a.json", recording("a", 1600)),
+        ("b.flac", _flac(1600)),  # no recording JSON
+        ("c.json", recording("c", 1600)), ("c.flac", _flac(1600)),  # the JSON first
+        ("d.flac", _flac(1600)), ("d.json", recording("x", 1600, 8000)),
+    ])  # fmt: skip
+    cuts = [{"id": k, "duration": 0.1} for k in "abcd"]
+    gz = gzip.compress("".join(json.dumps(c) + "\n" for c in cuts).encode(), mtime=0)
+    (tmp_path / "cuts.000000.jsonl.gz").write_bytes(gz)
+    check = check_shard(_open(tmp_path), "recording.000000.tar", "cuts.000000.jsonl.gz")
+    assert check.problems == [
+        "recording.000000.tar: c.json: not right after its audio member (Lhotse reads each "
+        "clip's audio, then its JSON)",
+        "recording.000000.tar: b.flac: no recording JSON for it in the shard",
+        "recording.000000.tar: d.json: its id is 'x', not 'd'",
+        "recording.000000.tar: d.json: it says 1600 samples at 8000 Hz, the audio holds 1600 "
+        "at 16000 Hz",
+    ]
+    assert check.clips == 4
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 A shard is read as a loader reads it, in one forward pass (``tarfile`` mode ``r|``: no
 seek, so object stores stream it): every member must be a clip's audio or its facts,
 every clip must have both (its JSON beside it in WebDataset shards; its line in the shard
-manifest with NeMo's layout), keys must be unique, and the duration the facts give must
+manifest with NeMo's layout; its cut and its recording's JSON member right after it with
+Lhotse Shar's), keys must be unique, and the duration the facts give must
 equal what the audio header holds (``decode``: what decoding every frame gives). The
 driver (:mod:`alm_spark.run.verify`) sums the shards and compares them with
 ``_metrics.json``.
@@ -87,7 +88,8 @@ def check_shard(
             ``<key>.json`` members).
         decode: Decode every clip, not only its header.
     """
-    members = _Members(ShardCheck(shard), decode)
+    shar = manifest is not None and manifest.endswith(".gz")
+    members = _Members(ShardCheck(shard), decode, paired=shar)
     try:
         with open_file(shard) as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
             for member in tar:
@@ -99,20 +101,30 @@ def check_shard(
     if manifest is not None:
         facts = _manifest_facts(members.check, open_file, manifest)
     _match(members.check, members.audio, facts, manifest)
+    if shar:
+        _match_recordings(members.check, members.audio, members.facts)
     return members.check
 
 
 class _Members:
     """A shard's members as read: audio header facts and JSON facts, by key."""
 
-    def __init__(self, check: ShardCheck, decode: bool) -> None:
-        self.check, self._decode = check, decode
+    def __init__(self, check: ShardCheck, decode: bool, paired: bool = False) -> None:
+        """``paired``: Lhotse Shar's layout, each clip's JSON member right after its audio."""
+        self.check, self._decode, self._paired = check, decode, paired
         self.audio: dict[str, tuple[str, _Audio]] = {}
         self.facts: dict[str, dict[str, Any]] = {}
+        self._previous: tuple[str, str] | None = None  # the last member's key and extension
 
     def read(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         """Note one member: an audio clip's header facts or a clip's JSON."""
         key, extension = _split(member.name)
+        previous, self._previous = self._previous, (key, extension)
+        after_audio = previous is not None and previous == (key, previous[1])
+        after_audio = after_audio and previous is not None and previous[1] in AUDIO_EXTENSIONS
+        if self._paired and extension == "json" and not after_audio:
+            self.check.problem(member.name, "not right after its audio member (Lhotse reads "
+                               "each clip's audio, then its JSON)")  # fmt: skip
         if not member.isfile():
             self.check.problem(member.name, "not a regular file")
             return
@@ -196,6 +208,27 @@ def _match(
         _check_duration(check, name, found, meta)
         check.clips += 1
         check.seconds += found.frames / found.rate
+
+
+def _match_recordings(
+    check: ShardCheck, audio: dict[str, tuple[str, _Audio]], recordings: dict[str, dict[str, Any]]
+) -> None:
+    """Lhotse Shar: pair each clip's audio with its recording's JSON member, and compare."""
+    for key in sorted(audio.keys() - recordings.keys()):
+        check.problem(audio[key][0], "no recording JSON for it in the shard")
+    for key in sorted(recordings.keys() - audio.keys()):
+        check.problem(f"{key}.json", f"no audio member for it in {check.shard}")
+    for key in sorted(audio.keys() & recordings.keys()):
+        found, recording = audio[key][1], recordings[key]
+        if recording.get("id") != key:
+            check.problem(f"{key}.json", f"its id is {recording.get('id')!r}, not {key!r}")
+        said = (recording.get("num_samples"), recording.get("sampling_rate"))
+        if said != (found.frames, found.rate):
+            check.problem(
+                f"{key}.json",
+                f"it says {said[0]!r} samples at {said[1]!r} Hz, the audio holds "
+                f"{found.frames} at {found.rate} Hz",
+            )
 
 
 def _check_duration(check: ShardCheck, name: str, found: _Audio, meta: dict[str, Any]) -> None:
