@@ -194,7 +194,7 @@ def _keys_by_shard(result: Any) -> list[list[str]]:
 def test_shuffled_shards_follow_the_seeded_order_whatever_the_partitioning(
     runs: dict[str, Any],
 ) -> None:
-    from alm_spark.audio.shards import shuffle_order
+    from alm_spark.audio.plan import shuffle_order
 
     shuffled, unshuffled = _keys_by_shard(runs["rerun"]), _keys_by_shard(runs["unshuffled"])
     keys = sorted(k for shard in unshuffled for k in shard)

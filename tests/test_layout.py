@@ -25,6 +25,7 @@ NO_PYSPARK_MODULES = (
     "alm_spark.names",
     "alm_spark.audio.cut",
     "alm_spark.audio.paths",
+    "alm_spark.audio.plan",
     "alm_spark.audio.shards",
     "alm_spark.audio.verify",
     "alm_spark.engines.grouped",

@@ -8,19 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from alm_spark.audio.shards import (
+from alm_spark.audio.plan import (
     BUCKET_BITS,
     EqualLayout,
+    ShardPlan,
+    order_bucket,
+    plan_shards,
+    shuffle_order,
+)
+from alm_spark.audio.shards import (
     ShardWriter,
     attempt_name,
     nemo_manifest_line,
-    order_bucket,
-    plan_shards,
     repacked_shard_name,
     shar_cut,
     shard_balance,
     shard_number,
-    shuffle_order,
 )
 
 
@@ -147,7 +150,7 @@ def _ranked_targets(
     """
     import pyarrow as pa
 
-    from alm_spark.audio.repack import placed_rows, with_tasks
+    from alm_spark.audio.ranking import placed_rows, with_tasks
     from alm_spark.rows import CLIP
 
     waiting = plan_args.pop("waiting_keys", set())
@@ -201,6 +204,19 @@ def test_shuffled_clips_are_spread_evenly_or_in_equal_shards() -> None:
     assert sorted(keys[:3], key=lambda k: shuffle_order(3, k)) == ranked[:3]  # waiting first
     assert [list(equal.values()).count(n) for n in range(4)] == [4, 4, 4, 4]
     assert list(equal.values()).count(None) == 23 - 16  # wait for the next step
+
+
+def test_repack_tasks_share_the_shards_evenly_and_rejected_clips_go_with_the_last() -> None:
+    last = plan_shards([("a", 85, 8500)], EqualLayout(4, 10, False), (100, 10**9))
+    assert (last.shards, last.left_out, last.task_targets) == (8, 5, 8)
+    assert [last.task_of(t, 8) for t in range(9)] == [0, 1, 2, 3, 4, 5, 6, 7, 7]
+    assert [last.task_of(t, 3) for t in range(9)] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    carried = plan_shards([("a", 85, 8500)], EqualLayout(4, 10, True), (100, 10**9))
+    assert carried.task_targets == 9  # the waiting clips' tar is one more target
+    assert [carried.task_of(t, 9) for t in range(9)] == list(range(9))
+    assert ShardPlan((), 0, None).task_of(0, 3) == 0
+    with pytest.raises(ValueError, match="2 clip row"):
+        plan_shards([("a", 3, 300)], None, (10, 10**9), None, {4096: 2})
 
 
 def test_buckets_that_straddle_two_repack_tasks_reach_both_and_each_clip_is_written_once() -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import DataFrame
 
 from alm_spark.audio.cut import audio_metrics, repacked_figures
+from alm_spark.audio.plan import EqualLayout, ShardPlan, plan_shards
 from alm_spark.audio.publish import (
     clips_per_bucket,
     committed_shards,
@@ -27,14 +28,9 @@ from alm_spark.audio.publish import (
     waiting_clip_rows,
     waiting_tars,
 )
-from alm_spark.audio.repack import RepackTarget, numbered_paths, order_clips, repack_clips
-from alm_spark.audio.shards import (
-    EqualLayout,
-    ShardPlan,
-    index_rows,
-    plan_shards,
-    shard_balance,
-)
+from alm_spark.audio.ranking import order_clips
+from alm_spark.audio.repack import RepackTarget, numbered_paths, repack_clips
+from alm_spark.audio.shards import index_rows, shard_balance
 from alm_spark.audio.tasks import cut_audio
 from alm_spark.config import AudioConfig
 from alm_spark.names import (
@@ -289,8 +285,7 @@ def _repack(
             fs.write_text(
                 join(ctx.scratch, NUMBERED_INTENT), json.dumps(numbered_paths(audio, numbers))
             )
-            most = max(1, plan.shards + (1 if plan.carry and plan.left_out else 0))
-            partitions = min(audio.partitions or ctx.parallelism() * 2, most)
+            partitions = min(audio.partitions or ctx.parallelism() * 2, plan.task_targets)
             target = RepackTarget(
                 fsspec_url(first_attempts), fsspec_url(ctx.output), step.names, step.first_shard
             )

@@ -3,7 +3,7 @@
 With ``audio.format: nemo`` or ``audio.equal_shards`` the first pass writes only the
 audio members, into the run's scratch folder, and one ``clip`` row per clip (where its
 bytes sit, its JSON). This pass lays the clips out into numbered shards
-(:class:`~alm_spark.audio.shards.ShardPlan`), with ranged byte copies (no decoding),
+(:class:`~alm_spark.audio.plan.ShardPlan`), with ranged byte copies (no decoding),
 written into ``_shards/`` under their final names (``audio_N.tar`` and
 ``sharded_manifests/manifest_N.json``, ``shard-NNNNNN.tar``), numbered on from the
 output's last number. Every attempt of a task writes the same bytes under the same
@@ -24,16 +24,15 @@ from typing import Any
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
+from alm_spark.audio.plan import ShardPlan
+from alm_spark.audio.ranking import placed_rows, with_targets, with_tasks
 from alm_spark.audio.shards import (
-    ShardPlan,
     ShardWriter,
     nemo_manifest_line,
     nemo_manifest_name,
-    order_bucket,
     repacked_shard_name,
     shar_cut,
     shar_cuts_name,
-    shuffle_order,
 )
 from alm_spark.audio.tasks import (
     AudioFigures,
@@ -51,118 +50,14 @@ from alm_spark.rows import (
     KIND_AUDIO_REJECTED,
     KIND_SHARD,
     KIND_WAITING,
-    ORDERED_CLIP,
-    ROUTED_CLIP,
-    TARGETED_CLIP,
     WAITING,
 )
 from alm_spark.storage.datafiles import DataFile, StepNames
 from alm_spark.storage.schemas import (
     AUDIO_RESULT_SCHEMA,
-    ORDERED_CLIP_SCHEMA,
     ROUTED_CLIP_SCHEMA,
     TARGETED_CLIP_SCHEMA,
 )
-
-
-def with_targets(
-    batches: Iterator[pa.RecordBatch], plan: ShardPlan, tasks: int
-) -> Iterator[pa.RecordBatch]:
-    """Unshuffled: add each clip row's ``rank``, ``target`` shard and repack ``task``."""
-    for batch in batches:
-        shards = batch.column("shard").to_pylist()
-        indexes = batch.column("index").to_pylist()
-        places = list(zip(shards, indexes, strict=True))
-        ranks = [plan.rank(shard, index) for shard, index in places]
-        found = [plan.target(shard, index) for shard, index in places]
-        targets = [plan.shards if t is None else t for t in found]
-        columns = [
-            *batch.columns,
-            pa.array(ranks, pa.int64()),
-            pa.array(targets, pa.int64()),
-            pa.array([plan.task_of(t, tasks) for t in targets], pa.int64()),
-        ]
-        yield pa.RecordBatch.from_arrays(columns, schema=TARGETED_CLIP.arrow_schema())
-
-
-def with_order(
-    batches: Iterator[pa.RecordBatch], seed: int, waiting: bool
-) -> Iterator[pa.RecordBatch]:
-    """Add each clip row's ``key``, shuffle ``order`` and ``bucket`` (``mapInArrow``)."""
-    for batch in batches:
-        keys = [json.loads(meta)["key"] for meta in batch.column("meta").to_pylist()]
-        orders = [shuffle_order(seed, key) for key in keys]
-        columns = [
-            *batch.columns,
-            pa.array(keys, pa.string()),
-            pa.array(orders, pa.int64()),
-            pa.array([order_bucket(waiting, order) for order in orders], pa.int64()),
-        ]
-        yield pa.RecordBatch.from_arrays(columns, schema=ORDERED_CLIP.arrow_schema())
-
-
-def order_clips(clips_df: DataFrame, seed: int, waiting: bool) -> DataFrame:
-    """Clip rows with their place in the seeded shuffle (:data:`~alm_spark.rows.ORDERED_CLIP`).
-
-    Args:
-        clips_df: Clip rows (:data:`~alm_spark.rows.CLIP`).
-        seed: ``audio.seed``.
-        waiting: Whether these are clips earlier steps left waiting (ranked first).
-    """
-    return clips_df.mapInArrow(partial(with_order, seed=seed, waiting=waiting), ORDERED_CLIP_SCHEMA)
-
-
-def with_tasks(
-    batches: Iterator[pa.RecordBatch], plan: ShardPlan, tasks: int
-) -> Iterator[pa.RecordBatch]:
-    """Shuffled: send each ordered clip row to the repack tasks of its bucket (``mapInArrow``).
-
-    A row goes to every task whose shards its bucket's ranks reach (mostly one); the
-    task ranks the bucket's rows and keeps the clips of its own shards
-    (:func:`placed_rows`).
-    """
-    for batch in batches:
-        picked: list[int] = []
-        routed: list[int] = []
-        for row, bucket in enumerate(batch.column("bucket").to_pylist()):
-            for task in plan.bucket_tasks(bucket, tasks):
-                picked.append(row)
-                routed.append(task)
-        columns = [*batch.take(pa.array(picked, pa.int64())).columns, pa.array(routed, pa.int64())]
-        yield pa.RecordBatch.from_arrays(columns, schema=ROUTED_CLIP.arrow_schema())
-
-
-def placed_rows(
-    batches: Iterator[pa.RecordBatch], plan: ShardPlan, tasks: int
-) -> Iterator[dict[str, Any]]:
-    """The clip rows a repack task writes, each with its ``rank`` and ``target``, in order.
-
-    Unshuffled, the rows carry both already. Shuffled, a task's rows arrive bucket by
-    bucket, sorted by order then key: a clip's rank is its bucket's first rank plus its
-    place among them, and the task keeps the clips whose shard it writes (a bucket
-    shared with a neighbouring task reaches both).
-
-    Args:
-        batches: A task's rows (:data:`~alm_spark.rows.TARGETED_CLIP`; shuffled,
-            :data:`~alm_spark.rows.ROUTED_CLIP` sorted by task, bucket, order, key).
-        plan: The published layout.
-        tasks: The repack tasks.
-    """
-    group: tuple[int, int] | None = None
-    place = 0
-    for batch in batches:
-        for row in batch.to_pylist():
-            if not plan.shuffled:
-                yield row
-                continue
-            current = (row["task"], row["bucket"])
-            place = place + 1 if current == group else 0
-            group = current
-            rank = plan.bucket_ranks[row["bucket"]] + place
-            found = plan.target_of(rank)
-            target = plan.shards if found is None else found
-            if plan.task_of(target, tasks) == row["task"]:
-                yield {**row, "rank": rank, "target": target}
 
 
 def numbered_paths(config: AudioConfig, numbers: range) -> list[str]:
@@ -519,7 +414,8 @@ def repack_clips(
     """
     if plan.shuffled:
         route, schema = partial(with_tasks, plan=plan, tasks=tasks), ROUTED_CLIP_SCHEMA
-        order: tuple[str, ...] = ("task", "bucket", "order", "key")
+        # (shard, index) last: tied rows of a bucket sent to two tasks rank alike in both
+        order: tuple[str, ...] = ("task", "bucket", "order", "key", "shard", "index")
     else:
         route, schema = partial(with_targets, plan=plan, tasks=tasks), TARGETED_CLIP_SCHEMA
         order = ("task", "target", "rank")

@@ -27,11 +27,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 
 from alm_spark.audio.cut import EntryRecording, WindowClip, cut_entry
-from alm_spark.audio.shards import (
-    ShardFile,
-    ShardWriter,
-    attempt_name,
-)
+from alm_spark.audio.shards import ShardFile, ShardWriter, attempt_name
 from alm_spark.config import AudioConfig
 from alm_spark.engines.results import Counter
 from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS

@@ -102,7 +102,8 @@ def check_shard(
         facts = _manifest_facts(members.check, open_file, manifest)
     _match(members.check, members.audio, facts, manifest)
     if shar:
-        _match_recordings(members.check, members.audio, members.facts)
+        recordings = {k: v for k, v in members.facts.items() if k not in members.unreadable}
+        _match_recordings(members.check, members.audio, recordings)
     return members.check
 
 
@@ -113,6 +114,7 @@ class _Members:
         """``paired``: Lhotse Shar's layout, each clip's JSON member right after its audio."""
         self.check, self._decode, self._paired = check, decode, paired
         self.audio: dict[str, tuple[str, _Audio]] = {}
+        self.unreadable: set[str] = set()  # keys whose audio member is not readable audio
         self.facts: dict[str, dict[str, Any]] = {}
         self._previous: tuple[str, str] | None = None  # the last member's key and extension
 
@@ -139,6 +141,7 @@ class _Members:
             except Exception as err:  # libsndfile: not audio, truncated, corrupt
                 why = getattr(err, "error_string", None) or str(err).strip() or repr(err)
                 self.check.problem(member.name, f"not readable audio: {why}")
+                self.unreadable.add(key)
         elif extension == "json":
             if key in self.facts:
                 self.check.problem(member.name, "a second JSON member for this key")

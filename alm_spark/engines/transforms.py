@@ -73,10 +73,10 @@ def _rotate(value: int, bits: int) -> int:
 
 
 def hash_partition_of(value: int, partitions: int) -> int:
-    """The partition ``repartition(partitions, column)`` sends an int ``value`` to.
+    """The partition ``repartition(partitions, column)`` sends ``value`` to, in an int column.
 
     Spark's Murmur3 of one 32-bit int (``Murmur3_x86_32.hashInt``, seed 42), taken
-    modulo the partitions as ``pmod`` does.
+    modulo the partitions as ``pmod`` does (a long column hashes otherwise).
     """
     k1 = _rotate(((value & _WORD) * 0xCC9E2D51) & _WORD, 15) * 0x1B873593 & _WORD
     h1 = (_rotate(_HASH_SEED ^ k1, 13) * 5 + 0xE6546B64) & _WORD
