@@ -878,7 +878,8 @@ def test_a_run_killed_at_each_named_point_is_finished_by_update(
     points = ("after_data_write", "after_data_write:2", "before_record", "before_record:2",
               "between_records", "during_cleanup")  # fmt: skip
     assert {point.partition(":")[0] for point in points} == set(CRASH_POINTS)
-    for point in points:
+
+    def killed_run(point: str) -> tuple[Path, subprocess.Popen[str]]:
         out = tmp_path / point.replace(":", "-")
         shutil.copytree(old_out, out)  # the older output the run replaces
         proc = subprocess.Popen(
@@ -886,20 +887,35 @@ def test_a_run_killed_at_each_named_point_is_finished_by_update(
             env={**env, CRASH_ENV: point}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, start_new_session=True,
         )  # fmt: skip
-        _, err = proc.communicate(timeout=600)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signals.SIGKILL)  # its JVM and Python workers, if any remain
-        assert proc.returncode == -signals.SIGKILL, (point, err[-3000:])
-        assert not (out / "_SUCCESS").exists(), point
-        resumed = run_cli(command(folder, out, "output.mode=update"))
-        assert resumed.code == 0, (point, resumed.err[-3000:])
-        assert compare_paths(out, reference).equal, point
-        assert _rejected_lines(out) == _rejected_lines(reference), point
-        assert _figures(json.loads((out / "_metrics.json").read_text())) == expected, point
-        assert _clips(out) == _clips(reference), point
-        assert _nemo_lines(out) == _nemo_lines(reference), point
-        assert _rejected_clips(out) == _rejected_clips(reference), point
-        assert output_problems(out) == [], point
-        before = _files(out)
-        assert run_cli(command(folder, out, "output.mode=update")).code == 0
-        assert _files(out) == before, point
+        return out, proc
+
+    # The next point's run starts while this one's update is checked (each kills itself at
+    # its named point, whatever the timing): one killed run ahead, never more.
+    ahead = [killed_run(points[0])]
+    try:
+        for n, point in enumerate(points):
+            out, proc = ahead.pop(0)
+            _, err = proc.communicate(timeout=600)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signals.SIGKILL)  # its JVM and Python workers, if any remain
+            if n + 1 < len(points):
+                ahead.append(killed_run(points[n + 1]))
+            assert proc.returncode == -signals.SIGKILL, (point, err[-3000:])
+            assert not (out / "_SUCCESS").exists(), point
+            resumed = run_cli(command(folder, out, "output.mode=update"))
+            assert resumed.code == 0, (point, resumed.err[-3000:])
+            assert compare_paths(out, reference).equal, point
+            assert _rejected_lines(out) == _rejected_lines(reference), point
+            assert _figures(json.loads((out / "_metrics.json").read_text())) == expected, point
+            assert _clips(out) == _clips(reference), point
+            assert _nemo_lines(out) == _nemo_lines(reference), point
+            assert _rejected_clips(out) == _rejected_clips(reference), point
+            assert output_problems(out) == [], point
+            before = _files(out)
+            assert run_cli(command(folder, out, "output.mode=update")).code == 0
+            assert _files(out) == before, point
+    finally:  # a failed point leaves no run of ours behind
+        for _, proc in ahead:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signals.SIGKILL)
+            proc.wait(timeout=60)
