@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 from collections.abc import Callable
@@ -51,15 +52,25 @@ def ensure_data(fmt: str, profile: str, entries: int) -> Path:
     manifest = folder / "manifest.jsonl"
     if manifest.exists():
         return manifest
-    (folder / "audio").mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed into place (a local folder): two benchmarks started at
+    # once (the test suite's smokes) never read each other's half-written files.
+    making = folder.with_name(f"{folder.name}.making-{os.getpid()}")
+    shutil.rmtree(making, ignore_errors=True)
+    (making / "audio").mkdir(parents=True)
     lines = []
     for k, entry in enumerate(generate(profile, entries, seed=3)):
         end = max(float(s["end"]) for s in entry["segments"])
         name = f"audio/{k:04d}.{fmt}"
         print(f"writing {folder.name}/{name} ({end / 60:.1f} min)", flush=True)
-        write_audio(folder / name, end + 1.0, RATE, CHANNELS, fmt)
+        write_audio(making / name, end + 1.0, RATE, CHANNELS, fmt)
         lines.append({**entry, "audio_filepath": name, "audio_sample_rate": RATE})
-    write_jsonl(manifest, lines)
+    write_jsonl(making / "manifest.jsonl", lines)
+    if folder.exists() and not manifest.exists():  # left half-made by an older version
+        shutil.rmtree(folder)
+    try:
+        making.rename(folder)
+    except OSError:  # another process made it first: the same files
+        shutil.rmtree(making, ignore_errors=True)
     return manifest
 
 
