@@ -101,6 +101,10 @@ class ShardPlan:
         target = rank // self.per_shard if self.per_shard else self.shards
         return target if target < self.shards else None
 
+    def slot(self, target: int | None) -> int:
+        """A target as the repack's rows hold it: :attr:`shards` for a clip left out."""
+        return self.shards if target is None else target
+
     @property
     def task_targets(self) -> int:
         """What the repack tasks divide among them: the shards, and the waiting clips.
@@ -127,9 +131,8 @@ class ShardPlan:
         """
         first = self.bucket_ranks[bucket]
         last = self._bucket_ends[bucket] - 1
-        low, high = (self.target_of(rank) for rank in (first, last))
-        lowest = self.task_of(self.shards if low is None else low, tasks)
-        return range(lowest, self.task_of(self.shards if high is None else high, tasks) + 1)
+        low, high = (self.task_of(self.slot(self.target_of(r)), tasks) for r in (first, last))
+        return range(low, high + 1)
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,7 @@ def with_targets(
         indexes = batch.column("index").to_pylist()
         places = list(zip(shards, indexes, strict=True))
         ranks = [plan.rank(shard, index) for shard, index in places]
-        found = [plan.target(shard, index) for shard, index in places]
-        targets = [plan.shards if t is None else t for t in found]
+        targets = [plan.slot(plan.target(shard, index)) for shard, index in places]
         columns = [
             *batch.columns,
             pa.array(ranks, pa.int64()),
@@ -119,7 +118,6 @@ def placed_rows(
             place = place + 1 if current == group else 0
             group = current
             rank = plan.bucket_ranks[row["bucket"]] + place
-            found = plan.target_of(rank)
-            target = plan.shards if found is None else found
+            target = plan.slot(plan.target_of(rank))
             if plan.task_of(target, tasks) == row["task"]:
                 yield {**row, "rank": rank, "target": target}

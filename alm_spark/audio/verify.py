@@ -122,9 +122,8 @@ class _Members:
         """Note one member: an audio clip's header facts or a clip's JSON."""
         key, extension = _split(member.name)
         previous, self._previous = self._previous, (key, extension)
-        after_audio = previous is not None and previous == (key, previous[1])
-        after_audio = after_audio and previous is not None and previous[1] in AUDIO_EXTENSIONS
-        if self._paired and extension == "json" and not after_audio:
+        follows_audio = previous in {(key, audio) for audio in AUDIO_EXTENSIONS}
+        if self._paired and extension == "json" and not follows_audio:
             self.check.problem(member.name, "not right after its audio member (Lhotse reads "
                                "each clip's audio, then its JSON)")  # fmt: skip
         if not member.isfile():
