@@ -99,7 +99,7 @@ def check_shard(
         return members.check
     facts = members.facts
     if manifest is not None:
-        facts = _manifest_facts(members.check, open_file, manifest)
+        facts = _manifest_facts(members.check, open_file, manifest, shar)
     _match(members.check, members.audio, facts, manifest)
     if shar:
         recordings = {k: v for k, v in members.facts.items() if k not in members.unreadable}
@@ -159,14 +159,13 @@ class _Members:
 
 
 def _manifest_facts(
-    check: ShardCheck, open_file: Callable[[str], BinaryIO], manifest: str
+    check: ShardCheck, open_file: Callable[[str], BinaryIO], manifest: str, gzipped: bool
 ) -> dict[str, dict[str, Any]]:
     """A side file's lines by clip key.
 
-    A NeMo manifest's by the member each names; Shar's cuts (``.gz``) by their id.
+    A NeMo manifest's by the member each names; Shar's cuts (``gzipped``) by their id.
     """
     facts: dict[str, dict[str, Any]] = {}
-    gzipped = manifest.endswith(".gz")
     try:
         with open_file(manifest) as handle:
             data = handle.read()

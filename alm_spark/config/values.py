@@ -144,14 +144,15 @@ def paths(value: Any, name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-_SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.-]*|\*")
+#: A URL scheme's name, lower-cased.
+_SCHEME_NAME = re.compile(r"[a-z][a-z0-9+.-]*")
 
 
 def schemes(value: Any, name: str) -> tuple[str, ...]:
     """URL schemes as :func:`names` reads them, lower-cased; at least one."""
     out = tuple(dict.fromkeys(item.lower() for item in names(value, name)))
     for item in out:
-        if not _SCHEME_NAME.fullmatch(item):
+        if item != "*" and not _SCHEME_NAME.fullmatch(item):
             raise ConfigError(f"{name}: {item!r} is not a URL scheme (letters, digits, + . -)")
     if not out:
         raise ConfigError(f"{name}: name at least one scheme (file: local paths)")
@@ -281,7 +282,7 @@ def storage_options(value: Any, name: str) -> dict[str, dict[str, Any]]:
         )
     out: dict[str, dict[str, Any]] = {}
     for scheme, options in value.items():
-        if not isinstance(scheme, str) or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme.lower()):
+        if not isinstance(scheme, str) or not _SCHEME_NAME.fullmatch(scheme.lower()):
             raise ConfigError(f"{name}: {scheme!r} is not a URL scheme")
         where = f"{name}.{scheme}"
         kept = _options(options, where)

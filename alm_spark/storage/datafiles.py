@@ -52,13 +52,14 @@ def same_store(scheme: str) -> str:
     return _SAME_STORE.get(scheme.lower(), scheme.lower())
 
 
-#: fsspec's names of one store, by the name its options are kept under.
-_STORE_NAMES = {"s3a": "s3", "s3n": "s3", "gcs": "gs", "abfss": "abfs", "az": "abfs"}
+#: fsspec's other names of one store (beyond Hadoop's), by the name its options are kept under.
+_STORE_NAMES = {"gcs": "gs", "abfss": "abfs", "az": "abfs"}
 
 
 def store_of(scheme: str) -> str:
     """The store a scheme opens, as ``audio.storage_options`` keys it (``gcs`` is ``gs``)."""
-    return _STORE_NAMES.get(scheme.lower(), scheme.lower())
+    scheme = same_store(scheme)
+    return _STORE_NAMES.get(scheme, scheme)
 
 
 def _written_scheme(path: str) -> tuple[str, int] | None:
