@@ -18,19 +18,18 @@ GOLDEN = REPO / "tests" / "golden"
 #: Where the golden-file tests read them: ``ALM_SPARK_FIXTURES`` may point at another copy.
 FIXTURES = Path(os.environ.get("ALM_SPARK_FIXTURES") or GOLDEN)
 
-#: Spark's defaults for the JVMs the tests start (spark-submit, the cluster, Connect).
-SPARK_TEST_CONF = REPO / "tests" / "spark-conf"
-#: The standalone daemons' JVM options, for the same reason (spark-class reads them).
-DAEMON_JAVA_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
-
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Every Spark JVM the suite starts, in this process or a child, uses the test defaults.
+    """Every Spark JVM the suite starts, in this process or a child, uses the test
+    settings and, where ``make test`` made it, the class-data archive (tests/jvm.py).
 
-    Only where the environment names no configuration of its own.
+    Only where the environment names no Spark configuration or options of its own.
     """
-    os.environ.setdefault("SPARK_CONF_DIR", str(SPARK_TEST_CONF))
-    os.environ.setdefault("SPARK_DAEMON_JAVA_OPTS", DAEMON_JAVA_OPTIONS)
+    if not any(os.environ.get(name) for name in ("SPARK_CONF_DIR", "SPARK_SUBMIT_OPTS")):
+        from tests.jvm import suite_environment
+
+        for name, value in suite_environment().items():
+            os.environ.setdefault(name, value)
 
 
 #: A small valid entry: two speakers, one 119-second window.
@@ -130,7 +129,6 @@ def spark() -> Iterator[Any]:
         .config("spark.default.parallelism", "2")
         .config("spark.sql.adaptive.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.extraJavaOptions", "-XX:+UseSerialGC -XX:TieredStopAtLevel=1")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel(SPARK_LOG_LEVEL)
