@@ -69,7 +69,10 @@ def archive_path() -> Path | None:
         return None
     jars = Path(pyspark.__file__).resolve().parent / "jars"
     listing = sorted(f"{p.name}:{p.stat().st_size}" for p in jars.glob("*.jar"))
-    key = hashlib.sha256("\n".join([version, str(jars), *listing]).encode()).hexdigest()[:16]
+    # What the archive must match: the Java build, the class path (the empty
+    # configuration directory first, then Spark's jars) and the jars themselves.
+    identity = [version, str(CACHE / "conf"), str(jars), *listing]
+    key = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
     return CACHE / f"spark-{pyspark.__version__}-{key}.jsa"
 
 
