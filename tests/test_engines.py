@@ -145,3 +145,23 @@ def test_an_empty_windows_table_still_has_its_schema(spark, tmp_path: Path) -> N
     assert table.num_rows == 0
     assert table.schema.names[:7] == ["source", "line", "audio_filepath", "swift_audio_filepath",
                                       "audio_sample_rate", "position", "window"]  # fmt: skip
+
+
+def test_each_named_engine_is_imported_only_when_a_run_names_it() -> None:
+    """``spark.engine``'s names are the registry's; the job, the CLI and the fused engine
+    import no pandas (the DataFrame engine's), which took ~0.9 s of every command's start."""
+    import subprocess
+    import sys
+
+    from alm_spark.engines.registry import ENGINE_CLASSES, engine_named
+
+    assert tuple(ENGINE_CLASSES) == ENGINES
+    assert [engine_named(name).name for name in ENGINES] == list(ENGINES)
+    probe = (
+        "import sys, alm_spark.cli, alm_spark.run.job; from alm_spark.engines.registry "
+        "import engine_named; engine_named('fused'); print('pandas' in sys.modules)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert found.stdout.strip() == "False", found.stderr[-2000:]

@@ -12,6 +12,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from alm_spark.engines.transforms import sums_or_zero
 from alm_spark.names import AUDIO_COUNTS, AUDIO_SECONDS
 from alm_spark.rows import KIND_AUDIO_FIGURES, KIND_CLIP, KIND_SHARD, KIND_WAITING
 from alm_spark.storage.fs import FileSystem
@@ -28,8 +29,7 @@ def sum_audio_figures(spark: SparkSession, staged_dir: str) -> dict[str, Any]:
     """The step's figures summed over the committed tasks (one row reaches the driver)."""
     where = escape_glob(f"{staged_dir}/kind={KIND_AUDIO_FIGURES}")
     figures_df = spark.read.schema(AUDIO_FIGURES_SCHEMA).json(where)
-    names = [*AUDIO_COUNTS, *AUDIO_SECONDS]
-    (row,) = figures_df.agg(*(F.coalesce(F.sum(n), F.lit(0)).alias(n) for n in names)).collect()
+    (row,) = figures_df.agg(*sums_or_zero([*AUDIO_COUNTS, *AUDIO_SECONDS])).collect()
     return row.asDict()
 
 

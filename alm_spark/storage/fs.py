@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -173,6 +174,10 @@ def real_location(path: str) -> str:
     return path if local is None else "file:" + os.path.realpath(local)
 
 
+#: A URL's scheme and authority (``s3a://bucket``, ``file:``): the store a path is on.
+_STORE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")
+
+
 class HadoopFileSystem:
     """File operations through the JVM's Hadoop FileSystem (classic Spark only)."""
 
@@ -180,22 +185,31 @@ class HadoopFileSystem:
         """Bind to a classic SparkSession's JVM and Hadoop configuration."""
         self._jvm = spark.sparkContext._jvm
         self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+        self._new_path = self._jvm.org.apache.hadoop.fs.Path
         # LocalFileSystem, or a subclass such as Hive's ProxyLocalFileSystem (pyspark 4.3).
         self._checksummed = self._jvm.java.lang.Class.forName(
             "org.apache.hadoop.fs.ChecksumFileSystem"
         )
+        # Each store's file system, found once: every call to the JVM is a round trip,
+        # and a run's driver makes hundreds of file operations.
+        self._stores: dict[str, Any] = {}
 
     def _path(self, path: str) -> tuple[Any, Any]:
         if "://" not in path and not path.startswith(("/", "file:")) and ":" not in path[:12]:
             # Relative to this process's directory, not the JVM's (a notebook may chdir).
             path = os.path.abspath(path)
-        jpath = self._jvm.org.apache.hadoop.fs.Path(path)
-        fs = jpath.getFileSystem(self._conf)
-        if self._checksummed.isInstance(fs) and fs.getUri().getScheme() == "file":
-            # The checksumming local file system writes a .crc beside every file and
-            # moves it along on rename; its raw file system does neither, so no .crc
-            # reaches an output whatever session (and Hadoop settings) the job was given.
-            fs = fs.getRawFileSystem()
+        jpath = self._new_path(path)
+        store = _STORE.match(path)
+        key = store.group(0) if store else ""  # no scheme: the default file system
+        fs = self._stores.get(key)
+        if fs is None:
+            fs = jpath.getFileSystem(self._conf)
+            if self._checksummed.isInstance(fs) and fs.getUri().getScheme() == "file":
+                # The checksumming local file system writes a .crc beside every file and
+                # moves it along on rename; its raw file system does neither, so no .crc
+                # reaches an output whatever session (and Hadoop settings) the job was given.
+                fs = fs.getRawFileSystem()
+            self._stores[key] = fs
         return jpath, fs
 
     def qualify(self, path: str) -> str:  # noqa: D102
