@@ -154,7 +154,8 @@ def _shuffle_cost(
     The two run alternately, ``rounds`` times each, and the fastest of each counts: this
     VM's speed drifts between runs by more than the repack costs. ``shuffled``: the
     metrics of a shuffled run already made (the format's main job, which shuffles by
-    default), counted as the first round's instead of running another.
+    default), counted as the first round's instead of running another; it ran earlier,
+    so that round is not side by side (``--shuffle-only`` keeps every pair together).
     """
     steps: dict[str, list[float]] = {"shuffled": [], "unshuffled": []}
     repack: list[float] = []

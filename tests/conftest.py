@@ -23,13 +23,14 @@ def pytest_configure(config: pytest.Config) -> None:
     """Every Spark JVM the suite starts, in this process or a child, uses the test
     settings and, where ``make test`` made it, the class-data archive (tests/jvm.py).
 
-    Only where the environment names no Spark configuration or options of its own.
+    Each variable only where the environment does not set it.
     """
-    if not any(os.environ.get(name) for name in ("SPARK_CONF_DIR", "SPARK_SUBMIT_OPTS")):
-        from tests.jvm import suite_environment
+    from tests.jvm import SUITE_VARIABLES, suite_environment
 
+    if not all(os.environ.get(name) for name in SUITE_VARIABLES):
         for name, value in suite_environment().items():
-            os.environ.setdefault(name, value)
+            if not os.environ.get(name):
+                os.environ[name] = value
 
 
 #: A small valid entry: two speakers, one 119-second window.
@@ -120,6 +121,8 @@ def spark() -> Iterator[Any]:
     os.environ["SPARK_TESTING"] = "1"
     from pyspark.sql import SparkSession
 
+    from tests.jvm import JAVA_OPTIONS
+
     session = (
         SparkSession.builder.master("local[2]")
         .appName("alm_spark-tests")
@@ -129,6 +132,7 @@ def spark() -> Iterator[Any]:
         .config("spark.default.parallelism", "2")
         .config("spark.sql.adaptive.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.extraJavaOptions", JAVA_OPTIONS)  # also where the env sets its own
         .getOrCreate()
     )
     session.sparkContext.setLogLevel(SPARK_LOG_LEVEL)

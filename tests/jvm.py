@@ -46,9 +46,11 @@ import sys
 from pyspark import SparkContext
 from alm_spark import cli
 code = cli.main(["run", "-q", f"output.path={sys.argv[1]}", "spark.master=local[2]"])
+if code or SparkContext._gateway is None:
+    sys.exit(code or "no JVM was started")
 jvm = SparkContext._gateway.proc
 jvm.stdin.close()
-sys.exit(code or jvm.wait(timeout=600))
+sys.exit(jvm.wait(timeout=600))
 """
 
 
@@ -68,7 +70,9 @@ def archive_path() -> Path | None:
     except (OSError, subprocess.SubprocessError):
         return None
     jars = Path(pyspark.__file__).resolve().parent / "jars"
-    listing = sorted(f"{p.name}:{p.stat().st_size}" for p in jars.glob("*.jar"))
+    # Java checks each jar's size and time: a reinstalled pyspark needs a new archive.
+    stats = ((p.name, p.stat()) for p in jars.glob("*.jar"))
+    listing = sorted(f"{name}:{stat.st_size}:{stat.st_mtime_ns}" for name, stat in stats)
     # What the archive must match: the Java build, the class path (the empty
     # configuration directory first, then Spark's jars) and the jars themselves.
     identity = [version, str(CACHE / "conf"), str(jars), *listing]
@@ -96,6 +100,10 @@ def submit_options(archive: Path | None) -> str:
     return f'{options} -Dspark.executor.extraJavaOptions="{options}" -Dspark.ui.enabled=false'
 
 
+#: The variables through which the suite's JVMs get these settings.
+SUITE_VARIABLES = ("SPARK_CONF_DIR", "SPARK_SUBMIT_OPTS", "SPARK_DAEMON_JAVA_OPTS")
+
+
 def suite_environment() -> dict[str, str]:
     """The variables that give every JVM the suite starts these settings."""
     archive = archive_path()
@@ -115,19 +123,29 @@ def make_archive() -> tuple[Path | None, str]:
     if archive.is_file():
         return archive, "made before"
     making = archive.with_name(f"{archive.name}.making-{os.getpid()}")
-    dump = f"{submit_options(None)} -XX:ArchiveClassesAtExit={making} {QUIET_CDS}"
+    # Java's notes left on: why an archive could not be written is among them.
+    dump = f"{submit_options(None)} -XX:ArchiveClassesAtExit={making}"
     env = dict(os.environ, SPARK_CONF_DIR=str(empty_conf_dir()), SPARK_SUBMIT_OPTS=dump,
                PYSPARK_PYTHON=sys.executable)  # fmt: skip
     for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
         env.pop(name, None)
     with tempfile.TemporaryDirectory() as work:
-        proc = subprocess.run([sys.executable, "-c", _DUMP_RUN, f"{work}/out"], env=env,
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", _DUMP_RUN, f"{work}/out"], env=env,
+                capture_output=True, text=True, check=False, timeout=900,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            making.unlink(missing_ok=True)
+            return None, "the dump run took over 15 minutes"
     if proc.returncode != 0 or not making.is_file():
         making.unlink(missing_ok=True)
         last = (proc.stderr.strip().splitlines() or ["no archive written"])[-1]
         return None, f"the dump run failed ({last})"
     making.replace(archive)  # whole, or not there: a cut-short archive crashes a JVM
+    for stale in CACHE.glob("spark-*.jsa"):  # ~170 MB each, for a Java or jars now gone
+        if stale != archive:
+            stale.unlink(missing_ok=True)
     return archive, "made"
 
 

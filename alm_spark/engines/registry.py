@@ -19,6 +19,7 @@ ENGINE_CLASSES: dict[str, tuple[str, str]] = {
 
 def engine_named(name: str) -> Engine:
     """The engine ``spark.engine`` names (the setting is checked against ``names.ENGINES``)."""
+    # Imported by name: tests/test_layout.py sees no edge from here to an engine.
     module, cls = ENGINE_CLASSES[name]
     engine: Engine = getattr(importlib.import_module(module), cls)()
     return engine

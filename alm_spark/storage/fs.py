@@ -176,6 +176,8 @@ def real_location(path: str) -> str:
 
 #: A URL's scheme and authority (``s3a://bucket``, ``file:``): the store a path is on.
 _STORE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")
+#: File systems bound to more than a store: each Hadoop archive (``har:``) is its own.
+_PER_PATH_SCHEMES = ("har:",)
 
 
 class HadoopFileSystem:
@@ -202,7 +204,7 @@ class HadoopFileSystem:
         store = _STORE.match(path)
         key = store.group(0) if store else ""  # no scheme: the default file system
         fs = self._stores.get(key)
-        if fs is None:
+        if fs is None or key.lower().startswith(_PER_PATH_SCHEMES):
             fs = jpath.getFileSystem(self._conf)
             if self._checksummed.isInstance(fs) and fs.getUri().getScheme() == "file":
                 # The checksumming local file system writes a .crc beside every file and
