@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from alm_spark.audio.plan import ShardPlan, order_bucket, shuffle_order
 from alm_spark.rows import ORDERED_CLIP, ROUTED_CLIP, TARGETED_CLIP
 from alm_spark.storage.schemas import ORDERED_CLIP_SCHEMA
+from alm_spark.worker import worker_task
 
 
 def with_targets(
@@ -65,7 +66,8 @@ def order_clips(clips_df: DataFrame, seed: int, waiting: bool) -> DataFrame:
         seed: ``audio.seed``.
         waiting: Whether these are clips earlier steps left waiting (ranked first).
     """
-    return clips_df.mapInArrow(partial(with_order, seed=seed, waiting=waiting), ORDERED_CLIP_SCHEMA)
+    order = partial(with_order, seed=seed, waiting=waiting)
+    return clips_df.mapInArrow(worker_task(order), ORDERED_CLIP_SCHEMA)
 
 
 def with_tasks(

@@ -58,6 +58,7 @@ from alm_spark.storage.schemas import (
     ROUTED_CLIP_SCHEMA,
     TARGETED_CLIP_SCHEMA,
 )
+from alm_spark.worker import worker_task
 
 
 def numbered_paths(config: AudioConfig, numbers: range) -> list[str]:
@@ -419,7 +420,7 @@ def repack_clips(
     else:
         route, schema = partial(with_targets, plan=plan, tasks=tasks), TARGETED_CLIP_SCHEMA
         order = ("task", "target", "rank")
-    routed = clips_df.mapInArrow(route, schema)
+    routed = clips_df.mapInArrow(worker_task(route), schema)
     ordered = routed.transform(in_tasks, "task", tasks).sortWithinPartitions(*order)
     repack = partial(repack_clip_batches, config=config, plan=plan, target=target, tasks=tasks)
-    return ordered.mapInArrow(repack, AUDIO_RESULT_SCHEMA)
+    return ordered.mapInArrow(worker_task(repack), AUDIO_RESULT_SCHEMA)

@@ -38,6 +38,7 @@ from alm_spark.storage.schemas import (
     AUDIO_RESULT_ARROW_SCHEMA,
     AUDIO_RESULT_SCHEMA,
 )
+from alm_spark.worker import worker_task
 
 #: Rows gathered before a batch is handed back to Spark.
 BATCH_ROWS = 256
@@ -277,4 +278,4 @@ def cut_audio(
         where=where if isinstance(where, FileNames) else fsspec_url(where),
         progress=progress,
     )
-    return ordered.mapInArrow(cut, AUDIO_RESULT_SCHEMA)
+    return ordered.mapInArrow(worker_task(cut), AUDIO_RESULT_SCHEMA)

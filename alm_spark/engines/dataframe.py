@@ -45,6 +45,7 @@ from alm_spark.engines.numbering import number_lines, split_line_counts
 from alm_spark.engines.results import Counter, LineTask, texts
 from alm_spark.storage.outputs import ResultFiles, writing
 from alm_spark.storage.schemas import RESULT_SCHEMA
+from alm_spark.worker import worker_task
 
 
 def render_joined_batches(
@@ -167,7 +168,7 @@ def dataframe_results(
     if files is not None:
         render = writing(render, files)
     total = sum(lines for _, lines in splits.values())
-    return DataFrameRun(joined_df.mapInArrow(render, RESULT_SCHEMA), total, [built_df])
+    return DataFrameRun(joined_df.mapInArrow(worker_task(render), RESULT_SCHEMA), total, [built_df])
 
 
 class DataFrameEngine:

@@ -60,6 +60,7 @@ from alm_spark.engines.results import Undecodable, texts
 from alm_spark.names import LOSS_COUNTERS
 from alm_spark.storage.fs import filesystem_for
 from alm_spark.storage.io import read_manifest_lines, resolve_manifest_paths
+from alm_spark.worker import ready_worker, worker_task
 
 #: The columns that identify an entry read from files.
 ENTRY_KEY = ("source", "line")
@@ -248,7 +249,7 @@ def parse_manifests(
 
     decode = partial(_decode_batches, arrow_schema=to_arrow_schema(schema), key=key, value=value)
     decoded_df = df.select(*key, F.col(value).cast("string").alias(value)).mapInArrow(
-        decode, schema
+        worker_task(decode), schema
     )
     entries_df = decoded_df.where(F.col("error").isNull()).select(
         *key, *(F.col(f.name) for f in ENTRY_FIELDS)
@@ -335,6 +336,7 @@ def build_entries(
     ]
 
     def build(group: tuple[Any, ...], pdf: pd.DataFrame) -> pd.DataFrame:
+        ready_worker()
         return build_entry(group, pdf, key, builder)
 
     return segments_df.groupBy(*key).applyInPandas(build, StructType(fields))
@@ -393,6 +395,7 @@ def filter_overlaps(
     schema = StructType([*_key_fields(windows_df, key), *KEPT_FIELDS])
 
     def keep(group: tuple[Any, ...], pdf: pd.DataFrame) -> pd.DataFrame:
+        ready_worker()
         return filter_entry(group, pdf, key, overlap)
 
     return windows_df.select(*key, *WINDOW_COLUMNS).groupBy(*key).applyInPandas(keep, schema)

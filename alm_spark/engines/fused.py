@@ -31,6 +31,7 @@ from alm_spark.errors import AlmSparkError
 from alm_spark.rows import KIND_BLOCK
 from alm_spark.storage.outputs import ResultFiles, writing
 from alm_spark.storage.schemas import MANIFEST_LINES_SCHEMA, RESULT_SCHEMA
+from alm_spark.worker import worker_task
 
 #: A split: its file (as Spark names it, URL-encoded) and the byte its block starts at.
 Split = tuple[str, int]
@@ -157,7 +158,9 @@ def map_lines_to_results(
     )
     if files is not None:
         process = writing(process, files)
-    return lines_df.select(*MANIFEST_LINES_SCHEMA.names).mapInArrow(process, RESULT_SCHEMA)
+    return lines_df.select(*MANIFEST_LINES_SCHEMA.names).mapInArrow(
+        worker_task(process), RESULT_SCHEMA
+    )
 
 
 @dataclass

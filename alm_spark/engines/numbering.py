@@ -18,6 +18,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from alm_spark.worker import worker_task
+
 #: Non-blank lines with their place: :func:`number_lines`.
 NUMBERED_LINES_SCHEMA = StructType(
     [
@@ -153,5 +155,5 @@ def number_lines(
     """
     counts = dict(splits) if splits is not None else split_line_counts(lines_df)
     return lines_df.select("source", "block_start", "value").mapInArrow(
-        partial(_number_batches, splits=counts), NUMBERED_LINES_SCHEMA
+        worker_task(partial(_number_batches, splits=counts)), NUMBERED_LINES_SCHEMA
     )

@@ -75,6 +75,7 @@ from alm_spark.storage.io import (
 from alm_spark.storage.outputs import FileNames, ResultFiles, write_empty_table
 from alm_spark.storage.publish import drop_unrecorded
 from alm_spark.storage.steps import InputPlan, split_into_steps
+from alm_spark.worker import worker_task
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def _checksummed(
     rows = [(i.uri, paths[i.uri]) for i in inputs]
     files_df = ctx.spark.createDataFrame(rows, "uri string, path string")
     files_df = files_df.repartition(max(1, min(len(rows), ctx.parallelism() * 2)))
-    hashed_df = files_df.mapInArrow(checksum_batches, "uri string, version string")
+    hashed_df = files_df.mapInArrow(worker_task(checksum_batches), "uri string, version string")
     versions = {row["uri"]: row["version"] for row in hashed_df.collect()}
     return [replace(i, version=versions[i.uri]) for i in inputs]
 

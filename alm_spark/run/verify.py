@@ -27,6 +27,7 @@ from alm_spark.rows import KIND_SHARD, KIND_SHARD_INDEX, VERIFIED
 from alm_spark.storage.commits import CommitLog, CommitLogError
 from alm_spark.storage.datafiles import fsspec_url
 from alm_spark.storage.fs import FileSystem, FsspecFileSystem, join
+from alm_spark.worker import worker_task
 
 
 @dataclass(frozen=True)
@@ -287,9 +288,11 @@ def _checked_on_spark(
     )
     rows = [(s.path, s.manifest, s.indexed) for s in shards]
     shards_df = spark.createDataFrame(rows, schema)
-    check = partial(check_shard_batches, output=output, decode=checks.decode)
+    check = worker_task(partial(check_shard_batches, output=output, decode=checks.decode))
     most = checks.max_problems
-    found_df = shards_df.repartition(len(shards)).mapInArrow(check, VERIFIED.spark_schema())
+    found_df = shards_df.repartition(len(shards)).mapInArrow(
+        worker_task(check), VERIFIED.spark_schema()
+    )
     found_df = found_df.persist()
     try:
         (sums,) = (

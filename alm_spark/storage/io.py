@@ -35,6 +35,7 @@ from alm_spark.storage.fs import (
     parent_and_name,
 )
 from alm_spark.storage.outputs import FileNames, write_line_batches
+from alm_spark.worker import worker_task
 
 log = logging.getLogger(__name__)
 
@@ -361,5 +362,5 @@ def write_text_in_place(
         One :data:`~alm_spark.rows.DATA_FILE` dict per file (one small row per task).
     """
     write = partial(write_line_batches, where=where, codec=codec, holds=holds)
-    files_df = lines_df.mapInArrow(write, DATA_FILE.spark_schema())
+    files_df = lines_df.mapInArrow(worker_task(write), DATA_FILE.spark_schema())
     return [row.asDict() for row in files_df.collect()]
