@@ -120,8 +120,11 @@ test-spark-lines: $(SPARK_LINES:%=test-spark-%)
 jvm-archive: $(STAMP) java-check
 	@$(BIN)/python -m tests.jvm
 
-# The packaging tests install from the wheelhouse: built first when missing.
-test: $(STAMP) java-check lint $(WHEELHOUSE)/.built jvm-archive
+# The packaging tests install from the wheelhouse: built first when missing. Lint, the
+# wheelhouse and the class-data archive do not depend on each other, so they are made side
+# by side (each one's console kept whole), then the suite runs.
+test: $(STAMP) java-check
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint $(WHEELHOUSE)/.built jvm-archive
 	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 quick: $(STAMP) java-check lint jvm-archive

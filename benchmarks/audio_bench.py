@@ -42,6 +42,7 @@ from bench import BIN, MASTER, machine, measure  # noqa: E402
 
 from alm_spark.testing.audiogen import write_audio  # noqa: E402
 from alm_spark.testing.datagen import generate, write_jsonl  # noqa: E402
+from alm_spark.testing.processes import spark_child_env  # noqa: E402
 
 RATE, CHANNELS, CORES = 44100, 2, 2
 
@@ -75,10 +76,7 @@ def ensure_data(fmt: str, profile: str, entries: int) -> Path:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
-    return env
+    return spark_child_env()
 
 
 def _run_job(manifest: Path, out: Path, *overrides: str) -> tuple[dict[str, Any], Any]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alm_spark.run.launch import PARENT_SESSION_VARIABLES
+
 LOOPBACK = "127.0.0.1"
 EXECUTOR_CLASS = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
 
@@ -48,12 +50,7 @@ def free_port() -> int:
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a Spark JVM or spark-submit: loopback only, no parent session."""
     env = dict(os.environ)
-    for name in (
-        "PYSPARK_GATEWAY_PORT",
-        "PYSPARK_GATEWAY_SECRET",
-        "SPARK_ENV_LOADED",
-        "SPARK_REMOTE",
-    ):
+    for name in (*PARENT_SESSION_VARIABLES, "SPARK_REMOTE"):
         env.pop(name, None)
     env.update(
         SPARK_HOME=str(spark_home()),

@@ -29,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from alm_spark.testing.processes import spark_child_env
+
 REPO = Path(__file__).resolve().parent.parent
 #: The archives and the empty configuration directory (``make clean`` removes them).
 CACHE = REPO / ".cache" / "jvm"
@@ -125,10 +127,7 @@ def make_archive() -> tuple[Path | None, str]:
     making = archive.with_name(f"{archive.name}.making-{os.getpid()}")
     # Java's notes left on: why an archive could not be written is among them.
     dump = f"{submit_options(None)} -XX:ArchiveClassesAtExit={making}"
-    env = dict(os.environ, SPARK_CONF_DIR=str(empty_conf_dir()), SPARK_SUBMIT_OPTS=dump,
-               PYSPARK_PYTHON=sys.executable)  # fmt: skip
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
+    env = spark_child_env(SPARK_CONF_DIR=str(empty_conf_dir()), SPARK_SUBMIT_OPTS=dump)
     with tempfile.TemporaryDirectory() as work:
         try:
             proc = subprocess.run(

@@ -25,6 +25,7 @@ from alm_spark.storage.fs import FsspecFileSystem
 from alm_spark.testing.audiogen import signal, write_audio
 from alm_spark.testing.compare import iter_jsonl
 from alm_spark.testing.layout import OWN, output_problems
+from alm_spark.testing.processes import spark_child_env
 from tests.conftest import write_jsonl
 
 #: Small windows, so a short recording gives several.
@@ -391,9 +392,7 @@ def test_a_run_killed_while_cutting_audio_leaves_the_old_output(run_cli, tmp_pat
         entries.append(json.dumps(_entry(f"audio/{k}.flac", 300.0)))
     source = write_jsonl(folder / "m.jsonl", entries)
     out = tmp_path / "out"
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
+    env = spark_child_env()
     command = [
         str(Path(sys.executable).parent / "alm-spark"), "run", "-q",
         f"input.manifest_path={source}", f"output.path={out}", "spark.master=local[2]",
@@ -756,9 +755,7 @@ def test_numbered_shards_of_a_killed_step_are_deleted_by_the_next_run(
         f"input.manifest_path={folder}", f"output.path={out}", "audio.enabled=true",
         "audio.format=nemo", "audio.shard_max_clips=2", "output.step_files=1", *WINDOW_SETTINGS,
     ]  # fmt: skip
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
+    env = spark_child_env()
     command = [str(Path(sys.executable).parent / "alm-spark"), "run", "-q", *settings]
     proc = subprocess.Popen(
         [*command, "spark.master=local[2]"], env={**env, CRASH_ENV: "before_record:2"},
@@ -871,9 +868,7 @@ def test_a_run_killed_at_each_named_point_is_finished_by_update(
     assert (expected["audio"]["shards"], expected["audio"]["clips_per_shard"]) == (2, 2)
     assert expected["audio"]["clips_lost"]["equal_shards"] == 2
     assert run_cli(command(old, old_out)).code == 0
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
+    env = spark_child_env()
     binary = str(Path(sys.executable).parent / "alm-spark")
     points = ("after_data_write", "after_data_write:2", "before_record", "before_record:2",
               "between_records", "during_cleanup")  # fmt: skip

@@ -18,16 +18,14 @@ from alm_spark.storage.fs import FsspecFileSystem
 from alm_spark.testing.compare import compare_paths, iter_jsonl
 from alm_spark.testing.datagen import generate, write_jsonl
 from alm_spark.testing.layout import output_problems
+from alm_spark.testing.processes import spark_child_env
 
 BIN = Path(sys.executable).parent
 KILL_AFTER = (2.0, 6.0, 8.5, 10.5)
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
-    return env
+    return spark_child_env()
 
 
 def _command(source: Path, out: Path) -> list[str]:

@@ -28,6 +28,7 @@ from alm_spark.run.failures import (
 )
 from alm_spark.run.job import run_pipeline
 from alm_spark.storage.publish import check_output_parent
+from alm_spark.testing.processes import spark_child_env
 from tests.conftest import TWO_SPEAKER_ENTRY
 
 BIN = Path(sys.executable).parent
@@ -280,11 +281,7 @@ def test_a_damaged_gz_names_the_file_and_keeps_the_old_output(spark, tmp_path: P
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
-        env.pop(name, None)
-    env.update(extra)
-    return env
+    return spark_child_env(**extra)
 
 
 def _cli_run(source: Path, out: Path, env: dict[str, str] | None = None, *extra: str):

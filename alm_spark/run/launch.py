@@ -23,6 +23,10 @@ from typing import NoReturn
 
 from alm_spark.errors import ConfigError
 
+#: What a Python process holding a session exports for its JVM: a spark-submit started from
+#: it must not inherit them (it would attach to that JVM, or skip ``spark-env.sh``).
+PARENT_SESSION_VARIABLES = ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED")
+
 #: Files shipped in the package for cluster jobs, by the name ``alm-spark paths`` uses.
 SHIPPED_FILES = {
     "entry": "alm_pipeline.py",  # the spark-submit entry script (jobs/alm_pipeline.py)
@@ -98,7 +102,7 @@ def submit_command(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     config = load_config(parsed.config, parsed.overrides)
     home = spark_home()
     env = dict(os.environ, SPARK_HOME=str(home))
-    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_ENV_LOADED"):
+    for name in PARENT_SESSION_VARIABLES:
         env.pop(name, None)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if not _has_conf(options, "spark.pyspark.python"):

@@ -290,9 +290,7 @@ def _checked_on_spark(
     shards_df = spark.createDataFrame(rows, schema)
     check = worker_task(partial(check_shard_batches, output=output, decode=checks.decode))
     most = checks.max_problems
-    found_df = shards_df.repartition(len(shards)).mapInArrow(
-        worker_task(check), VERIFIED.spark_schema()
-    )
+    found_df = shards_df.repartition(len(shards)).mapInArrow(check, VERIFIED.spark_schema())
     found_df = found_df.persist()
     try:
         (sums,) = (
