@@ -120,17 +120,21 @@ test-spark-lines: $(SPARK_LINES:%=test-spark-%)
 jvm-archive: $(STAMP) java-check
 	@$(BIN)/python -m tests.jvm
 
-# The packaging tests install from the wheelhouse: built first when missing. Lint, the
-# wheelhouse and the class-data archive do not depend on each other, so they are made side
-# by side (each one's console kept whole), then the suite runs.
+# What a suite needs first (lint, the wheelhouse, the class-data archive) does not depend on
+# each other: made side by side, each one's console kept whole, then the suite runs.
+SIDE_BY_SIDE := $(MAKE) --no-print-directory -j3 --output-sync=target
+
+# The packaging tests install from the wheelhouse: built first when missing.
 test: $(STAMP) java-check
-	@$(MAKE) --no-print-directory -j3 --output-sync=target lint $(WHEELHOUSE)/.built jvm-archive
+	@$(SIDE_BY_SIDE) lint $(WHEELHOUSE)/.built jvm-archive
 	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
-quick: $(STAMP) java-check lint jvm-archive
+quick: $(STAMP) java-check
+	@$(SIDE_BY_SIDE) lint jvm-archive
 	$(BIN)/python -m pytest -m "not ($(SLOW_MARKS))" $(XDIST) $(PYTEST_ARGS)
 
-test-slow: $(STAMP) java-check $(WHEELHOUSE)/.built jvm-archive
+test-slow: $(STAMP) java-check
+	@$(SIDE_BY_SIDE) $(WHEELHOUSE)/.built jvm-archive
 	ALM_SPARK_WHEELHOUSE=$(WHEELHOUSE) $(BIN)/python -m pytest -m "$(SLOW_MARKS)" $(XDIST) $(PYTEST_ARGS)
 
 test-all: test
