@@ -75,16 +75,12 @@ def ensure_data(fmt: str, profile: str, entries: int) -> Path:
     return manifest
 
 
-def _env() -> dict[str, str]:
-    return spark_child_env()
-
-
 def _run_job(manifest: Path, out: Path, *overrides: str) -> tuple[dict[str, Any], Any]:
     """``alm-spark run`` with audio on, measured from outside; the figures and metrics."""
     job = measure(
         [str(BIN / "alm-spark"), "run", "--quiet", f"input.manifest_path={manifest}",
          f"output.path={out}", f"spark.master={MASTER}", "audio.enabled=true", *overrides],
-        _env(),
+        spark_child_env(),
     )  # fmt: skip
     if job["returncode"] != 0:
         raise SystemExit(f"job failed ({' '.join(overrides)}):\n{job['stderr'][-3000:]}")
@@ -101,7 +97,7 @@ def run_format(
     audio, timings = metrics["audio"], metrics["run"]["timings"]
     plain = measure(
         [sys.executable, str(HERE / "audio_plain.py"), str(out / "_windows"), str(manifest.parent)],
-        _env(),
+        spark_child_env(),
     )
     if plain["returncode"] != 0:
         raise SystemExit(f"plain script failed on {fmt}:\n{plain['stderr'][-3000:]}")

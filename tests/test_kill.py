@@ -24,10 +24,6 @@ BIN = Path(sys.executable).parent
 KILL_AFTER = (2.0, 6.0, 8.5, 10.5)
 
 
-def _env() -> dict[str, str]:
-    return spark_child_env()
-
-
 def _command(source: Path, out: Path) -> list[str]:
     return [str(BIN / "alm-spark"), "run", "-q", f"input.manifest_path={source}",
             f"output.path={out}", "spark.master=local[2]"]  # fmt: skip
@@ -80,7 +76,7 @@ def test_sigkill_never_leaves_a_mixed_output(run_cli, tmp_path: Path) -> None:
     seen = set()
     for delay in KILL_AFTER:
         proc = subprocess.Popen(
-            _command(source, out), env=_env(), start_new_session=True,
+            _command(source, out), env=spark_child_env(), start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(delay)

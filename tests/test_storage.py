@@ -280,16 +280,12 @@ def test_a_damaged_gz_names_the_file_and_keeps_the_old_output(spark, tmp_path: P
         bad.unlink()
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return spark_child_env(**extra)
-
-
 def _cli_run(source: Path, out: Path, env: dict[str, str] | None = None, *extra: str):
     command = [str(BIN / "alm-spark"), "run", "-q", f"input.manifest_path={source}",
                f"output.path={out}", "spark.master=local[2]", *extra]  # fmt: skip
     return subprocess.run(
-        command, env=env or _env(), capture_output=True, text=True, timeout=300, check=False,
-        cwd=out.parent,
+        command, env=env or spark_child_env(), capture_output=True, text=True, timeout=300,
+        check=False, cwd=out.parent,
     )  # fmt: skip
 
 
@@ -332,7 +328,7 @@ def test_cli_shows_a_python_worker_error(tmp_path: Path) -> None:
         pytest.skip("no interpreter without alm_spark to run the workers with")
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps(TWO_SPEAKER_ENTRY) + "\n")
-    proc = _cli_run(source, tmp_path / "out", _env(PYSPARK_PYTHON=other), "--debug")
+    proc = _cli_run(source, tmp_path / "out", spark_child_env(PYSPARK_PYTHON=other), "--debug")
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr  # --debug shows it
     assert HINT not in proc.stderr
