@@ -25,10 +25,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from audio_bench import _env, _run_job, audio_arguments, ensure_data  # noqa: E402
+from audio_bench import _run_job, audio_arguments, ensure_data  # noqa: E402
 from bench import BIN, machine, measure  # noqa: E402
 
 from alm_spark.audio.cut import READ_AHEAD  # noqa: E402
+from alm_spark.testing.processes import spark_child_env  # noqa: E402
 from tests.s3server import BUCKET, s3_server  # noqa: E402
 
 
@@ -93,7 +94,8 @@ def verify_throughput(output: Path) -> dict[str, Any]:
     hours = json.loads((output / "_metrics.json").read_text())["audio"]["hours_written"]
     found = {"hours": round(hours, 4)}
     for name, more in (("headers", []), ("decode", ["--decode"])):
-        run = measure([str(BIN / "alm-spark"), "verify", str(output), "--local", *more], _env())
+        command = [str(BIN / "alm-spark"), "verify", str(output), "--local", *more]
+        run = measure(command, spark_child_env())
         if run["returncode"] != 0:
             raise SystemExit(f"verify failed:\n{run['stdout'][-2000:]}{run['stderr'][-2000:]}")
         found[name] = {
